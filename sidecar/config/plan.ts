@@ -1,0 +1,106 @@
+/**
+ * The resolved plan: what the sidecar runs after the YAML was validated and every reference
+ * resolved. Everything the request path needs is computed here once, never per request.
+ */
+import type { Secret } from './secret.ts';
+
+export type ProviderKind = 'openai' | 'anthropic';
+
+/** How the upstream request is authenticated. */
+export type AuthPlan =
+  | { kind: 'static'; header: string; prefix: string; token: Secret; source: 'SecretRef' | 'Inline'; secretName?: string }
+  | { kind: 'passthrough'; header: string; prefix: string };
+
+export interface Timeouts {
+  /** TCP + TLS connect. */
+  connectMs: number;
+  /** Non-streamed: until the whole answer arrived. */
+  responseMs: number;
+  /** Streamed: until the first chunk that carries content. */
+  firstTokenMs: number;
+  /** Streamed: the longest silence between two chunks once the stream runs. */
+  streamIdleMs: number;
+}
+
+export interface FailoverSettings {
+  timeouts: Timeouts;
+  /** The whole request, every attempt included. */
+  requestDeadlineMs: number;
+  /** 0 = every candidate once. */
+  maxAttempts: number;
+  cooldownAfterFailureMs: number;
+  cooldownAfterAuthFailureMs: number;
+  maxRetryAfterMs: number;
+  maxResponseBytes: number;
+}
+
+/** One model a request can be sent to: a provider entry of a priority group. */
+export interface ModelTarget {
+  /** The provider entry's name, unique within its Backend (e.g. "openai-gpt-4o"). */
+  name: string;
+  /** "<namespace>/<backend>/<name>": unique across the whole plan. */
+  key: string;
+  backend: string;
+  /** 0-based priority group index (0 = highest priority). */
+  group: number;
+  provider: ProviderKind;
+  /** The model to ask for; undefined = the client's `model` is sent as is (kgateway semantics). */
+  model: string | undefined;
+  origin: string;
+  path: string;
+  auth: AuthPlan;
+  /** Anthropic's `anthropic-version`. */
+  apiVersion?: string;
+  timeouts: Timeouts;
+}
+
+export interface BackendPlan {
+  name: string;
+  namespace: string;
+  groups: ModelTarget[][];
+  settings: FailoverSettings;
+}
+
+export interface RoutePlan {
+  match: { type: 'PathPrefix' | 'Exact' | 'RegularExpression'; value: string };
+  backend: BackendPlan;
+  /** Where the rule came from, for /status and error messages. */
+  source: string;
+}
+
+export interface ServerSettings {
+  listen: string;
+  admin: string;
+  maxBodyBytes: number;
+  drainGraceMs: number;
+  logLevel: string;
+}
+
+export interface Plan {
+  backends: BackendPlan[];
+  /** HTTPRoute rules, then the default `/v1/chat/completions` route to the first Backend. */
+  routes: RoutePlan[];
+  server: ServerSettings;
+}
+
+export const DEFAULT_SERVER: ServerSettings = {
+  listen: '127.0.0.1:8080',
+  admin: '127.0.0.1:15000',
+  maxBodyBytes: 32 * 1024 * 1024,
+  drainGraceMs: 25_000,
+  logLevel: 'info',
+};
+
+export const DEFAULT_FAILOVER: FailoverSettings = {
+  timeouts: { connectMs: 5_000, responseMs: 300_000, firstTokenMs: 30_000, streamIdleMs: 30_000 },
+  requestDeadlineMs: 600_000,
+  maxAttempts: 0,
+  cooldownAfterFailureMs: 10_000,
+  cooldownAfterAuthFailureMs: 60_000,
+  maxRetryAfterMs: 300_000,
+  maxResponseBytes: 8 * 1024 * 1024,
+};
+
+export function allModels(backend: BackendPlan): ModelTarget[] {
+  return backend.groups.flat();
+}

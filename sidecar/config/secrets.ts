@@ -1,0 +1,44 @@
+/**
+ * SecretRef resolution. A Kubernetes Secret mounted as a folder is read from
+ * `<secretsDir>/<secret-name>/Authorization` (the key kgateway users already put in these Secrets,
+ * holding `Bearer sk-...`). For local runs, an environment variable named after the secret works
+ * too: `openai-secret` -> `OPENAI_SECRET` (upper case, every non-alphanumeric character as `_`).
+ */
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { Secret } from './secret.ts';
+
+export const DEFAULT_SECRETS_DIR = '/var/run/secrets/llm-failover';
+export const SECRET_KEY = 'Authorization';
+
+export function secretEnvName(secretName: string): string {
+  return secretName.toUpperCase().replace(/[^A-Z0-9]/g, '_');
+}
+
+/** The bare token: a leading "Bearer " in the stored value is removed (providers differ in how they send it). */
+export function tokenFromStoredValue(raw: string): string {
+  const value = raw.trim();
+  return /^bearer\s+/i.test(value) ? value.replace(/^bearer\s+/i, '') : value;
+}
+
+export type SecretLookup = { ok: true; secret: Secret; source: string } | { ok: false; tried: string[] };
+
+export function resolveSecret(
+  secretName: string,
+  secretsDir: string,
+  env: NodeJS.ProcessEnv = process.env,
+): SecretLookup {
+  const file = join(secretsDir, secretName, SECRET_KEY);
+  try {
+    const token = tokenFromStoredValue(readFileSync(file, 'utf8'));
+    if (token) return { ok: true, secret: new Secret(token), source: file };
+  } catch {
+    // not mounted: fall through to the environment
+  }
+  const envName = secretEnvName(secretName);
+  const fromEnv = env[envName];
+  if (fromEnv && tokenFromStoredValue(fromEnv)) {
+    return { ok: true, secret: new Secret(tokenFromStoredValue(fromEnv)), source: `env ${envName}` };
+  }
+  return { ok: false, tried: [file, `env ${envName}`] };
+}

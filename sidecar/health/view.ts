@@ -1,0 +1,123 @@
+/**
+ * One view of every model's health. Passive checks (the outcomes of real requests), cooldowns,
+ * and later probes and breakers write it; selection reads it. Every change is published on
+ * the event stream as a `health` event, so telemetry never has to be called from here.
+ */
+import type { ModelTarget } from '../config/plan.ts';
+import type { Events } from '../observe/events.ts';
+import { type HealthState, isUsable } from './state.ts';
+
+export interface ModelHealth {
+  state: HealthState;
+  since: number;
+  cause: string;
+  /** When a timed state (cooling, or unhealthy without probes) ends by itself. */
+  until?: number;
+  lastStatus?: number;
+  lastError?: string;
+  lastSuccessAt?: number;
+  lastFailureAt?: number;
+  successes: number;
+  failures: number;
+}
+
+export interface SetOptions {
+  until?: number;
+  status?: number;
+  error?: string;
+}
+
+export class HealthView {
+  readonly #events: Events;
+  readonly #models = new Map<string, { target: ModelTarget; health: ModelHealth; timer?: NodeJS.Timeout }>();
+  readonly #now: () => number;
+
+  constructor(events: Events, models: ModelTarget[], now: () => number = Date.now) {
+    this.#events = events;
+    this.#now = now;
+    const at = now();
+    for (const target of models) {
+      this.#models.set(target.key, { target, health: { state: 'healthy', since: at, cause: 'start', successes: 0, failures: 0 } });
+    }
+  }
+
+  get(model: ModelTarget): ModelHealth {
+    return this.#entry(model).health;
+  }
+
+  state(model: ModelTarget): HealthState {
+    return this.#entry(model).health.state;
+  }
+
+  isUsable(model: ModelTarget): boolean {
+    return isUsable(this.#entry(model).health.state);
+  }
+
+  /** Moves a model to a state. A timed state (options.until) returns to healthy by itself when it ends. */
+  set(model: ModelTarget, state: HealthState, cause: string, options: SetOptions = {}): void {
+    const entry = this.#entry(model);
+    const h = entry.health;
+    const now = this.#now();
+    if (options.status !== undefined) h.lastStatus = options.status;
+    if (options.error !== undefined) h.lastError = options.error;
+    if (entry.timer) {
+      clearTimeout(entry.timer);
+      entry.timer = undefined;
+    }
+    h.until = options.until;
+    if (options.until !== undefined) {
+      entry.timer = setTimeout(() => {
+        entry.timer = undefined;
+        if (entry.health.until !== undefined && entry.health.until <= this.#now()) this.set(model, 'healthy', `${entry.health.state} ended`);
+      }, Math.max(0, options.until - now));
+      entry.timer.unref();
+    }
+    if (h.state === state) {
+      h.cause = cause;
+      return;
+    }
+    const from = h.state;
+    h.state = state;
+    h.since = now;
+    h.cause = cause;
+    this.#events.emit('health', { model, from, to: state, cause, until: options.until, at: now });
+  }
+
+  recordSuccess(model: ModelTarget): void {
+    const h = this.#entry(model).health;
+    h.successes++;
+    h.lastSuccessAt = this.#now();
+  }
+
+  recordFailure(model: ModelTarget, status: number | undefined, error: string): void {
+    const h = this.#entry(model).health;
+    h.failures++;
+    h.lastFailureAt = this.#now();
+    h.lastStatus = status;
+    h.lastError = error;
+  }
+
+  /** The earliest moment one of these models is expected back, for a 503's Retry-After. */
+  earliestRecovery(models: Iterable<ModelTarget>): number | undefined {
+    let earliest: number | undefined;
+    for (const m of models) {
+      const until = this.#entry(m).health.until;
+      if (until !== undefined && (earliest === undefined || until < earliest)) earliest = until;
+    }
+    return earliest;
+  }
+
+  models(): ModelTarget[] {
+    return [...this.#models.values()].map((e) => e.target);
+  }
+
+  close(): void {
+    for (const entry of this.#models.values()) if (entry.timer) clearTimeout(entry.timer);
+  }
+
+  #entry(model: ModelTarget) {
+    const entry = this.#models.get(model.key);
+    if (!entry) throw new Error(`unknown model ${model.key}`);
+    return entry;
+  }
+}

@@ -1,0 +1,122 @@
+/**
+ * Wiring: a Plan in, a running sidecar out. The pieces compose here and nowhere else:
+ * health view <- passive health; balancer reads health; failover runs attempts through pools
+ * and translators; the event stream feeds logs.
+ */
+import { once } from 'node:events';
+import type { AddressInfo } from 'node:net';
+import type { Logger } from 'pino';
+import { allModels, type Plan, type ProviderKind } from './config/plan.ts';
+import { ConfigError, type Problem } from './config/problems.ts';
+import { PassiveHealth } from './health/passive.ts';
+import { HealthView } from './health/view.ts';
+import { Events } from './observe/events.ts';
+import { createLogger, logEvents } from './observe/log.ts';
+import type { FailoverDeps } from './retry/failover.ts';
+import { Balancer } from './select/balancer.ts';
+import { Pools } from './send/pools.ts';
+import { createAdminServer } from './server/admin.ts';
+import { createHandler, type HandlerState } from './server/handler.ts';
+import { createDualServer, isLoopback, parseHostPort } from './server/listen.ts';
+import { createRouter } from './server/routes.ts';
+import { ADAPTERS } from './translate/index.ts';
+import type { ProviderAdapter } from './translate/provider.ts';
+
+export interface StartOptions {
+  plan: Plan;
+  logger?: Logger;
+}
+
+export interface Sidecar {
+  /** http://host:port of the proxy. */
+  url: string;
+  adminUrl: string;
+  plan: Plan;
+  events: Events;
+  health: HealthView;
+  logger: Logger;
+  inFlight(): number;
+  /** Stop accepting, let in-flight requests finish within graceMs, then close everything. */
+  drain(graceMs?: number): Promise<void>;
+  /** Close everything now. */
+  close(): Promise<void>;
+}
+
+export function adaptersFor(plan: Plan): Record<ProviderKind, ProviderAdapter> {
+  const problems: Problem[] = [];
+  for (const b of plan.backends) {
+    for (const m of allModels(b)) {
+      if (!ADAPTERS[m.provider]) problems.push({ file: '(configuration)', document: `Backend/${b.name}`, path: m.name, message: `provider "${m.provider}" is not served yet` });
+    }
+  }
+  if (problems.length > 0) throw new ConfigError(problems);
+  return ADAPTERS as Record<ProviderKind, ProviderAdapter>;
+}
+
+export async function startSidecar(options: StartOptions): Promise<Sidecar> {
+  const { plan } = options;
+  const logger = options.logger ?? createLogger(plan.server.logLevel);
+  const adapters = adaptersFor(plan);
+  const models = plan.backends.flatMap(allModels);
+  const events = new Events();
+  const health = new HealthView(events, models);
+  const passive = new PassiveHealth(health);
+  const pools = new Pools(models);
+  logEvents(events, logger);
+
+  const deps: FailoverDeps = { balancer: new Balancer(health), health, passive, pools, events, adapters };
+  const state: HandlerState = {
+    router: createRouter(plan.routes),
+    deps,
+    maxBodyBytes: plan.server.maxBodyBytes,
+    draining: false,
+    inFlight: 0,
+    onError: (err) => logger.error({ err: err instanceof Error ? { name: err.name, message: err.message, stack: err.stack } : String(err) }, 'request handler failed'),
+  };
+  const server = createDualServer(createHandler(state));
+  let ready = false;
+  const admin = createAdminServer({ ready: () => ready && !state.draining, backends: () => plan.backends, health: () => health });
+
+  const listen = parseHostPort(plan.server.listen);
+  const adminAt = parseHostPort(plan.server.admin);
+  server.net.listen(listen.port, listen.host);
+  admin.listen(adminAt.port, adminAt.host);
+  await Promise.all([once(server.net, 'listening'), once(admin, 'listening')]);
+  ready = true;
+  const addr = server.net.address() as AddressInfo;
+  const adminAddr = admin.address() as AddressInfo;
+  const host = (a: AddressInfo) => (a.family === 'IPv6' ? `[${a.address}]` : a.address);
+  if (!isLoopback(listen.host)) logger.warn({ listen: plan.server.listen }, 'the proxy port is not on loopback: anyone who reaches it spends the API keys');
+  logger.info({ listen: `${host(addr)}:${addr.port}`, admin: `${host(adminAddr)}:${adminAddr.port}`, backends: plan.backends.map((b) => b.name) }, 'sidecar ready');
+
+  let closed = false;
+  const close = async () => {
+    if (closed) return;
+    closed = true;
+    server.stopAccepting();
+    server.destroyAll();
+    admin.closeAllConnections();
+    admin.close();
+    health.close();
+    await pools.close();
+  };
+
+  return {
+    url: `http://${host(addr)}:${addr.port}`,
+    adminUrl: `http://${host(adminAddr)}:${adminAddr.port}`,
+    plan,
+    events,
+    health,
+    logger,
+    inFlight: () => state.inFlight,
+    async drain(graceMs = plan.server.drainGraceMs) {
+      state.draining = true;
+      server.stopAccepting();
+      const deadline = Date.now() + graceMs;
+      while (state.inFlight > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+      if (state.inFlight > 0) logger.warn({ inFlight: state.inFlight }, 'drain grace period ended with requests still in flight');
+      await close();
+    },
+    close,
+  };
+}

@@ -1,0 +1,37 @@
+/**
+ * Structured JSON logs (pino), fed by the event stream: one line per request with its switch
+ * story, one per switch, one per health transition. Secrets cannot reach them: model targets
+ * are logged by name, and tokens are Secret objects that serialise as "[redacted]".
+ */
+import { pino, type Logger } from 'pino';
+import type { Events } from './events.ts';
+
+export function createLogger(level: string, destination: NodeJS.WritableStream = process.stdout): Logger {
+  return pino(
+    {
+      level,
+      base: { service: 'llm-failover-sidecar' },
+      timestamp: pino.stdTimeFunctions.isoTime,
+      formatters: { level: (label) => ({ level: label }) },
+      redact: { paths: ['*.authorization', '*.Authorization', '*["x-api-key"]', '*.token', '*.inline'], censor: '[redacted]' },
+    },
+    destination as pino.DestinationStream,
+  );
+}
+
+export function logEvents(events: Events, log: Logger): void {
+  events.on('switch', (e) => {
+    log.warn({ event: 'switch', requestId: e.requestId, from: e.from.name, to: e.to.name, reason: e.reason, status: e.status }, `switch ${e.from.name} -> ${e.to.name} (${e.reason}${e.status ? ` ${e.status}` : ''})`);
+  });
+  events.on('health', (e) => {
+    const level = e.to === 'healthy' ? 'info' : 'warn';
+    log[level]({ event: 'health', model: e.model.name, backend: e.model.backend, from: e.from, to: e.to, cause: e.cause, until: e.until ? new Date(e.until).toISOString() : undefined }, `model ${e.model.name} ${e.from} -> ${e.to}: ${e.cause}`);
+  });
+  events.on('request', (e) => {
+    if (!log.isLevelEnabled('info')) return;
+    log.info(
+      { event: 'request', requestId: e.requestId, route: e.route, stream: e.stream, status: e.status, outcome: e.outcome, servedBy: e.servedBy, attempts: e.attempts, durationMs: Math.round(e.durationMs) },
+      'request',
+    );
+  });
+}

@@ -1,0 +1,147 @@
+/**
+ * Failover inside one request: ask selection for a model, run an attempt, and on a failure that
+ * sent nothing to the client move on to the next candidate, within the attempt budget and the
+ * request's deadline. Each switch and the request's whole story go out as events.
+ */
+import type { BackendPlan, ModelTarget } from '../config/plan.ts';
+import type { PassiveHealth } from '../health/passive.ts';
+import type { HealthView } from '../health/view.ts';
+import type { AttemptRecord, Events, RequestEvent } from '../observe/events.ts';
+import type { Balancer } from '../select/balancer.ts';
+import { AttemptAbort } from '../send/abort.ts';
+import { type AttemptOutcome, runAttempt } from '../send/attempt.ts';
+import type { Pools } from '../send/pools.ts';
+import { errorReply, type ErrorReply } from '../server/errors.ts';
+import type { ClientSink } from '../server/sink.ts';
+import type { ChatRequest, ProviderAdapter } from '../translate/provider.ts';
+import type { Failure } from './failure.ts';
+
+export interface FailoverDeps {
+  balancer: Balancer;
+  health: HealthView;
+  passive: PassiveHealth;
+  pools: Pools;
+  events: Events;
+  adapters: Record<ModelTarget['provider'], ProviderAdapter>;
+  /** Lets the health view cancel attempts on a model it marks down (see InFlight). */
+  inFlight?: { track(model: ModelTarget, controller: AbortController): () => void };
+}
+
+export interface FailoverRequest {
+  requestId: string;
+  route: string;
+  backend: BackendPlan;
+  req: ChatRequest;
+  sink: ClientSink;
+  /** Aborts when the client goes away. */
+  signal: AbortSignal;
+}
+
+/** Serves the request; returns an error to send when no model could (nothing was sent yet). */
+export async function serveWithFailover(deps: FailoverDeps, r: FailoverRequest): Promise<ErrorReply | undefined> {
+  const started = performance.now();
+  const settings = r.backend.settings;
+  const deadline = started + settings.requestDeadlineMs;
+  const maxAttempts = settings.maxAttempts > 0 ? settings.maxAttempts : Number.POSITIVE_INFINITY;
+  const cursor = deps.balancer.cursor(r.backend);
+  const attempts: AttemptRecord[] = [];
+  const failures: { model: ModelTarget; failure: Failure }[] = [];
+  let previous: { model: ModelTarget; failure: Failure } | undefined;
+  let outcome: AttemptOutcome | undefined;
+  let served: ModelTarget | undefined;
+  let deadlineHit = false;
+
+  while (attempts.length < maxAttempts) {
+    if (r.signal.aborted) {
+      outcome = { kind: 'client_gone' };
+      break;
+    }
+    const remainingMs = deadline - performance.now();
+    if (remainingMs <= 0) {
+      deadlineHit = true;
+      break;
+    }
+    const pick = cursor.next();
+    if (!pick) break;
+    const model = pick.model;
+    if (previous) {
+      deps.events.emit('switch', { requestId: r.requestId, from: previous.model, to: model, reason: previous.failure.reason, status: previous.failure.status });
+    }
+    const attemptNo = attempts.length + 1;
+    const controller = new AbortController();
+    const forward = () => controller.abort(r.signal.reason);
+    r.signal.addEventListener('abort', forward, { once: true });
+    const untrack = deps.inFlight?.track(model, controller);
+    const t0 = performance.now();
+    try {
+      outcome = await runAttempt({
+        req: r.req,
+        target: model,
+        adapter: deps.adapters[model.provider],
+        dispatcher: deps.pools.for(model),
+        settings,
+        sink: r.sink,
+        signal: controller.signal,
+        remainingMs,
+        servedHeaders: () => ({
+          'x-llm-failover-provider': model.name,
+          'x-llm-failover-model': model.model ?? String(r.req.json.model ?? ''),
+          'x-llm-failover-group': String(model.group + 1),
+          'x-llm-failover-attempts': String(attemptNo),
+        }),
+      });
+    } finally {
+      untrack?.();
+      r.signal.removeEventListener('abort', forward);
+    }
+    const durationMs = performance.now() - t0;
+    const base = { model: model.model ?? '', provider: model.name, group: model.group + 1, durationMs };
+    if (outcome.kind === 'client_gone') {
+      attempts.push({ ...base, outcome: 'client_error', message: 'client went away' });
+      break;
+    }
+    if (outcome.kind === 'answered' || outcome.kind === 'client_error') {
+      attempts.push({ ...base, outcome: outcome.kind === 'answered' ? 'success' : 'client_error', status: outcome.status });
+      if (outcome.kind === 'answered') deps.passive.onSuccess(model);
+      served = model;
+      break;
+    }
+    attempts.push({ ...base, outcome: outcome.failure.reason, status: outcome.failure.status, message: outcome.failure.message });
+    // A model the health view cancelled was already marked down there; every other failure teaches it.
+    if (!(controller.signal.reason instanceof AttemptAbort && controller.signal.reason.reason === 'marked_down')) {
+      deps.passive.onFailure(model, outcome.failure, settings);
+    }
+    if (outcome.kind === 'cut') {
+      served = model;
+      break;
+    }
+    failures.push({ model, failure: outcome.failure });
+    previous = { model, failure: outcome.failure };
+  }
+
+  let reply: ErrorReply | undefined;
+  if (!served && outcome?.kind !== 'client_gone') reply = noModelReply(deps, r, failures, deadlineHit, attempts.length >= maxAttempts);
+  const event: RequestEvent = {
+    requestId: r.requestId,
+    route: r.route,
+    stream: r.req.stream,
+    status: reply?.status ?? r.sink.status,
+    outcome: outcome?.kind === 'client_gone' ? 'client_gone' : outcome?.kind === 'cut' ? 'cut' : served ? 'ok' : 'failed',
+    attempts,
+    servedBy: served?.name,
+    durationMs: performance.now() - started,
+  };
+  deps.events.emit('request', event);
+  return reply;
+}
+
+function noModelReply(deps: FailoverDeps, r: FailoverRequest, failures: { model: ModelTarget; failure: Failure }[], deadlineHit: boolean, budgetSpent: boolean): ErrorReply {
+  const tried = failures.map(({ model, failure }) => ({ provider: model.name, model: model.model ?? null, reason: failure.reason, status: failure.status ?? null, message: failure.message }));
+  const story = failures.map(({ model, failure }) => `${model.name}: ${failure.message}`).join('; ');
+  const headers: Record<string, string> = {};
+  const recovery = deps.health.earliestRecovery(r.backend.groups.flat());
+  if (recovery !== undefined) headers['retry-after'] = String(Math.max(1, Math.ceil((recovery - Date.now()) / 1000)));
+  if (deadlineHit) return errorReply(504, 'request_deadline_exceeded', `no model answered within the request deadline${story ? ` (${story})` : ''}`, headers, { attempts: tried });
+  const why = budgetSpent ? `the attempt budget (${failures.length}) was spent` : 'every model failed';
+  return errorReply(503, 'all_models_failed', `no model could serve the request: ${why}${story ? `: ${story}` : ''}`, headers, { attempts: tried });
+}

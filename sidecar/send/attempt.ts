@@ -1,0 +1,185 @@
+/**
+ * One attempt: send the request to one model and either commit an answer to the client or
+ * report a failure having sent nothing, so the request can move on.
+ *
+ * The commit point: non-streamed, the whole answer arrived and proved valid; streamed, the
+ * first event that carries content. Before it every failure (an error status, a timeout,
+ * a reset, an in-stream error event, a malformed event, a stall) is reported back; after it
+ * the client gets an OpenAI-style error event and the stream ends without `[DONE]`.
+ */
+import type { Dispatcher } from 'undici';
+import type { FailoverSettings, ModelTarget } from '../config/plan.ts';
+import type { Failure } from '../retry/failure.ts';
+import { streamErrorEvent } from '../server/errors.ts';
+import type { ClientSink } from '../server/sink.ts';
+import type { ChatRequest, ProviderAdapter } from '../translate/provider.ts';
+import { SseParser } from '../translate/sse.ts';
+import { AttemptAbort, failureFromError } from './abort.ts';
+
+export interface AttemptInput {
+  req: ChatRequest;
+  target: ModelTarget;
+  adapter: ProviderAdapter;
+  dispatcher: Dispatcher;
+  settings: FailoverSettings;
+  sink: ClientSink;
+  /** Aborted when the client goes away or the health view marks this model down. */
+  signal: AbortSignal;
+  /** Headers naming who served, added when the attempt commits. */
+  servedHeaders: () => Record<string, string>;
+  /** Milliseconds left of the request's overall deadline. */
+  remainingMs: number;
+}
+
+export type AttemptOutcome =
+  /** The client got an answer from this model. */
+  | { kind: 'answered'; status: number; model?: string; firstByteMs?: number }
+  /** The client got this model's 4xx, handed back because it is the request's own fault. */
+  | { kind: 'client_error'; status: number; failure: Failure }
+  /** A committed stream broke: the client got an error event. */
+  | { kind: 'cut'; failure: Failure }
+  /** Nothing was sent: the request may move on. */
+  | { kind: 'failed'; failure: Failure }
+  | { kind: 'client_gone' };
+
+const ERROR_BODY_LIMIT = 64 * 1024;
+
+async function readCapped(body: AsyncIterable<Buffer> & { destroy(): void }, limit: number): Promise<Buffer | undefined> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of body) {
+    size += chunk.length;
+    if (size > limit) {
+      body.destroy();
+      return undefined;
+    }
+    chunks.push(chunk);
+  }
+  return chunks.length === 1 ? chunks[0] : Buffer.concat(chunks, size);
+}
+
+export async function runAttempt(input: AttemptInput): Promise<AttemptOutcome> {
+  const { req, target, adapter, sink, settings } = input;
+  const controller = new AbortController();
+  const signal = controller.signal;
+  const forward = () => controller.abort(input.signal.reason);
+  if (input.signal.aborted) return { kind: 'client_gone' };
+  input.signal.addEventListener('abort', forward, { once: true });
+
+  const phaseMs = Math.min(req.stream ? target.timeouts.firstTokenMs : target.timeouts.responseMs, input.remainingMs);
+  const phaseReason = req.stream ? 'first_token_timeout' : 'response_timeout';
+  const phaseTimer = setTimeout(() => controller.abort(new AttemptAbort(phaseReason, `no ${req.stream ? 'first token' : 'answer'} within ${phaseMs} ms`)), phaseMs);
+  let idleTimer: NodeJS.Timeout | undefined;
+  const started = performance.now();
+  let response: Dispatcher.ResponseData | undefined;
+
+  const outcomeOf = (err: unknown): AttemptOutcome => {
+    if (input.signal.aborted && !(input.signal.reason instanceof AttemptAbort)) return { kind: 'client_gone' };
+    return { kind: 'failed', failure: failureFromError(err, signal) };
+  };
+
+  try {
+    const upstream = adapter.buildRequest(req, target);
+    try {
+      response = await input.dispatcher.request({
+        path: upstream.path,
+        method: 'POST',
+        headers: upstream.headers,
+        body: upstream.body,
+        signal,
+      });
+    } catch (err) {
+      return outcomeOf(err);
+    }
+    const { statusCode, headers, body } = response;
+
+    if (statusCode < 200 || statusCode >= 300) {
+      let errorBody: Buffer | undefined;
+      try {
+        errorBody = await readCapped(body, ERROR_BODY_LIMIT);
+      } catch (err) {
+        return outcomeOf(err);
+      }
+      const { failure, clientBody } = adapter.translateError(statusCode, headers, errorBody ?? Buffer.alloc(0), settings.maxRetryAfterMs);
+      if (failure.reason !== 'client_error') return { kind: 'failed', failure };
+      sink.commit(statusCode, { 'content-type': 'application/json', ...input.servedHeaders() });
+      sink.end(clientBody);
+      return { kind: 'client_error', status: statusCode, failure };
+    }
+
+    if (!req.stream) {
+      let raw: Buffer | undefined;
+      try {
+        raw = await readCapped(body, settings.maxResponseBytes);
+      } catch (err) {
+        return outcomeOf(err);
+      }
+      if (raw === undefined) return { kind: 'failed', failure: { reason: 'bad_response', message: `response larger than ${settings.maxResponseBytes} bytes` } };
+      const translated = adapter.translateResponse(raw, req, target);
+      if (!translated.ok) return { kind: 'failed', failure: translated.failure };
+      if (input.signal.aborted) return { kind: 'client_gone' };
+      sink.commit(200, { 'content-type': 'application/json', ...input.servedHeaders() });
+      sink.end(translated.body);
+      return { kind: 'answered', status: 200, model: translated.model };
+    }
+
+    const contentType = String(headers['content-type'] ?? '');
+    if (!contentType.includes('text/event-stream')) {
+      body.destroy();
+      return { kind: 'failed', failure: { reason: 'bad_response', message: `a stream was asked for, the answer came as ${contentType || 'no content type'}` } };
+    }
+    const idleMs = target.timeouts.streamIdleMs;
+    idleTimer = setTimeout(() => controller.abort(new AttemptAbort('stream_stalled', `stream silent for ${idleMs} ms`)), idleMs);
+    const parser = new SseParser();
+    const translator = adapter.streamTranslator(req, target);
+    const held: string[] = [];
+    let firstByteMs: number | undefined;
+
+    const fail = (failure: Failure): AttemptOutcome => {
+      body.destroy();
+      if (!sink.committed) return { kind: 'failed', failure };
+      sink.end(streamErrorEvent(`the stream from the model broke after it started: ${failure.message}`, 'stream_interrupted'));
+      return { kind: 'cut', failure };
+    };
+
+    try {
+      for await (const chunk of body as AsyncIterable<Buffer>) {
+        idleTimer.refresh();
+        for (const event of parser.push(chunk)) {
+          const step = translator.push(event);
+          if (step.error) return fail(step.error);
+          if (!sink.committed) {
+            if (step.out) held.push(step.out);
+            if (!step.content) continue;
+            clearTimeout(phaseTimer);
+            firstByteMs = performance.now() - started;
+            sink.commit(200, { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-cache', ...input.servedHeaders() });
+            const first = held.length === 1 ? held[0] : held.join('');
+            held.length = 0;
+            if (step.done) {
+              sink.end(first);
+              return { kind: 'answered', status: 200, firstByteMs };
+            }
+            if (!sink.write(first)) await sink.waitDrain(signal);
+            continue;
+          }
+          if (step.done) {
+            sink.end(step.out);
+            return { kind: 'answered', status: 200, firstByteMs };
+          }
+          if (step.out && !sink.write(step.out)) await sink.waitDrain(signal);
+        }
+      }
+    } catch (err) {
+      const outcome = outcomeOf(err);
+      if (outcome.kind === 'client_gone') return outcome;
+      return fail(outcome.kind === 'failed' ? outcome.failure : { reason: 'connect_reset', message: 'stream failed' });
+    }
+    return fail({ reason: 'bad_response', message: 'the stream ended without its final event' });
+  } finally {
+    clearTimeout(phaseTimer);
+    if (idleTimer) clearTimeout(idleTimer);
+    input.signal.removeEventListener('abort', forward);
+    if (response && !response.body.readableEnded) response.body.destroy();
+  }
+}

@@ -1,0 +1,54 @@
+/**
+ * The request body, read once with a size limit and validated as an OpenAI chat request.
+ * Over the limit: 413 as soon as the limit is crossed (or at once from Content-Length).
+ */
+import type { IncomingMessage } from 'node:http';
+import type { Http2ServerRequest } from 'node:http2';
+import type { ChatRequest } from '../translate/provider.ts';
+import { type ErrorReply, errorReply } from './errors.ts';
+
+export type AnyRequest = IncomingMessage | Http2ServerRequest;
+
+export class BodyTooLarge extends Error {}
+
+export async function readBody(req: AnyRequest, limit: number): Promise<Buffer> {
+  const declared = Number(req.headers['content-length']);
+  if (Number.isFinite(declared) && declared > limit) throw new BodyTooLarge();
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of req as AsyncIterable<Buffer>) {
+    size += chunk.length;
+    if (size > limit) throw new BodyTooLarge();
+    chunks.push(chunk);
+  }
+  return chunks.length === 1 ? chunks[0] : Buffer.concat(chunks, size);
+}
+
+/** Parses and checks the body; returns the request, or the 4xx to send. */
+export function parseChatRequest(raw: Buffer, clientAuthorization: string | undefined): ChatRequest | ErrorReply {
+  let json: unknown;
+  try {
+    json = JSON.parse(raw.toString('utf8'));
+  } catch (err) {
+    return errorReply(400, 'invalid_json', `the request body is not valid JSON: ${(err as Error).message}`);
+  }
+  if (json === null || typeof json !== 'object' || Array.isArray(json)) return errorReply(400, 'invalid_request_body', 'the request body must be a JSON object');
+  const body = json as Record<string, unknown>;
+  if (!Array.isArray(body.messages) || body.messages.length === 0)
+    return errorReply(400, 'missing_messages', "'messages' is required and must be a non-empty array of chat messages");
+  for (const [i, m] of body.messages.entries()) {
+    if (m === null || typeof m !== 'object' || typeof (m as { role?: unknown }).role !== 'string')
+      return errorReply(400, 'invalid_message', `messages[${i}] must be an object with a string 'role'`);
+  }
+  if (body.stream !== undefined && body.stream !== null && typeof body.stream !== 'boolean')
+    return errorReply(400, 'invalid_type', "'stream' must be a boolean");
+  if (body.model !== undefined && typeof body.model !== 'string') return errorReply(400, 'invalid_type', "'model' must be a string");
+  return {
+    raw,
+    json: body,
+    stream: body.stream === true,
+    hasModel: body.model !== undefined,
+    clientAuthorization,
+    bodies: new Map(),
+  };
+}

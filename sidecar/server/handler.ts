@@ -1,0 +1,98 @@
+/**
+ * The inbound request: route it, read and check the body, hand it to failover, and make sure
+ * the client always gets an answer (a response, an error in the OpenAI shape, or an error event).
+ */
+import { randomUUID } from 'node:crypto';
+import type { Router } from './routes.ts';
+import { type FailoverDeps, serveWithFailover } from '../retry/failover.ts';
+import { ClientGone } from '../send/abort.ts';
+import { type AnyRequest, BodyTooLarge, parseChatRequest, readBody } from './body.ts';
+import { type ErrorReply, errorReply, openaiErrorBody } from './errors.ts';
+import { type AnyResponse, ClientSink } from './sink.ts';
+
+export interface HandlerState {
+  router: Router;
+  deps: FailoverDeps;
+  maxBodyBytes: number;
+  draining: boolean;
+  inFlight: number;
+  onError(err: unknown): void;
+}
+
+export function sendError(res: AnyResponse, reply: ErrorReply, extraHeaders?: Record<string, string>): void {
+  if (res.headersSent) {
+    res.end();
+    return;
+  }
+  const body = openaiErrorBody(reply.message, reply.type, reply.code, reply.extra);
+  (res as import('node:http').ServerResponse).writeHead(reply.status, { 'content-type': 'application/json', ...reply.headers, ...extraHeaders });
+  res.end(body);
+}
+
+export function createHandler(state: HandlerState) {
+  return (req: AnyRequest, res: AnyResponse): void => {
+    state.inFlight++;
+    res.once('close', () => {
+      state.inFlight--;
+    });
+    handle(state, req, res).catch((err: unknown) => {
+      state.onError(err);
+      if (!res.headersSent) sendError(res, errorReply(500, 'internal_error', 'the sidecar failed to handle the request'));
+      else res.destroy();
+    });
+  };
+}
+
+async function handle(state: HandlerState, req: AnyRequest, res: AnyResponse): Promise<void> {
+  if (state.draining && 'shouldKeepAlive' in res) res.shouldKeepAlive = false;
+  const url = req.url ?? '/';
+  const q = url.indexOf('?');
+  const path = q === -1 ? url : url.slice(0, q);
+  const route = state.router.match(path);
+  if (!route) {
+    sendError(res, errorReply(404, 'not_found', `no route for ${req.method} ${path}: POST to /v1/chat/completions or a path of the HTTPRoute`));
+    return;
+  }
+  if (req.method !== 'POST') {
+    sendError(res, errorReply(405, 'method_not_allowed', `${req.method} is not allowed on ${path}: use POST`), { allow: 'POST' });
+    return;
+  }
+  const contentType = req.headers['content-type'];
+  if (contentType !== undefined && !/^application\/(.+\+)?json\b/i.test(contentType)) {
+    sendError(res, errorReply(415, 'unsupported_media_type', `content-type must be application/json, got ${contentType.slice(0, 100)}`));
+    return;
+  }
+
+  const gone = new AbortController();
+  const onClose = () => {
+    if (!res.writableFinished) gone.abort(new ClientGone());
+  };
+  res.once('close', onClose);
+
+  let raw: Buffer;
+  try {
+    raw = await readBody(req, state.maxBodyBytes);
+  } catch (err) {
+    if (err instanceof BodyTooLarge) {
+      if ('shouldKeepAlive' in res) res.shouldKeepAlive = false;
+      sendError(res, errorReply(413, 'request_too_large', `the request body is larger than the limit of ${state.maxBodyBytes} bytes`));
+      return;
+    }
+    return; // the client went away while sending
+  }
+  const authorization = req.headers.authorization;
+  const parsed = parseChatRequest(raw, typeof authorization === 'string' ? authorization : undefined);
+  if ('status' in parsed) {
+    sendError(res, parsed);
+    return;
+  }
+  const requestId = firstHeader(req.headers['x-request-id']) ?? randomUUID();
+  const sink = new ClientSink(res);
+  const reply = await serveWithFailover(state.deps, { requestId, route: path, backend: route.backend, req: parsed, sink, signal: gone.signal });
+  if (reply && !gone.signal.aborted) sendError(res, reply);
+}
+
+function firstHeader(v: string | string[] | undefined): string | undefined {
+  const s = Array.isArray(v) ? v[0] : v;
+  return s && s.length <= 200 ? s : undefined;
+}

@@ -1,0 +1,45 @@
+/**
+ * The client's side of a response, as the request path sees it: nothing is sent until an
+ * attempt commits; after that, writes respect the client's pace (backpressure).
+ * Works the same over HTTP/1.1 and HTTP/2 (node's compatibility API).
+ */
+import { once } from 'node:events';
+import type { ServerResponse } from 'node:http';
+import type { Http2ServerResponse } from 'node:http2';
+
+export type AnyResponse = ServerResponse | Http2ServerResponse;
+
+export class ClientSink {
+  readonly #res: AnyResponse;
+  #committed = false;
+  status = 0;
+
+  constructor(res: AnyResponse) {
+    this.#res = res;
+  }
+
+  get committed(): boolean {
+    return this.#committed;
+  }
+
+  commit(status: number, headers: Record<string, string>): void {
+    this.#committed = true;
+    this.status = status;
+    // writeHead's typing differs between the two response classes; both accept this call.
+    (this.#res as ServerResponse).writeHead(status, headers);
+  }
+
+  write(chunk: string | Buffer): boolean {
+    return (this.#res as ServerResponse).write(chunk);
+  }
+
+  /** Resolves when the client took what was written; rejects when the signal aborts (client gone). */
+  async waitDrain(signal: AbortSignal): Promise<void> {
+    await once(this.#res as ServerResponse, 'drain', { signal });
+  }
+
+  end(chunk?: string | Buffer): void {
+    if (chunk === undefined) this.#res.end();
+    else (this.#res as ServerResponse).end(chunk);
+  }
+}

@@ -1,0 +1,77 @@
+/**
+ * The translation seam: everything that differs between providers' wire formats, behind one
+ * interface. The request path (send/, retry/) never looks inside a provider's JSON; a new
+ * provider (Azure OpenAI, Gemini, Bedrock) is one more file beside openai.ts and anthropic.ts.
+ */
+import type { ModelTarget } from '../config/plan.ts';
+import type { Failure } from '../retry/failure.ts';
+import type { SseEvent } from './sse.ts';
+
+/** The client's request, read and parsed once, replayed to every attempt. */
+export interface ChatRequest {
+  /** The body exactly as received. */
+  raw: Buffer;
+  json: Record<string, unknown>;
+  stream: boolean;
+  /** The client sent a `model` of its own (replaced by the chosen provider's model). */
+  hasModel: boolean;
+  /** The client's Authorization header, for Passthrough auth. Never logged. */
+  clientAuthorization?: string;
+  /** Bodies already built per model name, so a fallback to a model seen before costs nothing. */
+  bodies: Map<string, string | Buffer>;
+}
+
+export interface UpstreamRequest {
+  path: string;
+  headers: Record<string, string>;
+  body: string | Buffer;
+}
+
+export type Translated = { ok: true; body: string | Buffer; model?: string } | { ok: false; failure: Failure };
+
+/** What one upstream SSE event means for the client's stream. */
+export interface StreamStep {
+  /** OpenAI-format SSE text to send to the client (already framed). */
+  out?: string;
+  /** This event carried content: the commit point is reached (or passed). */
+  content?: boolean;
+  /** The stream ended properly; `out` holds the final events including `data: [DONE]`. */
+  done?: boolean;
+  /** The provider reported an error inside the stream. */
+  error?: Failure;
+}
+
+export interface StreamTranslator {
+  push(event: SseEvent): StreamStep;
+}
+
+export interface ErrorTranslation {
+  failure: Failure;
+  /** The error as the client sees it when it is handed back unchanged (OpenAI error shape). */
+  clientBody: string | Buffer;
+}
+
+export interface ProviderAdapter {
+  buildRequest(req: ChatRequest, target: ModelTarget): UpstreamRequest;
+  /** A non-streamed 2xx body into an OpenAI `chat.completion`, or a failure if it is not a valid answer. */
+  translateResponse(body: Buffer, req: ChatRequest, target: ModelTarget): Translated;
+  /** An error status into a failure (retryable or not) and the client-facing body. */
+  translateError(status: number, headers: Record<string, string | string[] | undefined>, body: Buffer, maxRetryAfterMs: number): ErrorTranslation;
+  streamTranslator(req: ChatRequest, target: ModelTarget): StreamTranslator;
+}
+
+/** The model name to ask for: the provider's, else the client's. */
+export function requestedModel(req: ChatRequest, target: ModelTarget): string | undefined {
+  if (target.model) return target.model;
+  const m = req.json.model;
+  return typeof m === 'string' ? m : undefined;
+}
+
+export function authHeaders(req: ChatRequest, target: ModelTarget): Record<string, string> {
+  const auth = target.auth;
+  if (auth.kind === 'static') return { [auth.header]: auth.prefix + auth.token.reveal() };
+  const client = req.clientAuthorization;
+  if (!client) return {};
+  const token = client.replace(/^bearer\s+/i, '');
+  return { [auth.header]: auth.prefix + token };
+}

@@ -1,0 +1,286 @@
+/**
+ * OpenAI Chat Completions wire format: POST …/chat/completions (JSON or SSE
+ * `chat.completion.chunk`s ending in `data: [DONE]`), GET /v1/models, and
+ * `{"error":{message,type,param,code}}` error bodies.
+ */
+import type { Dialect, ErrorReply, ErrorSpec, Frame } from './dialect.ts';
+import { headerValue, isRecord, resolveUsage, sse } from './dialect.ts';
+import { startSimulator } from './server.ts';
+import { randomId, splitArguments, splitText } from './text.ts';
+import type { JsonBody, Reply, SimulatedProvider, SimulatorOptions } from './types.ts';
+
+const CONTEXT_LENGTH_MESSAGE =
+  "This model's maximum context length is 128000 tokens. However, your messages resulted in 135000 tokens. Please reduce the length of the messages.";
+
+function statusDefaults(status: number, model: string): { type: string; code: string | null; message: string } {
+  switch (status) {
+    case 400:
+      return { type: 'invalid_request_error', code: null, message: 'Invalid request.' };
+    case 401:
+      return {
+        type: 'invalid_request_error',
+        code: 'invalid_api_key',
+        message: 'Incorrect API key provided. You can find your API key at https://platform.openai.com/account/api-keys.',
+      };
+    case 403:
+      return {
+        type: 'invalid_request_error',
+        code: 'unsupported_country_region_territory',
+        message: 'Country, region, or territory not supported',
+      };
+    case 404:
+      return {
+        type: 'invalid_request_error',
+        code: 'model_not_found',
+        message: `The model \`${model}\` does not exist or you do not have access to it.`,
+      };
+    case 429:
+      return {
+        type: 'rate_limit_exceeded',
+        code: 'rate_limit_exceeded',
+        message: `Rate limit reached for ${model} in organization org-simulated on requests per min (RPM): Limit 500, Used 500, Requested 1. Please try again in 120ms. Visit https://platform.openai.com/account/rate-limits to learn more.`,
+      };
+    case 502:
+      return { type: 'server_error', code: null, message: 'Bad gateway.' };
+    case 503:
+      return { type: 'server_error', code: null, message: 'The server is overloaded or not ready yet.' };
+    case 504:
+      return { type: 'server_error', code: null, message: 'Gateway timeout.' };
+    default:
+      return status >= 500
+        ? {
+            type: 'server_error',
+            code: null,
+            message: 'The server had an error while processing your request. Sorry about that!',
+          }
+        : { type: 'invalid_request_error', code: null, message: `Request failed with status ${status}.` };
+  }
+}
+
+/** The error object inside `{"error": …}`, with errorType special cases mapped as the real API reports them. */
+function errorObject(spec: ErrorSpec, model: string): Record<string, unknown> {
+  const d = statusDefaults(spec.status, model);
+  let type = spec.type ?? d.type;
+  let code = spec.code !== undefined ? spec.code : d.code;
+  let message = spec.message ?? d.message;
+  let param = spec.param ?? null;
+  if (spec.type === 'context_length_exceeded') {
+    type = 'invalid_request_error';
+    code = 'context_length_exceeded';
+    param = 'messages';
+    message = spec.message ?? CONTEXT_LENGTH_MESSAGE;
+  } else if (spec.type === 'insufficient_quota') {
+    code = 'insufficient_quota';
+    message =
+      spec.message ??
+      'You exceeded your current quota, please check your plan and billing details. For more information on this error, read the docs: https://platform.openai.com/docs/guides/error-codes/api-errors.';
+  }
+  return { message, type, param, code };
+}
+
+function invalid(message: string, param: string | null = null, code: string | null = null): ErrorSpec {
+  return { status: 400, type: 'invalid_request_error', message, param, code };
+}
+
+function jsonTypeName(value: unknown): string {
+  if (value === null) return 'null';
+  if (Array.isArray(value)) return 'an array';
+  if (typeof value === 'number') return Number.isInteger(value) ? 'an integer' : 'a decimal';
+  if (typeof value === 'boolean') return 'a boolean';
+  return typeof value === 'object' ? 'an object' : `a ${typeof value}`;
+}
+
+function maskKey(key: string): string {
+  return key.length <= 8 ? '*'.repeat(key.length) : `${key.slice(0, 3)}${'*'.repeat(8)}${key.slice(-4)}`;
+}
+
+export function createOpenAIDialect(model: string): Dialect {
+  const finishReasonOf = (reply: Reply) => reply.finishReason ?? (reply.toolCalls?.length ? 'tool_calls' : 'stop');
+  const toolCallsOf = (reply: Reply) =>
+    (reply.toolCalls ?? []).map((c) => ({ id: c.id ?? randomId('call_'), name: c.name, arguments: c.arguments }));
+  const usageOf = (body: JsonBody, reply: Reply) => {
+    const u = resolveUsage(body, reply);
+    return {
+      prompt_tokens: u.promptTokens,
+      completion_tokens: u.completionTokens,
+      total_tokens: u.promptTokens + u.completionTokens,
+      prompt_tokens_details: { cached_tokens: u.cacheReadTokens, audio_tokens: 0 },
+      completion_tokens_details: {
+        reasoning_tokens: 0,
+        audio_tokens: 0,
+        accepted_prediction_tokens: 0,
+        rejected_prediction_tokens: 0,
+      },
+    };
+  };
+
+  return {
+    kind: 'openai',
+    requestIdHeader: 'x-request-id',
+    streamErrorStatus: 500,
+    invalidJsonFrame: sse('{not json'),
+
+    newRequestId: () => randomId('req_', 32),
+
+    route(method, pathname) {
+      if (method === 'POST' && pathname.endsWith('/chat/completions')) return 'chat';
+      if (method === 'GET' && pathname.endsWith('/models')) return 'models';
+      return 'unknown';
+    },
+
+    authError(headers, apiKey) {
+      if (apiKey === undefined) return undefined;
+      const auth = headerValue(headers, 'authorization');
+      if (!auth?.startsWith('Bearer ') || auth.slice(7).trim() === '') {
+        return {
+          status: 401,
+          type: 'invalid_request_error',
+          code: null,
+          message:
+            "You didn't provide an API key. You need to provide your API key in an Authorization header using Bearer auth (i.e. Authorization: Bearer YOUR_KEY), or as the password field (with blank username) if you're accessing the API from your browser and are prompted for a username and password. You can obtain an API key from https://platform.openai.com/account/api-keys.",
+        };
+      }
+      const key = auth.slice(7).trim();
+      if (key !== apiKey) {
+        return {
+          status: 401,
+          code: 'invalid_api_key',
+          message: `Incorrect API key provided: ${maskKey(key)}. You can find your API key at https://platform.openai.com/account/api-keys.`,
+        };
+      }
+      return undefined;
+    },
+
+    validate(_headers, body, rawBody) {
+      if (body === undefined) {
+        return invalid(
+          rawBody.trim() === ''
+            ? "We could not parse the JSON body of your request. (HINT: This likely means you aren't using your HTTP library correctly. The OpenAI API expects a JSON payload, but what was sent was not valid JSON.)"
+            : "We could not parse the JSON body of your request. (HINT: This likely means you aren't using your HTTP library correctly. The OpenAI API expects a JSON payload, but what was sent was not valid JSON. If you have trouble figuring out how to fix this, please contact us through our help center at help.openai.com.)",
+        );
+      }
+      if (!isRecord(body)) return invalid(`Invalid type for request body: expected an object, but got ${jsonTypeName(body)} instead.`);
+      if (body.model === undefined || body.model === null || body.model === '') {
+        return invalid('you must provide a model parameter');
+      }
+      if (typeof body.model !== 'string') {
+        return invalid(`Invalid type for 'model': expected a string, but got ${jsonTypeName(body.model)} instead.`, 'model', 'invalid_type');
+      }
+      if (body.messages === undefined) return invalid("Missing required parameter: 'messages'.", 'messages', 'missing_required_parameter');
+      if (!Array.isArray(body.messages)) {
+        return invalid(
+          `Invalid type for 'messages': expected an array of objects, but got ${jsonTypeName(body.messages)} instead.`,
+          'messages',
+          'invalid_type',
+        );
+      }
+      if (body.messages.length === 0) {
+        return invalid(
+          "Invalid 'messages': empty array. Expected an array with minimum length 1, but got an empty array instead.",
+          'messages',
+          'empty_array',
+        );
+      }
+      for (const [i, m] of body.messages.entries()) {
+        if (!isRecord(m) || typeof m.role !== 'string') {
+          return invalid(`Missing required parameter: 'messages[${i}].role'.`, `messages[${i}].role`, 'missing_required_parameter');
+        }
+      }
+      return undefined;
+    },
+
+    notFound(method, pathname) {
+      return { status: 404, type: 'invalid_request_error', code: null, message: `Invalid URL (${method} ${pathname})` };
+    },
+
+    error(spec, requestId): ErrorReply {
+      return {
+        status: spec.status,
+        headers: { 'x-request-id': requestId, ...spec.headers },
+        body: JSON.stringify({ error: errorObject(spec, model) }),
+      };
+    },
+
+    models() {
+      return JSON.stringify({
+        object: 'list',
+        data: [{ id: model, object: 'model', created: 1715367049, owned_by: 'system' }],
+      });
+    },
+
+    completion(body, reply) {
+      const toolCalls = toolCallsOf(reply);
+      const message: Record<string, unknown> = {
+        role: 'assistant',
+        content: toolCalls.length > 0 && !reply.content ? null : (reply.content ?? ''),
+        refusal: null,
+        annotations: [],
+      };
+      if (toolCalls.length > 0) {
+        message.tool_calls = toolCalls.map((c) => ({
+          id: c.id,
+          type: 'function',
+          function: { name: c.name, arguments: c.arguments },
+        }));
+      }
+      return JSON.stringify({
+        id: randomId('chatcmpl-', 29),
+        object: 'chat.completion',
+        created: Math.floor(Date.now() / 1000),
+        model,
+        choices: [{ index: 0, message, logprobs: null, finish_reason: finishReasonOf(reply) }],
+        usage: usageOf(body, reply),
+        service_tier: 'default',
+        system_fingerprint: null,
+      });
+    },
+
+    stream(body, reply) {
+      const includeUsage = isRecord(body?.stream_options) && body.stream_options.include_usage === true;
+      const base = {
+        id: randomId('chatcmpl-', 29),
+        object: 'chat.completion.chunk',
+        created: Math.floor(Date.now() / 1000),
+        model,
+        service_tier: 'default',
+        system_fingerprint: null,
+      };
+      const chunk = (delta: Record<string, unknown>, finishReason: string | null = null) =>
+        sse(
+          JSON.stringify({
+            ...base,
+            choices: [{ index: 0, delta, logprobs: null, finish_reason: finishReason }],
+            ...(includeUsage ? { usage: null } : {}),
+          }),
+        );
+
+      const frames: Frame[] = [{ kind: 'pre', text: chunk({ role: 'assistant', content: '', refusal: null }) }];
+      for (const piece of splitText(reply.content ?? '')) frames.push({ kind: 'delta', text: chunk({ content: piece }) });
+      toolCallsOf(reply).forEach((call, index) => {
+        frames.push({
+          kind: 'block',
+          text: chunk({
+            tool_calls: [{ index, id: call.id, type: 'function', function: { name: call.name, arguments: '' } }],
+          }),
+        });
+        for (const fragment of splitArguments(call.arguments)) {
+          frames.push({ kind: 'delta', text: chunk({ tool_calls: [{ index, function: { arguments: fragment } }] }) });
+        }
+      });
+      frames.push({ kind: 'tail', text: chunk({}, finishReasonOf(reply)) });
+      if (includeUsage) {
+        frames.push({ kind: 'tail', text: sse(JSON.stringify({ ...base, choices: [], usage: usageOf(body, reply) })) });
+      }
+      frames.push({ kind: 'tail', text: sse('[DONE]') });
+      return frames;
+    },
+
+    streamError(errorType) {
+      return sse(JSON.stringify({ error: errorObject({ status: 500, type: errorType }, model) }));
+    },
+  };
+}
+
+export function startOpenAISimulator(opts: SimulatorOptions): Promise<SimulatedProvider> {
+  return startSimulator(createOpenAIDialect(opts.model), opts);
+}

@@ -1,0 +1,212 @@
+/**
+ * Failover inside the request (non-streamed): every failure kind a provider produces moves the
+ * request to the next model and the app sees a normal 200; the request's own errors do not.
+ */
+import t from 'tap';
+import type { Fault } from '../simulator/index.ts';
+import { HELLO, policyYaml, post, startHarness } from './helpers.ts';
+
+const TWO = [
+  { name: 'primary', group: 0 },
+  { name: 'fallback', group: 1 },
+];
+
+// The app names no model: the sidecar picks one.
+const NO_MODEL = undefined as unknown as string;
+
+const FAILURES: { name: string; fault: Fault }[] = [
+  { name: 'connection refused', fault: { kind: 'refuse' } },
+  { name: 'connection reset before headers', fault: { kind: 'reset' } },
+  { name: '500', fault: { kind: 'status', status: 500 } },
+  { name: '502', fault: { kind: 'status', status: 502 } },
+  { name: '503', fault: { kind: 'status', status: 503 } },
+  { name: '504', fault: { kind: 'status', status: 504 } },
+  { name: '408', fault: { kind: 'status', status: 408 } },
+  { name: '429', fault: { kind: 'status', status: 429, headers: { 'retry-after': '7' } } },
+  { name: '401', fault: { kind: 'status', status: 401 } },
+  { name: '403', fault: { kind: 'status', status: 403 } },
+  { name: '404', fault: { kind: 'status', status: 404 } },
+  { name: '400 context length exceeded', fault: { kind: 'status', status: 400, errorType: 'context_length_exceeded', message: "This model's maximum context length is 8192 tokens." } },
+  { name: 'invalid JSON body', fault: { kind: 'invalidJson' } },
+  { name: 'truncated JSON body', fault: { kind: 'truncatedJson' } },
+  { name: 'empty 200 body', fault: { kind: 'emptyBody' } },
+  { name: 'reset mid-body', fault: { kind: 'resetMidBody' } },
+];
+
+t.test('every provider failure fails over to the next group and the app sees 200', async (t) => {
+  const h = await startHarness(TWO);
+  t.teardown(() => h.close());
+  for (const { name, fault } of FAILURES) {
+    await t.test(name, async (t) => {
+      h.sims.primary.setFault(fault);
+      h.sims.primary.reset();
+      h.sims.fallback.reset();
+      // every case starts from a healthy primary: clear the cooldown the previous case left
+      h.sidecar.health.set(h.sidecar.health.models()[0], 'healthy', 'test reset');
+      await h.sims.primary.ready();
+      const { data, response } = await h.client.chat.completions.create({ model: NO_MODEL, messages: HELLO }).withResponse();
+      t.equal(response.status, 200);
+      t.equal(data.choices[0].message.content, 'Hello from fallback');
+      t.equal(response.headers.get('x-llm-failover-provider'), 'fallback');
+      t.equal(response.headers.get('x-llm-failover-group'), '2');
+      t.equal(response.headers.get('x-llm-failover-attempts'), '2');
+      t.equal(h.sims.fallback.requests.length, 1, 'the fallback served it once');
+      if (fault.kind !== 'refuse') t.equal(h.sims.primary.requests.length, 1, 'the primary was tried first');
+      const state = h.sidecar.health.state(h.sidecar.health.models()[0]);
+      if (fault.kind === 'status' && fault.errorType === 'context_length_exceeded') t.equal(state, 'healthy', 'too long for one model says nothing of its health');
+      else t.not(state, 'healthy', 'the failed primary is no longer selectable');
+      h.sims.primary.clearFault();
+      await h.sims.primary.ready();
+    });
+  }
+});
+
+t.test('a model that failed is skipped while it cools down; a 429 Retry-After sets how long', async (t) => {
+  const h = await startHarness(TWO);
+  t.teardown(() => h.close());
+  h.sims.primary.setFault({ kind: 'status', status: 429, headers: { 'retry-after': '30' } }, { times: 1 });
+  const first = await h.client.chat.completions.create({ model: NO_MODEL, messages: HELLO }).withResponse();
+  t.equal(first.response.headers.get('x-llm-failover-provider'), 'fallback');
+  const primary = h.sidecar.health.models()[0];
+  const health = h.sidecar.health.get(primary);
+  t.equal(health.state, 'cooling');
+  t.ok(health.until! - Date.now() > 25_000 && health.until! - Date.now() <= 30_000, 'cools for the Retry-After of 30 s');
+  for (let i = 0; i < 3; i++) {
+    const next = await h.client.chat.completions.create({ model: NO_MODEL, messages: HELLO }).withResponse();
+    t.equal(next.response.headers.get('x-llm-failover-attempts'), '1', 'the cooling primary is not tried again');
+  }
+  t.equal(h.sims.primary.requests.length, 1);
+});
+
+t.test('a 400 that is the request\'s own fault goes back to the client unchanged, not retried', async (t) => {
+  const h = await startHarness(TWO);
+  t.teardown(() => h.close());
+  h.sims.primary.setFault({ kind: 'status', status: 400, errorType: 'invalid_request_error', message: "Invalid value for 'temperature'" });
+  const res = await post(`${h.sidecar.url}/model`, { messages: HELLO, temperature: 9 });
+  t.equal(res.status, 400);
+  t.equal(res.json.error?.type, 'invalid_request_error');
+  t.match(res.json.error?.message, /temperature/);
+  t.equal(h.sims.fallback.requests.length, 0, 'not retried on the fallback');
+  t.equal(h.sidecar.health.state(h.sidecar.health.models()[0]), 'healthy', 'a client error says nothing of the model');
+});
+
+t.test('round robin inside a group is even', async (t) => {
+  const h = await startHarness([
+    { name: 'a', group: 0 },
+    { name: 'b', group: 0 },
+    { name: 'c', group: 0 },
+    { name: 'spare', group: 1 },
+  ]);
+  t.teardown(() => h.close());
+  for (let i = 0; i < 30; i++) await h.client.chat.completions.create({ model: NO_MODEL, messages: HELLO });
+  t.same(
+    ['a', 'b', 'c', 'spare'].map((n) => h.sims[n].requests.length),
+    [10, 10, 10, 0],
+  );
+  h.sims.b.setFault({ kind: 'status', status: 503 });
+  for (const s of Object.values(h.sims)) s.reset();
+  for (let i = 0; i < 20; i++) await h.client.chat.completions.create({ model: NO_MODEL, messages: HELLO });
+  t.equal(h.sims.b.requests.length, 1, 'the failed model is tried once, then skipped while it cools');
+  t.equal(h.sims.a.requests.length + h.sims.c.requests.length, 20, 'the rest of its group carries the traffic');
+  t.ok(Math.abs(h.sims.a.requests.length - h.sims.c.requests.length) <= 1, 'evenly');
+  t.equal(h.sims.spare.requests.length, 0, 'the next group is not needed');
+});
+
+t.test('the upstream request names the chosen model and carries the provider key; a client model is replaced', async (t) => {
+  const h = await startHarness([{ name: 'primary', model: 'gpt-4o', group: 0 }]);
+  t.teardown(() => h.close());
+  await h.client.chat.completions.create({ model: NO_MODEL, messages: HELLO });
+  await h.client.chat.completions.create({ model: 'gpt-3.5-turbo', messages: HELLO, temperature: 0.5 });
+  const [first, second] = h.sims.primary.requests;
+  t.equal(first.body.model, 'gpt-4o');
+  t.same(first.body.messages, HELLO);
+  t.equal(second.body.model, 'gpt-4o', 'the client-supplied model is replaced');
+  t.equal(second.body.temperature, 0.5, 'everything else passes through');
+  t.match(String(first.headers.authorization), /^Bearer sk-test-planted/);
+});
+
+t.test('when every model fails: 503 in the OpenAI shape, each attempt named, Retry-After from the earliest cooldown', async (t) => {
+  const h = await startHarness(TWO);
+  t.teardown(() => h.close());
+  h.sims.primary.setFault({ kind: 'status', status: 503 });
+  h.sims.fallback.setFault({ kind: 'status', status: 429, headers: { 'retry-after': '20' } });
+  const res = await post(`${h.sidecar.url}/model`, { messages: HELLO });
+  t.equal(res.status, 503);
+  t.equal(res.json.error?.type, 'service_unavailable');
+  t.equal(res.json.error?.code, 'all_models_failed');
+  t.match(res.json.error?.message, /primary: upstream 503.*fallback: upstream 429/);
+  t.same(
+    ((res.json.error?.attempts ?? []) as { provider: string; reason: string; status: number }[]).map((a) => [a.provider, a.reason, a.status]),
+    [
+      ['primary', 'upstream_5xx', 503],
+      ['fallback', 'rate_limited', 429],
+    ],
+  );
+  const retryAfter = Number(res.headers.get('retry-after'));
+  t.ok(retryAfter >= 1 && retryAfter <= 10, `Retry-After ${retryAfter} is the primary's cooldown, the earliest`);
+});
+
+t.test('when every model is down, they are tried anyway in priority order before giving up', async (t) => {
+  const h = await startHarness(TWO);
+  t.teardown(() => h.close());
+  h.sims.primary.setFault({ kind: 'status', status: 503 }, { times: 1 });
+  h.sims.fallback.setFault({ kind: 'status', status: 503 }, { times: 1 });
+  t.equal((await post(`${h.sidecar.url}/model`, { messages: HELLO })).status, 503);
+  // both cooling now, both recovered upstream: the next request still gets through
+  const res = await h.client.chat.completions.create({ model: NO_MODEL, messages: HELLO }).withResponse();
+  t.equal(res.response.headers.get('x-llm-failover-provider'), 'primary', 'the highest priority first');
+});
+
+t.test('the attempt budget bounds a request', async (t) => {
+  const h = await startHarness(
+    [
+      { name: 'a', group: 0 },
+      { name: 'b', group: 1 },
+      { name: 'c', group: 2 },
+    ],
+    policyYaml('  maxAttempts: 2'),
+  );
+  t.teardown(() => h.close());
+  h.sims.a.setFault({ kind: 'status', status: 500 });
+  h.sims.b.setFault({ kind: 'status', status: 500 });
+  const res = await post(`${h.sidecar.url}/model`, { messages: HELLO });
+  t.equal(res.status, 503);
+  t.match(res.json.error?.message, /attempt budget \(2\)/);
+  t.equal(h.sims.c.requests.length, 0);
+});
+
+t.test('a hang fails over after the response timeout', async (t) => {
+  const h = await startHarness(TWO, policyYaml('  timeouts:\n    response: 300ms'));
+  t.teardown(() => h.close());
+  h.sims.primary.setFault({ kind: 'hang' });
+  const res = await h.client.chat.completions.create({ model: NO_MODEL, messages: HELLO }).withResponse();
+  t.equal(res.data.choices[0].message.content, 'Hello from fallback');
+  const line = h.logs.find((l) => l.includes('"event":"request"'));
+  t.match(line, /"outcome":"response_timeout"/);
+});
+
+t.test('DNS and TLS failures fail over', async (t) => {
+  const h = await startHarness(TWO);
+  t.teardown(() => h.close());
+  // re-point the primary at a name that does not resolve, then at a plain-HTTP port spoken to in TLS
+  const { loadPlan } = await import('../sidecar/config/load.ts');
+  const { startSidecar } = await import('../sidecar/main.ts');
+  const { createLogger } = await import('../sidecar/observe/log.ts');
+  const { backendYaml, LOOPBACK_SERVER } = await import('./helpers.ts');
+  const base = backendYaml(TWO, { primary: h.sims.primary.port, fallback: h.sims.fallback.port });
+  const cases = [
+    { name: 'dns', yaml: base.replace('host: 127.0.0.1', 'host: no-such-host.invalid'), reason: 'dns' },
+    { name: 'tls', yaml: base + policyYaml(`  providers:\n    primary:\n      tls: true`), reason: 'tls' },
+  ];
+  for (const c of cases) {
+    const plan = loadPlan([{ name: 't.yaml', text: c.yaml + LOOPBACK_SERVER }]);
+    const sidecar = await startSidecar({ plan, logger: createLogger('silent') });
+    const reasons: string[] = [];
+    sidecar.events.on('switch', (e) => reasons.push(e.reason));
+    const res = await post(`${sidecar.url}/model`, { messages: HELLO });
+    t.equal(res.status, 200, `${c.name}: served`);
+    t.equal(res.headers.get('x-llm-failover-provider'), 'fallback');
+    t.same(reasons, [c.reason], `${c.name}: switch reason`);
+    await sidecar.close();
+  }
+});

@@ -1,0 +1,152 @@
+/**
+ * Test scaffolding: simulated providers on loopback, a sidecar in front of them built from the
+ * same YAML users write, and the official OpenAI SDK as the client.
+ */
+import OpenAI from 'openai';
+import { loadPlan } from '../sidecar/config/load.ts';
+import { startSidecar, type Sidecar } from '../sidecar/main.ts';
+import { createLogger } from '../sidecar/observe/log.ts';
+import { type SimulatedProvider, type SimulatorOptions, startAnthropicSimulator, startOpenAISimulator } from '../simulator/index.ts';
+import { Writable } from 'node:stream';
+
+export interface ModelSpec {
+  name: string;
+  kind?: 'openai' | 'anthropic';
+  model?: string;
+  /** 0-based priority group. */
+  group: number;
+  sim?: Partial<SimulatorOptions>;
+}
+
+export interface Harness {
+  sidecar: Sidecar;
+  sims: Record<string, SimulatedProvider>;
+  client: OpenAI;
+  /** Every log line the sidecar wrote. */
+  logs: string[];
+  close(): Promise<void>;
+}
+
+export const TEST_KEY = 'sk-test-planted-secret-0123456789';
+
+export function backendYaml(models: ModelSpec[], ports: Record<string, number>, name = 'model-failover'): string {
+  const groups: ModelSpec[][] = [];
+  for (const m of models) {
+    groups[m.group] ??= [];
+    groups[m.group].push(m);
+  }
+  const body = groups
+    .map(
+      (g) => `    - providers:\n${g
+        .map(
+          (m) => `      - name: ${m.name}
+        ${m.kind ?? 'openai'}:
+          model: "${m.model ?? m.name}"
+          authToken:
+            kind: Inline
+            inline: ${TEST_KEY}
+        hostOverride:
+          host: 127.0.0.1
+          port: ${ports[m.name]}`,
+        )
+        .join('\n')}`,
+    )
+    .join('\n');
+  return `apiVersion: gateway.kgateway.dev/v1alpha1
+kind: Backend
+metadata:
+  name: ${name}
+spec:
+  type: AI
+  ai:
+    priorityGroups:
+${body}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata:
+  name: ${name}
+spec:
+  rules:
+  - matches:
+    - path:
+        type: PathPrefix
+        value: /model
+    filters:
+    - type: URLRewrite
+      urlRewrite:
+        path:
+          type: ReplaceFullPath
+          replaceFullPath: /v1/chat/completions
+    backendRefs:
+    - name: ${name}
+      group: gateway.kgateway.dev
+      kind: Backend
+`;
+}
+
+export const LOOPBACK_SERVER = `---
+apiVersion: llm-failover.dev/v1alpha1
+kind: SidecarConfig
+spec:
+  listen: 127.0.0.1:0
+  admin: 127.0.0.1:0
+`;
+
+export function policyYaml(spec: string, backend = 'model-failover'): string {
+  return `---
+apiVersion: llm-failover.dev/v1alpha1
+kind: FailoverPolicy
+metadata:
+  name: test
+spec:
+  targetRefs:
+  - kind: Backend
+    name: ${backend}
+${spec}
+`;
+}
+
+export async function startHarness(models: ModelSpec[], extraYaml = ''): Promise<Harness> {
+  const sims: Record<string, SimulatedProvider> = {};
+  for (const m of models) {
+    const start = m.kind === 'anthropic' ? startAnthropicSimulator : startOpenAISimulator;
+    sims[m.name] = await start({ model: m.model ?? m.name, apiKey: TEST_KEY, ...m.sim });
+  }
+  const ports = Object.fromEntries(Object.entries(sims).map(([k, s]) => [k, s.port]));
+  const plan = loadPlan([{ name: 'test.yaml', text: backendYaml(models, ports) + LOOPBACK_SERVER + extraYaml }]);
+  const logs: string[] = [];
+  const sink = new Writable({
+    write(chunk, _enc, cb) {
+      logs.push(String(chunk));
+      cb();
+    },
+  });
+  const sidecar = await startSidecar({ plan, logger: createLogger('info', sink) });
+  const client = new OpenAI({ baseURL: `${sidecar.url}/v1`, apiKey: 'client-key-unused', maxRetries: 0, timeout: 20_000 });
+  return {
+    sidecar,
+    sims,
+    client,
+    logs,
+    async close() {
+      await sidecar.close();
+      await Promise.all(Object.values(sims).map((s) => s.close()));
+    },
+  };
+}
+
+export const HELLO = [{ role: 'user' as const, content: 'What is kubernetes?' }];
+
+/** POST a JSON body with plain fetch; returns status, headers and parsed body. */
+export async function post(url: string, body: unknown, headers: Record<string, string> = {}) {
+  const res = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body: typeof body === 'string' ? body : JSON.stringify(body) });
+  const text = await res.text();
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch {
+    json = undefined;
+  }
+  return { status: res.status, headers: res.headers, text, json: json as { error?: { message: string; type: string; code: string | null; attempts?: unknown[] } } & Record<string, unknown> };
+}

@@ -6,10 +6,11 @@
 import { once } from 'node:events';
 import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
-import { allModels, type Plan, type ProviderKind } from './config/plan.ts';
+import { allModels, type Plan, type ProviderKind, withoutProbes } from './config/plan.ts';
 import { ConfigError, type Problem } from './config/problems.ts';
-import { PassiveHealth } from './health/passive.ts';
-import { HealthView } from './health/view.ts';
+import { FileSecret } from './config/secret.ts';
+import { HealthMonitor } from './health/monitor.ts';
+import type { HealthView } from './health/view.ts';
 import { Events } from './observe/events.ts';
 import { createLogger, logEvents } from './observe/log.ts';
 import type { FailoverDeps } from './retry/failover.ts';
@@ -25,6 +26,8 @@ import type { ProviderAdapter } from './translate/provider.ts';
 export interface StartOptions {
   plan: Plan;
   logger?: Logger;
+  /** false: no active probes, as if every model said `probe.kind: none` (default true). */
+  probes?: boolean;
 }
 
 export interface Sidecar {
@@ -34,6 +37,7 @@ export interface Sidecar {
   plan: Plan;
   events: Events;
   health: HealthView;
+  monitor: HealthMonitor;
   logger: Logger;
   inFlight(): number;
   /** Stop accepting, let in-flight requests finish within graceMs, then close everything. */
@@ -54,17 +58,17 @@ export function adaptersFor(plan: Plan): Record<ProviderKind, ProviderAdapter> {
 }
 
 export async function startSidecar(options: StartOptions): Promise<Sidecar> {
-  const { plan } = options;
+  const plan = options.probes === false ? withoutProbes(options.plan) : options.plan;
   const logger = options.logger ?? createLogger(plan.server.logLevel);
   const adapters = adaptersFor(plan);
   const models = plan.backends.flatMap(allModels);
   const events = new Events();
-  const health = new HealthView(events, models);
-  const passive = new PassiveHealth(health);
   const pools = new Pools(models);
+  const monitor = new HealthMonitor(events, plan.backends, { pools, adapters });
+  const health = monitor.view;
   logEvents(events, logger);
 
-  const deps: FailoverDeps = { balancer: new Balancer(health), health, passive, pools, events, adapters };
+  const deps: FailoverDeps = { balancer: new Balancer(health), health: monitor, pools, events, adapters };
   const state: HandlerState = {
     router: createRouter(plan.routes),
     deps,
@@ -75,7 +79,7 @@ export async function startSidecar(options: StartOptions): Promise<Sidecar> {
   };
   const server = createDualServer(createHandler(state));
   let ready = false;
-  const admin = createAdminServer({ ready: () => ready && !state.draining, backends: () => plan.backends, health: () => health });
+  const admin = createAdminServer({ ready: () => ready && !state.draining, backends: () => plan.backends, monitor: () => monitor });
 
   const listen = parseHostPort(plan.server.listen);
   const adminAt = parseHostPort(plan.server.admin);
@@ -83,6 +87,7 @@ export async function startSidecar(options: StartOptions): Promise<Sidecar> {
   admin.listen(adminAt.port, adminAt.host);
   await Promise.all([once(server.net, 'listening'), once(admin, 'listening')]);
   ready = true;
+  monitor.start();
   const addr = server.net.address() as AddressInfo;
   const adminAddr = admin.address() as AddressInfo;
   const host = (a: AddressInfo) => (a.family === 'IPv6' ? `[${a.address}]` : a.address);
@@ -97,7 +102,8 @@ export async function startSidecar(options: StartOptions): Promise<Sidecar> {
     server.destroyAll();
     admin.closeAllConnections();
     admin.close();
-    health.close();
+    monitor.stop();
+    for (const m of models) if (m.auth.kind === 'static' && m.auth.token instanceof FileSecret) m.auth.token.close();
     await pools.close();
   };
 
@@ -107,6 +113,7 @@ export async function startSidecar(options: StartOptions): Promise<Sidecar> {
     plan,
     events,
     health,
+    monitor,
     logger,
     inFlight: () => state.inFlight,
     async drain(graceMs = plan.server.drainGraceMs) {

@@ -72,7 +72,7 @@ t.test('the demo schedule fails the primary and every request still succeeds, ea
   t.ok((served.get('openai-gpt-4o') ?? 0) > 0, 'the primary served while it was up');
   t.ok((served.get('openai-gpt-4.0-turbo') ?? 0) > 0, 'the fallback served while the primary was down');
   t.ok(lines.some((l) => /^\[switch\] openai-gpt-4o -> openai-gpt-4\.0-turbo \(upstream_5xx 503\)$/.test(l)), 'the switch is printed');
-  t.ok(lines.some((l) => /^\[health\] openai-gpt-4o: healthy -> cooling/.test(l)), 'the health change is printed');
+  t.ok(lines.some((l) => /^\[health\] openai-gpt-4o: healthy -> (open|cooling)/.test(l)), 'the health change is printed');
 });
 
 t.test('an invalid configuration exits 2 and names every problem', async (t) => {

@@ -14,35 +14,42 @@ const TWO = [
 // The app names no model: the sidecar picks one.
 const NO_MODEL = undefined as unknown as string;
 
-const FAILURES: { name: string; fault: Fault }[] = [
-  { name: 'connection refused', fault: { kind: 'refuse' } },
-  { name: 'connection reset before headers', fault: { kind: 'reset' } },
-  { name: '500', fault: { kind: 'status', status: 500 } },
-  { name: '502', fault: { kind: 'status', status: 502 } },
-  { name: '503', fault: { kind: 'status', status: 503 } },
-  { name: '504', fault: { kind: 'status', status: 504 } },
-  { name: '408', fault: { kind: 'status', status: 408 } },
-  { name: '429', fault: { kind: 'status', status: 429, headers: { 'retry-after': '7' } } },
-  { name: '401', fault: { kind: 'status', status: 401 } },
-  { name: '403', fault: { kind: 'status', status: 403 } },
-  { name: '404', fault: { kind: 'status', status: 404 } },
-  { name: '400 context length exceeded', fault: { kind: 'status', status: 400, errorType: 'context_length_exceeded', message: "This model's maximum context length is 8192 tokens." } },
-  { name: 'invalid JSON body', fault: { kind: 'invalidJson' } },
-  { name: 'truncated JSON body', fault: { kind: 'truncatedJson' } },
-  { name: 'empty 200 body', fault: { kind: 'emptyBody' } },
-  { name: 'reset mid-body', fault: { kind: 'resetMidBody' } },
+/**
+ * `after`: what the failure teaches the health view about the primary. Unreachable and
+ * credential failures mark it down at once, a 429 cools it, a transient failure counts in its
+ * breaker's window (one failure does not flap a model), too long a prompt says nothing.
+ */
+const FAILURES: { name: string; fault: Fault; after: 'unhealthy' | 'cooling' | 'breaker' | 'nothing' }[] = [
+  { name: 'connection refused', fault: { kind: 'refuse' }, after: 'unhealthy' },
+  { name: 'connection reset before headers', fault: { kind: 'reset' }, after: 'breaker' },
+  { name: '500', fault: { kind: 'status', status: 500 }, after: 'breaker' },
+  { name: '502', fault: { kind: 'status', status: 502 }, after: 'breaker' },
+  { name: '503', fault: { kind: 'status', status: 503 }, after: 'breaker' },
+  { name: '504', fault: { kind: 'status', status: 504 }, after: 'breaker' },
+  { name: '408', fault: { kind: 'status', status: 408 }, after: 'breaker' },
+  { name: '429', fault: { kind: 'status', status: 429, headers: { 'retry-after': '7' } }, after: 'cooling' },
+  { name: '401', fault: { kind: 'status', status: 401 }, after: 'unhealthy' },
+  { name: '403', fault: { kind: 'status', status: 403 }, after: 'unhealthy' },
+  { name: '404', fault: { kind: 'status', status: 404 }, after: 'unhealthy' },
+  {
+    name: '400 context length exceeded',
+    fault: { kind: 'status', status: 400, errorType: 'context_length_exceeded', message: "This model's maximum context length is 8192 tokens." },
+    after: 'nothing',
+  },
+  { name: 'invalid JSON body', fault: { kind: 'invalidJson' }, after: 'breaker' },
+  { name: 'truncated JSON body', fault: { kind: 'truncatedJson' }, after: 'breaker' },
+  { name: 'empty 200 body', fault: { kind: 'emptyBody' }, after: 'breaker' },
+  { name: 'reset mid-body', fault: { kind: 'resetMidBody' }, after: 'breaker' },
 ];
 
 t.test('every provider failure fails over to the next group and the app sees 200', async (t) => {
-  const h = await startHarness(TWO);
-  t.teardown(() => h.close());
-  for (const { name, fault } of FAILURES) {
+  for (const { name, fault, after } of FAILURES) {
     await t.test(name, async (t) => {
+      // a sidecar per case: a clean health view and breaker window
+      const h = await startHarness(TWO);
+      t.teardown(() => h.close());
+      const primary = h.sidecar.health.models()[0];
       h.sims.primary.setFault(fault);
-      h.sims.primary.reset();
-      h.sims.fallback.reset();
-      // every case starts from a healthy primary: clear the cooldown the previous case left
-      h.sidecar.health.set(h.sidecar.health.models()[0], 'healthy', 'test reset');
       await h.sims.primary.ready();
       const { data, response } = await h.client.chat.completions.create({ model: NO_MODEL, messages: HELLO }).withResponse();
       t.equal(response.status, 200);
@@ -52,11 +59,11 @@ t.test('every provider failure fails over to the next group and the app sees 200
       t.equal(response.headers.get('x-llm-failover-attempts'), '2');
       t.equal(h.sims.fallback.requests.length, 1, 'the fallback served it once');
       if (fault.kind !== 'refuse') t.equal(h.sims.primary.requests.length, 1, 'the primary was tried first');
-      const state = h.sidecar.health.state(h.sidecar.health.models()[0]);
-      if (fault.kind === 'status' && fault.errorType === 'context_length_exceeded') t.equal(state, 'healthy', 'too long for one model says nothing of its health');
-      else t.not(state, 'healthy', 'the failed primary is no longer selectable');
-      h.sims.primary.clearFault();
-      await h.sims.primary.ready();
+      const state = h.sidecar.health.state(primary);
+      const breakerFailures = h.sidecar.monitor.breakers.stats(primary)?.failures ?? 0;
+      if (after === 'unhealthy' || after === 'cooling') t.equal(state, after, `the primary is ${after}`);
+      else t.equal(state, 'healthy', 'one failure alone does not take the model out');
+      t.equal(breakerFailures, after === 'breaker' ? 1 : 0, after === 'breaker' ? 'counted in the breaker window' : 'not a breaker failure');
     });
   }
 });
@@ -103,11 +110,26 @@ t.test('round robin inside a group is even', async (t) => {
     ['a', 'b', 'c', 'spare'].map((n) => h.sims[n].requests.length),
     [10, 10, 10, 0],
   );
+});
+
+t.test('a failing model in a group is tried until its breaker opens, then the rest of its group carries the traffic', async (t) => {
+  const h = await startHarness([
+    { name: 'a', group: 0 },
+    { name: 'b', group: 0 },
+    { name: 'c', group: 0 },
+    { name: 'spare', group: 1 },
+  ]);
+  t.teardown(() => h.close());
   h.sims.b.setFault({ kind: 'status', status: 503 });
-  for (const s of Object.values(h.sims)) s.reset();
-  for (let i = 0; i < 20; i++) await h.client.chat.completions.create({ model: NO_MODEL, messages: HELLO });
-  t.equal(h.sims.b.requests.length, 1, 'the failed model is tried once, then skipped while it cools');
-  t.equal(h.sims.a.requests.length + h.sims.c.requests.length, 20, 'the rest of its group carries the traffic');
+  const failed: number[] = [];
+  for (let i = 0; i < 21; i++) {
+    const res = await post(`${h.sidecar.url}/model`, { messages: HELLO });
+    if (res.status !== 200) failed.push(res.status);
+  }
+  t.same(failed, [], 'every request succeeded');
+  t.equal(h.sims.b.requests.length, 3, 'b is tried until its breaker opens (3 of 3 failed in the window), then skipped');
+  t.equal(h.sidecar.health.state(h.sidecar.health.models()[1]), 'open');
+  t.equal(h.sims.a.requests.length + h.sims.c.requests.length, 21, 'the rest of its group carries the traffic');
   t.ok(Math.abs(h.sims.a.requests.length - h.sims.c.requests.length) <= 1, 'evenly');
   t.equal(h.sims.spare.requests.length, 0, 'the next group is not needed');
 });
@@ -135,6 +157,7 @@ t.test('when every model fails: 503 in the OpenAI shape, each attempt named, Ret
   t.equal(res.json.error?.type, 'service_unavailable');
   t.equal(res.json.error?.code, 'all_models_failed');
   t.match(res.json.error?.message, /primary: upstream 503.*fallback: upstream 429/);
+  t.notMatch(res.json.error?.message, /sk-test-planted/, 'no key in the error');
   t.same(
     ((res.json.error?.attempts ?? []) as { provider: string; reason: string; status: number }[]).map((a) => [a.provider, a.reason, a.status]),
     [
@@ -143,18 +166,23 @@ t.test('when every model fails: 503 in the OpenAI shape, each attempt named, Ret
     ],
   );
   const retryAfter = Number(res.headers.get('retry-after'));
-  t.ok(retryAfter >= 1 && retryAfter <= 10, `Retry-After ${retryAfter} is the primary's cooldown, the earliest`);
+  t.ok(retryAfter >= 19 && retryAfter <= 20, `Retry-After ${retryAfter} is the fallback's cooldown, the only one known`);
 });
 
 t.test('when every model is down, they are tried anyway in priority order before giving up', async (t) => {
   const h = await startHarness(TWO);
   t.teardown(() => h.close());
-  h.sims.primary.setFault({ kind: 'status', status: 503 }, { times: 1 });
-  h.sims.fallback.setFault({ kind: 'status', status: 503 }, { times: 1 });
+  h.sims.primary.setFault({ kind: 'refuse' });
+  h.sims.fallback.setFault({ kind: 'status', status: 401 });
   t.equal((await post(`${h.sidecar.url}/model`, { messages: HELLO })).status, 503);
-  // both cooling now, both recovered upstream: the next request still gets through
+  t.same(h.sidecar.health.models().map((m) => h.sidecar.health.state(m)), ['unhealthy', 'unhealthy']);
+  h.sims.primary.clearFault();
+  h.sims.fallback.clearFault();
+  await h.sims.primary.ready();
+  // both marked down, both recovered upstream: the next request still gets through
   const res = await h.client.chat.completions.create({ model: NO_MODEL, messages: HELLO }).withResponse();
   t.equal(res.response.headers.get('x-llm-failover-provider'), 'primary', 'the highest priority first');
+  t.equal(h.sidecar.health.state(h.sidecar.health.models()[0]), 'healthy', 'and a success heals it');
 });
 
 t.test('the attempt budget bounds a request', async (t) => {

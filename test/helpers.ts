@@ -107,7 +107,8 @@ ${spec}
 `;
 }
 
-export async function startHarness(models: ModelSpec[], extraYaml = ''): Promise<Harness> {
+/** probes: run the active health probes (off by default: most tests look at one request's path). */
+export async function startHarness(models: ModelSpec[], extraYaml = '', options: { probes?: boolean } = {}): Promise<Harness> {
   const sims: Record<string, SimulatedProvider> = {};
   for (const m of models) {
     const start = m.kind === 'anthropic' ? startAnthropicSimulator : startOpenAISimulator;
@@ -122,7 +123,7 @@ export async function startHarness(models: ModelSpec[], extraYaml = ''): Promise
       cb();
     },
   });
-  const sidecar = await startSidecar({ plan, logger: createLogger('info', sink) });
+  const sidecar = await startSidecar({ plan, logger: createLogger('info', sink), probes: options.probes ?? false });
   const client = new OpenAI({ baseURL: `${sidecar.url}/v1`, apiKey: 'client-key-unused', maxRetries: 0, timeout: 20_000 });
   return {
     sidecar,

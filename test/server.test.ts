@@ -107,15 +107,15 @@ t.test('admin: /healthz, /readyz and /status', async (t) => {
   t.teardown(() => h.close());
   t.equal((await fetch(`${h.sidecar.adminUrl}/healthz`)).status, 200);
   t.equal((await fetch(`${h.sidecar.adminUrl}/readyz`)).status, 200);
-  h.sims.primary.setFault({ kind: 'status', status: 503 });
+  h.sims.primary.setFault({ kind: 'status', status: 429, headers: { 'retry-after': '30' } });
   await h.client.chat.completions.create({ model: undefined as unknown as string, messages: HELLO });
   t.equal((await fetch(`${h.sidecar.adminUrl}/readyz`)).status, 200, 'a provider outage does not make the pod unready');
   const status = (await (await fetch(`${h.sidecar.adminUrl}/status`)).json()) as {
     backends: { groups: { priority: number; models: { name: string; state: string; lastStatus: number; cause: string }[] }[] }[];
   };
   const [g1, g2] = status.backends[0].groups;
-  t.same([g1.priority, g1.models[0].name, g1.models[0].state, g1.models[0].lastStatus], [1, 'primary', 'cooling', 503]);
-  t.match(g1.models[0].cause, /upstream_5xx/);
+  t.same([g1.priority, g1.models[0].name, g1.models[0].state, g1.models[0].lastStatus], [1, 'primary', 'cooling', 429]);
+  t.match(g1.models[0].cause, /rate_limited/);
   t.same([g2.priority, g2.models[0].name, g2.models[0].state], [2, 'fallback', 'healthy']);
   t.equal(JSON.stringify(status).includes('sk-test-planted'), false, '/status carries no key');
   t.equal((await fetch(`${h.sidecar.adminUrl}/v1/chat/completions`, { method: 'POST' })).status, 405, 'the admin port cannot spend a key');

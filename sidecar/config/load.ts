@@ -11,8 +11,10 @@ import {
   type AuthPlan,
   type BackendPlan,
   DEFAULT_FAILOVER,
+  DEFAULT_HEALTH,
   DEFAULT_SERVER,
   type FailoverSettings,
+  type HealthSettings,
   type ModelTarget,
   type Plan,
   type ProviderKind,
@@ -36,6 +38,8 @@ import { DEFAULT_SECRETS_DIR, resolveSecret } from './secrets.ts';
 export interface LoadOptions {
   secretsDir?: string;
   env?: NodeJS.ProcessEnv;
+  /** How often mounted secret files are checked for rotation (default 2 s). */
+  secretPollMs?: number;
 }
 
 export interface SourceFile {
@@ -240,6 +244,36 @@ function timeoutsFrom(spec: FailoverPolicyDoc['spec']['timeouts'], base: Timeout
   };
 }
 
+type HealthDoc = NonNullable<FailoverPolicyDoc['spec']['health']>;
+
+function healthFrom(doc: HealthDoc | undefined, base: HealthSettings): HealthSettings {
+  if (!doc) return base;
+  const p = doc.probe ?? {};
+  const b = doc.breaker ?? {};
+  return {
+    probe: {
+      kind: p.kind ?? base.probe.kind,
+      intervalMs: ms(p.interval, base.probe.intervalMs),
+      idleIntervalMs: ms(p.idleInterval, base.probe.idleIntervalMs),
+      timeoutMs: ms(p.timeout, base.probe.timeoutMs),
+      jitterPercent: p.jitterPercent ?? base.probe.jitterPercent,
+      healthyThreshold: p.healthyThreshold ?? base.probe.healthyThreshold,
+      unhealthyThreshold: p.unhealthyThreshold ?? base.probe.unhealthyThreshold,
+      prompt: p.prompt ?? base.probe.prompt,
+      maxTokens: p.maxTokens ?? base.probe.maxTokens,
+    },
+    slowThresholdMs: ms(doc.slowThreshold, base.slowThresholdMs),
+    suspectAfterMs: ms(doc.suspectAfter, base.suspectAfterMs),
+    breaker: {
+      enabled: b.enabled ?? base.breaker.enabled,
+      windowMs: ms(b.window, base.breaker.windowMs),
+      errorThresholdPercentage: b.errorThresholdPercentage ?? base.breaker.errorThresholdPercentage,
+      volumeThreshold: b.volumeThreshold ?? base.breaker.volumeThreshold,
+      resetTimeoutMs: ms(b.resetTimeout, base.breaker.resetTimeoutMs),
+    },
+  };
+}
+
 function failoverSettings(policy: Located<FailoverPolicyDoc> | undefined): FailoverSettings {
   const spec = policy?.doc.spec;
   const d = DEFAULT_FAILOVER;
@@ -307,6 +341,7 @@ function resolveBackend(
       path: provider.pathOverride?.fullPath ?? defaults.path,
       auth,
       timeouts: timeoutsFrom(overrides?.timeouts, settings.timeouts),
+      health: healthFrom(overrides?.health, healthFrom(policy?.doc.spec.health, DEFAULT_HEALTH)),
     };
     if (kind === 'anthropic') target.apiVersion = provider.anthropic?.apiVersion ?? DEFAULT_ANTHROPIC_VERSION;
     groups[group] ??= [];
@@ -337,7 +372,7 @@ function resolveAuth(
   if (token.kind === 'Passthrough') return { kind: 'passthrough', header, prefix };
   if (token.kind === 'Inline') return { kind: 'static', header, prefix, token: new Secret(token.inline!), source: 'Inline' };
   const secretName = token.secretRef!.name;
-  const found = resolveSecret(secretName, options.secretsDir ?? DEFAULT_SECRETS_DIR, options.env);
+  const found = resolveSecret(secretName, options.secretsDir ?? DEFAULT_SECRETS_DIR, options.env, options.secretPollMs);
   if (!found.ok) {
     problems.push({
       file: located.file,

@@ -34,6 +34,35 @@ export interface FailoverSettings {
   maxResponseBytes: number;
 }
 
+export type ProbeKind = 'auto' | 'chat' | 'models' | 'none';
+
+export interface HealthSettings {
+  probe: {
+    /** auto: free model-list probes for idle models, chat probes where generation must be proven. */
+    kind: ProbeKind;
+    intervalMs: number;
+    /** For idle models two or more groups below the one carrying traffic. */
+    idleIntervalMs: number;
+    timeoutMs: number;
+    jitterPercent: number;
+    healthyThreshold: number;
+    unhealthyThreshold: number;
+    prompt: string;
+    maxTokens: number;
+  };
+  /** Time to first token over this marks the model degraded. */
+  slowThresholdMs: number;
+  /** An attempt with no first token after this long (or 4x the model's usual) triggers a probe. */
+  suspectAfterMs: number;
+  breaker: {
+    enabled: boolean;
+    windowMs: number;
+    errorThresholdPercentage: number;
+    volumeThreshold: number;
+    resetTimeoutMs: number;
+  };
+}
+
 /** One model a request can be sent to: a provider entry of a priority group. */
 export interface ModelTarget {
   /** The provider entry's name, unique within its Backend (e.g. "openai-gpt-4o"). */
@@ -52,6 +81,7 @@ export interface ModelTarget {
   /** Anthropic's `anthropic-version`. */
   apiVersion?: string;
   timeouts: Timeouts;
+  health: HealthSettings;
 }
 
 export interface BackendPlan {
@@ -100,6 +130,32 @@ export const DEFAULT_FAILOVER: FailoverSettings = {
   maxRetryAfterMs: 300_000,
   maxResponseBytes: 8 * 1024 * 1024,
 };
+
+export const DEFAULT_HEALTH: HealthSettings = {
+  probe: {
+    kind: 'auto',
+    intervalMs: 10_000,
+    idleIntervalMs: 60_000,
+    timeoutMs: 5_000,
+    jitterPercent: 20,
+    healthyThreshold: 2,
+    unhealthyThreshold: 2,
+    prompt: 'Reply with the single word: ok',
+    maxTokens: 16,
+  },
+  slowThresholdMs: 8_000,
+  suspectAfterMs: 3_000,
+  breaker: { enabled: true, windowMs: 10_000, errorThresholdPercentage: 50, volumeThreshold: 3, resetTimeoutMs: 10_000 },
+};
+
+/** The same plan with every probe off (as if each model said `probe.kind: none`). */
+export function withoutProbes(plan: Plan): Plan {
+  const backends = new Map<BackendPlan, BackendPlan>();
+  for (const b of plan.backends) {
+    backends.set(b, { ...b, groups: b.groups.map((g) => g.map((m) => ({ ...m, health: { ...m.health, probe: { ...m.health.probe, kind: 'none' as const } } }))) });
+  }
+  return { ...plan, backends: [...backends.values()], routes: plan.routes.map((r) => ({ ...r, backend: backends.get(r.backend)! })) };
+}
 
 export function allModels(backend: BackendPlan): ModelTarget[] {
   return backend.groups.flat();

@@ -188,6 +188,35 @@ export const timeouts = z.strictObject({
   request: duration.optional(),
 });
 
+const percent = z.number().min(1).max(100);
+
+export const healthSettings = z.strictObject({
+  probe: z
+    .strictObject({
+      kind: z.enum(['auto', 'chat', 'models', 'none']).optional(),
+      interval: duration.optional(),
+      idleInterval: duration.optional(),
+      timeout: duration.optional(),
+      jitterPercent: z.number().min(0).max(50).optional(),
+      healthyThreshold: z.number().int().min(1).max(20).optional(),
+      unhealthyThreshold: z.number().int().min(1).max(20).optional(),
+      prompt: z.string().min(1).max(2000).optional(),
+      maxTokens: z.number().int().min(1).max(4096).optional(),
+    })
+    .optional(),
+  slowThreshold: duration.optional(),
+  suspectAfter: duration.optional(),
+  breaker: z
+    .strictObject({
+      enabled: z.boolean().optional(),
+      window: duration.optional(),
+      errorThresholdPercentage: percent.optional(),
+      volumeThreshold: z.number().int().min(1).max(1000).optional(),
+      resetTimeout: duration.optional(),
+    })
+    .optional(),
+});
+
 export const failoverSettings = z.strictObject({
   timeouts: timeouts.optional(),
   maxAttempts: z.number().int().min(0).max(100).optional(),
@@ -199,6 +228,7 @@ export const failoverSettings = z.strictObject({
     })
     .optional(),
   maxResponseBytes: z.number().int().min(1024).max(1 << 30).optional(),
+  health: healthSettings.optional(),
 });
 
 export const failoverPolicy = z.looseObject({
@@ -221,6 +251,7 @@ export const failoverPolicy = z.looseObject({
         z.strictObject({
           tls: z.boolean().optional(),
           timeouts: timeouts.optional(),
+          health: healthSettings.optional(),
         }),
       )
       .optional(),

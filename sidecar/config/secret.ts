@@ -1,3 +1,4 @@
+import { readFileSync, type Stats, unwatchFile, watchFile } from 'node:fs';
 import { inspect } from 'node:util';
 
 /**
@@ -6,8 +7,12 @@ import { inspect } from 'node:util';
  * Only the upstream request builder calls reveal().
  */
 export class Secret {
-  readonly #value: string;
+  #value: string;
   constructor(value: string) {
+    this.#value = value;
+  }
+  /** A rotated key (the mounted Secret changed): requests from now on use the new one. */
+  protected replace(value: string): void {
     this.#value = value;
   }
   reveal(): string {
@@ -21,5 +26,36 @@ export class Secret {
   }
   [inspect.custom](): string {
     return '[redacted]';
+  }
+}
+
+/**
+ * A key read from a mounted Kubernetes Secret, re-read when the file changes (the kubelet swaps a
+ * symlink; polling the path's stat catches that where inotify on the old inode would not).
+ * A rotated key therefore heals a model marked unhealthy by 401s, through its next probe.
+ */
+export class FileSecret extends Secret {
+  readonly #path: string;
+  readonly #parse: (raw: string) => string;
+  readonly #listener: (cur: Stats) => void;
+
+  constructor(path: string, value: string, parse: (raw: string) => string, pollMs: number) {
+    super(value);
+    this.#path = path;
+    this.#parse = parse;
+    this.#listener = (cur) => {
+      if (cur.mtimeMs === 0) return; // removed for a moment during the swap: keep the old key
+      try {
+        const next = this.#parse(readFileSync(this.#path, 'utf8'));
+        if (next) this.replace(next);
+      } catch {
+        // unreadable mid-swap: the next change or poll reads it
+      }
+    };
+    watchFile(path, { interval: pollMs, persistent: false }, this.#listener);
+  }
+
+  close(): void {
+    unwatchFile(this.#path, this.#listener);
   }
 }

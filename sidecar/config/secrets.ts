@@ -6,7 +6,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { Secret } from './secret.ts';
+import { FileSecret, Secret } from './secret.ts';
 
 export const DEFAULT_SECRETS_DIR = '/var/run/secrets/llm-failover';
 export const SECRET_KEY = 'Authorization';
@@ -23,15 +23,19 @@ export function tokenFromStoredValue(raw: string): string {
 
 export type SecretLookup = { ok: true; secret: Secret; source: string } | { ok: false; tried: string[] };
 
+/** How often a mounted secret file is checked for rotation. */
+export const SECRET_POLL_MS = 2_000;
+
 export function resolveSecret(
   secretName: string,
   secretsDir: string,
   env: NodeJS.ProcessEnv = process.env,
+  pollMs: number = SECRET_POLL_MS,
 ): SecretLookup {
   const file = join(secretsDir, secretName, SECRET_KEY);
   try {
     const token = tokenFromStoredValue(readFileSync(file, 'utf8'));
-    if (token) return { ok: true, secret: new Secret(token), source: file };
+    if (token) return { ok: true, secret: new FileSecret(file, token, tokenFromStoredValue, pollMs), source: file };
   } catch {
     // not mounted: fall through to the environment
   }

@@ -1,37 +1,79 @@
 /**
  * Passive health: what the outcome of a real attempt says about its model.
- * A failure cools the model for a while (a Retry-After sets how long); a failure that says the
- * model cannot serve at all (401/403/404) marks it unhealthy for longer. A success heals it.
+ * - success: heals the model, feeds its latency and its breaker.
+ * - 429 / 529: cooling for the Retry-After (or the default cooldown).
+ * - 401 / 403 / 404: unhealthy until a probe succeeds (a rotated secret heals itself);
+ *   with probes off, for the auth cooldown.
+ * - unreachable (refused, DNS, TLS, connect timeout): unhealthy at once, likewise.
+ * - every other failure (5xx, timeouts, resets, broken streams): the breaker's rolling window
+ *   decides, so one failure in ten does not flap the model. With the breaker off, a cooldown.
+ * - the request's own fault (a 4xx, too long a prompt for this model): nothing.
  */
 import type { FailoverSettings, ModelTarget } from '../config/plan.ts';
-import { type Failure, isAuthOrConfig } from '../retry/failure.ts';
+import { type Failure, type FailureReason, isAuthOrConfig } from '../retry/failure.ts';
+import type { Breakers } from './breaker.ts';
+import { observeFirstToken } from './latency.ts';
 import type { HealthView } from './view.ts';
+
+const UNREACHABLE: ReadonlySet<FailureReason> = new Set(['connect_refused', 'dns', 'tls', 'connect_timeout']);
+
+export interface SuccessInfo {
+  stream: boolean;
+  ttftMs?: number;
+  totalMs: number;
+}
 
 export class PassiveHealth {
   readonly #view: HealthView;
+  readonly #breakers: Breakers;
   readonly #now: () => number;
 
-  constructor(view: HealthView, now: () => number = Date.now) {
+  constructor(view: HealthView, breakers: Breakers, now: () => number = Date.now) {
     this.#view = view;
+    this.#breakers = breakers;
     this.#now = now;
   }
 
-  onSuccess(model: ModelTarget): void {
-    this.#view.recordSuccess(model);
-    if (this.#view.state(model) !== 'healthy') this.#view.set(model, 'healthy', 'served a request');
+  onSuccess(model: ModelTarget, info: SuccessInfo): void {
+    const view = this.#view;
+    view.recordSuccess(model);
+    this.#breakers.record(model, true);
+    const slow = model.health.slowThresholdMs;
+    if (info.ttftMs !== undefined) {
+      observeFirstToken(view, model, info.ttftMs);
+      if (info.ttftMs <= slow) view.markEvidence(model);
+    } else {
+      view.recordLatency(model, { totalMs: info.totalMs });
+      if (info.totalMs <= slow) view.markEvidence(model);
+    }
+    const state = view.state(model);
+    if (state === 'unhealthy' || state === 'cooling' || state === 'open') {
+      this.#breakers.close(model);
+      if (view.state(model) !== 'healthy') view.set(model, 'healthy', 'served a request');
+    }
   }
 
   onFailure(model: ModelTarget, failure: Failure, settings: FailoverSettings): void {
-    this.#view.recordFailure(model, failure.status, failure.message);
-    // The request's own fault, or too long for this model's context window: says nothing of the model.
     if (failure.reason === 'client_error' || failure.reason === 'context_length') return;
+    const view = this.#view;
+    view.recordFailure(model, failure.status, failure.message);
     const now = this.#now();
+    const probed = model.health.probe.kind !== 'none';
     const cause = failure.status ? `${failure.reason} (upstream ${failure.status})` : failure.reason;
-    if (isAuthOrConfig(failure.reason)) {
-      this.#view.set(model, 'unhealthy', cause, { until: now + settings.cooldownAfterAuthFailureMs, status: failure.status, error: failure.message });
+    const detail = { status: failure.status, error: failure.message };
+    if (failure.reason === 'rate_limited' || failure.reason === 'overloaded') {
+      view.set(model, 'cooling', cause, { ...detail, until: now + (failure.retryAfterMs ?? settings.cooldownAfterFailureMs) });
       return;
     }
-    const forMs = failure.retryAfterMs ?? settings.cooldownAfterFailureMs;
-    this.#view.set(model, 'cooling', cause, { until: now + forMs, status: failure.status, error: failure.message });
+    if (isAuthOrConfig(failure.reason)) {
+      view.set(model, 'unhealthy', cause, { ...detail, until: probed ? undefined : now + settings.cooldownAfterAuthFailureMs });
+      return;
+    }
+    if (UNREACHABLE.has(failure.reason)) {
+      view.set(model, 'unhealthy', cause, { ...detail, until: probed ? undefined : now + settings.cooldownAfterFailureMs });
+      return;
+    }
+    if (model.health.breaker.enabled) this.#breakers.record(model, false);
+    else view.set(model, 'cooling', cause, { ...detail, until: now + settings.cooldownAfterFailureMs });
   }
 }

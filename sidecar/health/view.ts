@@ -19,7 +19,29 @@ export interface ModelHealth {
   lastFailureAt?: number;
   successes: number;
   failures: number;
+  /** Smoothed time to first token of streamed answers (real traffic and chat probes). */
+  ttftMs?: number;
+  /** Smoothed duration of non-streamed answers. */
+  totalMs?: number;
+  /** When a real request last proved the model answers fast enough (TTFT, or a quick non-streamed answer). */
+  lastEvidenceAt?: number;
+  probe: {
+    at?: number;
+    kind?: string;
+    ok?: boolean;
+    error?: string;
+    durationMs?: number;
+    /** Consecutive successes / failures, for the thresholds. */
+    okStreak: number;
+    failStreak: number;
+  };
+  /** Consecutive slow / fast first-token samples, for degraded hysteresis. */
+  slowStreak: number;
+  fastStreak: number;
 }
+
+/** Weight of a new latency sample in the smoothed averages. */
+const EWMA_WEIGHT = 0.2;
 
 export interface SetOptions {
   until?: number;
@@ -31,13 +53,18 @@ export class HealthView {
   readonly #events: Events;
   readonly #models = new Map<string, { target: ModelTarget; health: ModelHealth; timer?: NodeJS.Timeout }>();
   readonly #now: () => number;
+  /** Open models whose breaker went half-open with no probe to run the trial: one request may. */
+  readonly #trials = new Set<string>();
 
   constructor(events: Events, models: ModelTarget[], now: () => number = Date.now) {
     this.#events = events;
     this.#now = now;
     const at = now();
     for (const target of models) {
-      this.#models.set(target.key, { target, health: { state: 'healthy', since: at, cause: 'start', successes: 0, failures: 0 } });
+      this.#models.set(target.key, {
+        target,
+        health: { state: 'healthy', since: at, cause: 'start', successes: 0, failures: 0, probe: { okStreak: 0, failStreak: 0 }, slowStreak: 0, fastStreak: 0 },
+      });
     }
   }
 
@@ -89,6 +116,17 @@ export class HealthView {
     h.lastSuccessAt = this.#now();
   }
 
+  /** A latency sample: time to first token (streamed) or whole duration (non-streamed). */
+  recordLatency(model: ModelTarget, sample: { ttftMs?: number; totalMs?: number }): void {
+    const h = this.#entry(model).health;
+    if (sample.ttftMs !== undefined) h.ttftMs = h.ttftMs === undefined ? sample.ttftMs : h.ttftMs + EWMA_WEIGHT * (sample.ttftMs - h.ttftMs);
+    if (sample.totalMs !== undefined) h.totalMs = h.totalMs === undefined ? sample.totalMs : h.totalMs + EWMA_WEIGHT * (sample.totalMs - h.totalMs);
+  }
+
+  markEvidence(model: ModelTarget): void {
+    this.#entry(model).health.lastEvidenceAt = this.#now();
+  }
+
   recordFailure(model: ModelTarget, status: number | undefined, error: string): void {
     const h = this.#entry(model).health;
     h.failures++;
@@ -105,6 +143,19 @@ export class HealthView {
       if (until !== undefined && (earliest === undefined || until < earliest)) earliest = until;
     }
     return earliest;
+  }
+
+  grantTrial(model: ModelTarget): void {
+    this.#trials.add(model.key);
+  }
+
+  /** Takes the model's single half-open trial, if it has one. */
+  takeTrial(model: ModelTarget): boolean {
+    return this.#trials.delete(model.key);
+  }
+
+  hasTrial(model: ModelTarget): boolean {
+    return this.#trials.has(model.key);
   }
 
   models(): ModelTarget[] {

@@ -4,27 +4,22 @@
  * request's deadline. Each switch and the request's whole story go out as events.
  */
 import type { BackendPlan, ModelTarget } from '../config/plan.ts';
-import type { PassiveHealth } from '../health/passive.ts';
-import type { HealthView } from '../health/view.ts';
+import type { HealthMonitor } from '../health/monitor.ts';
 import type { AttemptRecord, Events, RequestEvent } from '../observe/events.ts';
 import type { Balancer } from '../select/balancer.ts';
-import { AttemptAbort } from '../send/abort.ts';
 import { type AttemptOutcome, runAttempt } from '../send/attempt.ts';
 import type { Pools } from '../send/pools.ts';
 import { errorReply, type ErrorReply } from '../server/errors.ts';
-import type { ClientSink } from '../server/sink.ts';
+import type { Sink } from '../server/sink.ts';
 import type { ChatRequest, ProviderAdapter } from '../translate/provider.ts';
 import type { Failure } from './failure.ts';
 
 export interface FailoverDeps {
   balancer: Balancer;
-  health: HealthView;
-  passive: PassiveHealth;
+  health: HealthMonitor;
   pools: Pools;
   events: Events;
   adapters: Record<ModelTarget['provider'], ProviderAdapter>;
-  /** Lets the health view cancel attempts on a model it marks down (see InFlight). */
-  inFlight?: { track(model: ModelTarget, controller: AbortController): () => void };
 }
 
 export interface FailoverRequest {
@@ -32,7 +27,7 @@ export interface FailoverRequest {
   route: string;
   backend: BackendPlan;
   req: ChatRequest;
-  sink: ClientSink;
+  sink: Sink;
   /** Aborts when the client goes away. */
   signal: AbortSignal;
 }
@@ -71,7 +66,7 @@ export async function serveWithFailover(deps: FailoverDeps, r: FailoverRequest):
     const controller = new AbortController();
     const forward = () => controller.abort(r.signal.reason);
     r.signal.addEventListener('abort', forward, { once: true });
-    const untrack = deps.inFlight?.track(model, controller);
+    const watch = deps.health.begin(model, controller, r.sink, r.req.stream, settings);
     const t0 = performance.now();
     try {
       outcome = await runAttempt({
@@ -91,10 +86,10 @@ export async function serveWithFailover(deps: FailoverDeps, r: FailoverRequest):
         }),
       });
     } finally {
-      untrack?.();
       r.signal.removeEventListener('abort', forward);
     }
     const durationMs = performance.now() - t0;
+    watch.end(outcome, durationMs);
     const base = { model: model.model ?? '', provider: model.name, group: model.group + 1, durationMs };
     if (outcome.kind === 'client_gone') {
       attempts.push({ ...base, outcome: 'client_error', message: 'client went away' });
@@ -102,15 +97,10 @@ export async function serveWithFailover(deps: FailoverDeps, r: FailoverRequest):
     }
     if (outcome.kind === 'answered' || outcome.kind === 'client_error') {
       attempts.push({ ...base, outcome: outcome.kind === 'answered' ? 'success' : 'client_error', status: outcome.status });
-      if (outcome.kind === 'answered') deps.passive.onSuccess(model);
       served = model;
       break;
     }
     attempts.push({ ...base, outcome: outcome.failure.reason, status: outcome.failure.status, message: outcome.failure.message });
-    // A model the health view cancelled was already marked down there; every other failure teaches it.
-    if (!(controller.signal.reason instanceof AttemptAbort && controller.signal.reason.reason === 'marked_down')) {
-      deps.passive.onFailure(model, outcome.failure, settings);
-    }
     if (outcome.kind === 'cut') {
       served = model;
       break;
@@ -139,7 +129,7 @@ function noModelReply(deps: FailoverDeps, r: FailoverRequest, failures: { model:
   const tried = failures.map(({ model, failure }) => ({ provider: model.name, model: model.model ?? null, reason: failure.reason, status: failure.status ?? null, message: failure.message }));
   const story = failures.map(({ model, failure }) => `${model.name}: ${failure.message}`).join('; ');
   const headers: Record<string, string> = {};
-  const recovery = deps.health.earliestRecovery(r.backend.groups.flat());
+  const recovery = deps.health.view.earliestRecovery(r.backend.groups.flat());
   if (recovery !== undefined) headers['retry-after'] = String(Math.max(1, Math.ceil((recovery - Date.now()) / 1000)));
   if (deadlineHit) return errorReply(504, 'request_deadline_exceeded', `no model answered within the request deadline${story ? ` (${story})` : ''}`, headers, { attempts: tried });
   const why = budgetSpent ? `the attempt budget (${failures.length}) was spent` : 'every model failed';

@@ -11,7 +11,7 @@ import type { Dispatcher } from 'undici';
 import type { FailoverSettings, ModelTarget } from '../config/plan.ts';
 import type { Failure } from '../retry/failure.ts';
 import { streamErrorEvent } from '../server/errors.ts';
-import type { ClientSink } from '../server/sink.ts';
+import type { Sink } from '../server/sink.ts';
 import type { ChatRequest, ProviderAdapter } from '../translate/provider.ts';
 import { SseParser } from '../translate/sse.ts';
 import { AttemptAbort, failureFromError } from './abort.ts';
@@ -22,7 +22,7 @@ export interface AttemptInput {
   adapter: ProviderAdapter;
   dispatcher: Dispatcher;
   settings: FailoverSettings;
-  sink: ClientSink;
+  sink: Sink;
   /** Aborted when the client goes away or the health view marks this model down. */
   signal: AbortSignal;
   /** Headers naming who served, added when the attempt commits. */

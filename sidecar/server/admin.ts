@@ -5,13 +5,16 @@
  */
 import { createServer, type Server } from 'node:http';
 import type { BackendPlan } from '../config/plan.ts';
-import type { HealthView } from '../health/view.ts';
+import type { HealthMonitor } from '../health/monitor.ts';
 
 export interface AdminState {
   ready(): boolean;
   backends(): BackendPlan[];
-  health(): HealthView;
+  monitor(): HealthMonitor;
 }
+
+const iso = (t: number | undefined) => (t === undefined ? null : new Date(t).toISOString());
+const rounded = (ms: number | undefined) => (ms === undefined ? null : Math.round(ms));
 
 export function createAdminServer(state: AdminState): Server {
   return createServer((req, res) => {
@@ -34,7 +37,8 @@ export function createAdminServer(state: AdminState): Server {
 }
 
 export function statusOf(state: AdminState) {
-  const health = state.health();
+  const monitor = state.monitor();
+  const health = monitor.view;
   return {
     ready: state.ready(),
     backends: state.backends().map((b) => ({
@@ -50,15 +54,28 @@ export function statusOf(state: AdminState) {
             model: m.model ?? null,
             endpoint: `${m.origin}${m.path}`,
             state: h.state,
-            since: new Date(h.since).toISOString(),
+            since: iso(h.since),
             cause: h.cause,
-            until: h.until ? new Date(h.until).toISOString() : null,
+            until: iso(h.until),
             lastStatus: h.lastStatus ?? null,
             lastError: h.lastError ?? null,
-            lastSuccessAt: h.lastSuccessAt ? new Date(h.lastSuccessAt).toISOString() : null,
-            lastFailureAt: h.lastFailureAt ? new Date(h.lastFailureAt).toISOString() : null,
+            lastSuccessAt: iso(h.lastSuccessAt),
+            lastFailureAt: iso(h.lastFailureAt),
             successes: h.successes,
             failures: h.failures,
+            inFlight: monitor.inFlight.count(m),
+            latency: { firstTokenMs: rounded(h.ttftMs), totalMs: rounded(h.totalMs) },
+            probe: {
+              kind: m.health.probe.kind,
+              lastAt: iso(h.probe.at),
+              lastKind: h.probe.kind ?? null,
+              ok: h.probe.ok ?? null,
+              error: h.probe.error ?? null,
+              durationMs: rounded(h.probe.durationMs),
+              okStreak: h.probe.okStreak,
+              failStreak: h.probe.failStreak,
+            },
+            breaker: monitor.breakers.stats(m) ?? null,
           };
         }),
       })),

@@ -9,7 +9,32 @@ import type { Http2ServerResponse } from 'node:http2';
 
 export type AnyResponse = ServerResponse | Http2ServerResponse;
 
-export class ClientSink {
+/** Where an attempt writes once it commits: the client, or nowhere (a probe). */
+export interface Sink {
+  readonly committed: boolean;
+  status: number;
+  commit(status: number, headers: Record<string, string>): void;
+  write(chunk: string | Buffer): boolean;
+  waitDrain(signal: AbortSignal): Promise<void>;
+  end(chunk?: string | Buffer): void;
+}
+
+/** A sink that takes everything and keeps nothing: probes run real attempts into it. */
+export class DiscardSink implements Sink {
+  committed = false;
+  status = 0;
+  commit(status: number): void {
+    this.committed = true;
+    this.status = status;
+  }
+  write(): boolean {
+    return true;
+  }
+  async waitDrain(): Promise<void> {}
+  end(): void {}
+}
+
+export class ClientSink implements Sink {
   readonly #res: AnyResponse;
   #committed = false;
   status = 0;

@@ -1,0 +1,132 @@
+/**
+ * When each model is probed, and how. Probing is spent where it buys something:
+ * - a model that served real traffic well within the interval is not probed (real traffic is the probe);
+ * - down models (unhealthy, open) get chat probes: generation must be proven before traffic returns;
+ * - idle healthy models get the free model-list probe (auto), at the interval while they would be
+ *   needed next (the group carrying traffic and the one after it), at the idle interval beyond;
+ * - cooling models are left alone until their Retry-After ends;
+ * - a stuck request (suspicion) and a half-open breaker get a chat probe at once.
+ * Every schedule has jitter, so pods started together do not probe in lockstep.
+ */
+import type { BackendPlan, ModelTarget } from '../sidecar/config/plan.ts';
+import type { ActiveHealth, ProbeResult } from '../sidecar/health/active.ts';
+import { isUsable } from '../sidecar/health/state.ts';
+import type { HealthView } from '../sidecar/health/view.ts';
+import { chatProbe, modelsProbe, type ProbeDeps } from './probe.ts';
+
+type Kind = 'chat' | 'models';
+
+interface Slot {
+  model: ModelTarget;
+  backend: BackendPlan;
+  timer?: NodeJS.Timeout;
+  running?: Promise<void>;
+}
+
+export class ProbeScheduler {
+  readonly #slots = new Map<string, Slot>();
+  readonly #view: HealthView;
+  readonly #active: ActiveHealth;
+  readonly #deps: ProbeDeps;
+  readonly #stop = new AbortController();
+  readonly #now: () => number;
+  /** Every probe run, for tests and the bench: which model, what kind, why. */
+  readonly log: { model: string; kind: Kind; trigger: ProbeResult['trigger']; ok: boolean; at: number }[] = [];
+
+  constructor(backends: BackendPlan[], view: HealthView, active: ActiveHealth, deps: ProbeDeps, now: () => number = Date.now) {
+    this.#view = view;
+    this.#active = active;
+    this.#deps = deps;
+    this.#now = now;
+    for (const backend of backends) {
+      for (const model of backend.groups.flat()) {
+        if (model.health.probe.kind !== 'none') this.#slots.set(model.key, { model, backend });
+      }
+    }
+  }
+
+  start(): void {
+    for (const slot of this.#slots.values()) this.#schedule(slot, Math.random() * slot.model.health.probe.intervalMs);
+  }
+
+  stop(): void {
+    this.#stop.abort();
+    for (const slot of this.#slots.values()) clearTimeout(slot.timer);
+  }
+
+  /** True when the model is probed (its half-open trial and recovery are the probes' job). */
+  covers(model: ModelTarget): boolean {
+    return this.#slots.has(model.key);
+  }
+
+  /** A request is stuck on this model: probe it now (at most one probe per model at a time). */
+  suspect(model: ModelTarget): void {
+    const slot = this.#slots.get(model.key);
+    if (slot && !slot.running) void this.#run(slot, 'chat', 'suspicion');
+  }
+
+  /** The model's breaker is half-open: the trial is a probe. */
+  trial(model: ModelTarget): void {
+    const slot = this.#slots.get(model.key);
+    if (!slot) return;
+    if (slot.running) slot.running.then(() => this.#run(slot, 'chat', 'trial'));
+    else void this.#run(slot, 'chat', 'trial');
+  }
+
+  /** What a scheduled tick should do now for this model, if anything. */
+  plan(slot: Slot): Kind | undefined {
+    const { model } = slot;
+    const h = this.#view.get(model);
+    const configured = model.health.probe.kind;
+    const state = h.state;
+    if (state === 'cooling') return undefined;
+    if (!isUsable(state)) return configured === 'models' ? 'models' : 'chat';
+    const now = this.#now();
+    if (h.lastEvidenceAt !== undefined && now - h.lastEvidenceAt < model.health.probe.intervalMs) return undefined;
+    if (configured === 'chat' || state === 'degraded') return configured === 'models' ? 'models' : 'chat';
+    if (configured === 'models') return 'models';
+    // auto: the free probe for an idle healthy model; how often depends on how soon it may be needed
+    if (this.#distance(slot) > 1 && h.probe.at !== undefined && now - h.probe.at < model.health.probe.idleIntervalMs) return undefined;
+    return 'models';
+  }
+
+  /** How many groups below the group that carries the backend's traffic this model sits. */
+  #distance(slot: Slot): number {
+    const groups = slot.backend.groups;
+    const active = groups.findIndex((g) => g.some((m) => isUsable(this.#view.state(m))));
+    return active === -1 ? 0 : slot.model.group - active;
+  }
+
+  #schedule(slot: Slot, delayMs: number): void {
+    if (this.#stop.signal.aborted) return;
+    clearTimeout(slot.timer);
+    slot.timer = setTimeout(() => this.#tick(slot), delayMs);
+    slot.timer.unref();
+  }
+
+  #jittered(ms: number, percent: number): number {
+    return ms * (1 + ((Math.random() * 2 - 1) * percent) / 100);
+  }
+
+  async #tick(slot: Slot): Promise<void> {
+    const kind = this.plan(slot);
+    if (kind && !slot.running) await this.#run(slot, kind, 'schedule');
+    const p = slot.model.health.probe;
+    this.#schedule(slot, this.#jittered(p.intervalMs, p.jitterPercent));
+  }
+
+  #run(slot: Slot, kind: Kind, trigger: ProbeResult['trigger']): Promise<void> {
+    const run = (async () => {
+      const probe = kind === 'chat' ? chatProbe : modelsProbe;
+      const result = await probe(slot.model, this.#deps, this.#stop.signal);
+      if (this.#stop.signal.aborted) return;
+      this.log.push({ model: slot.model.name, kind, trigger, ok: result.ok, at: this.#now() });
+      if (this.log.length > 1000) this.log.splice(0, 500);
+      this.#active.onProbe(slot.model, { ...result, trigger });
+    })().finally(() => {
+      slot.running = undefined;
+    });
+    slot.running = run;
+    return run;
+  }
+}

@@ -1,0 +1,77 @@
+/**
+ * Active health: what a probe result says about its model, with thresholds on both edges so a
+ * model that fails one probe in ten does not flap. A failed probe of a model that is already
+ * suspected (a user request is stuck on it) marks it down at once: two independent signals.
+ */
+import type { ModelTarget } from '../config/plan.ts';
+import type { Failure } from '../retry/failure.ts';
+import type { Breakers } from './breaker.ts';
+import { observeFirstToken } from './latency.ts';
+import { isUsable } from './state.ts';
+import type { HealthView } from './view.ts';
+
+export interface ProbeResult {
+  kind: 'chat' | 'models';
+  ok: boolean;
+  durationMs: number;
+  /** Chat probes: time to the first content. */
+  ttftMs?: number;
+  failure?: Failure;
+  /** Why the probe ran: the schedule, a stuck request, a half-open breaker. */
+  trigger: 'schedule' | 'suspicion' | 'trial';
+}
+
+export class ActiveHealth {
+  readonly #view: HealthView;
+  readonly #breakers: Breakers;
+  readonly #now: () => number;
+
+  constructor(view: HealthView, breakers: Breakers, now: () => number = Date.now) {
+    this.#view = view;
+    this.#breakers = breakers;
+    this.#now = now;
+  }
+
+  onProbe(model: ModelTarget, r: ProbeResult): void {
+    const view = this.#view;
+    const h = view.get(model);
+    const { healthyThreshold, unhealthyThreshold } = model.health.probe;
+    h.probe.at = this.#now();
+    h.probe.kind = r.kind;
+    h.probe.ok = r.ok;
+    h.probe.durationMs = r.durationMs;
+    h.probe.error = r.failure?.message;
+
+    if (r.ok) {
+      h.probe.okStreak++;
+      h.probe.failStreak = 0;
+      if (view.state(model) === 'open') {
+        // The breaker's half-open trial: one success closes it (opossum's own rule).
+        if (this.#breakers.isHalfOpen(model)) this.#breakers.record(model, true);
+      } else if (view.state(model) === 'unhealthy' && h.probe.okStreak >= healthyThreshold) {
+        this.#breakers.close(model);
+        view.set(model, 'healthy', `probe succeeded ${h.probe.okStreak} times in a row`);
+      }
+      if (r.ttftMs !== undefined) observeFirstToken(view, model, r.ttftMs);
+      return;
+    }
+
+    h.probe.failStreak++;
+    h.probe.okStreak = 0;
+    const f = r.failure!;
+    const cause = `probe failed: ${f.reason}${f.status ? ` (upstream ${f.status})` : ''}`;
+    const detail = { status: f.status, error: f.message };
+    if (view.state(model) === 'open') {
+      if (this.#breakers.isHalfOpen(model)) this.#breakers.record(model, false);
+      return;
+    }
+    if (f.reason === 'rate_limited' || f.reason === 'overloaded') {
+      if (f.retryAfterMs !== undefined) view.set(model, 'cooling', cause, { ...detail, until: this.#now() + f.retryAfterMs });
+      return;
+    }
+    const definitive = f.reason === 'auth' || f.reason === 'model_not_found';
+    if (isUsable(view.state(model)) && (definitive || r.trigger === 'suspicion' || h.probe.failStreak >= unhealthyThreshold)) {
+      view.set(model, 'unhealthy', r.trigger === 'suspicion' ? `${cause} while a request was stuck on it` : cause, detail);
+    }
+  }
+}

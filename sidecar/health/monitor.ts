@@ -1,0 +1,83 @@
+/**
+ * Health, assembled: one view per model that passive checks (real traffic), the breakers, the
+ * cooldowns and the probes all write, and that selection reads. The request path sees only
+ * `begin(...)` / `end(...)` around each attempt.
+ */
+import type { BackendPlan, FailoverSettings, ModelTarget } from '../config/plan.ts';
+import type { Events } from '../observe/events.ts';
+import type { ProbeDeps } from '../../probes/probe.ts';
+import { ProbeScheduler } from '../../probes/scheduler.ts';
+import { AttemptAbort } from '../send/abort.ts';
+import type { AttemptOutcome } from '../send/attempt.ts';
+import type { Sink } from '../server/sink.ts';
+import { ActiveHealth } from './active.ts';
+import { Breakers } from './breaker.ts';
+import { InFlight } from './inflight.ts';
+import { PassiveHealth } from './passive.ts';
+import { HealthView } from './view.ts';
+
+export interface AttemptWatch {
+  end(outcome: AttemptOutcome, durationMs: number): void;
+}
+
+export class HealthMonitor {
+  readonly view: HealthView;
+  readonly breakers: Breakers;
+  readonly passive: PassiveHealth;
+  readonly active: ActiveHealth;
+  readonly inFlight: InFlight;
+  readonly probes: ProbeScheduler;
+
+  constructor(events: Events, backends: BackendPlan[], deps: ProbeDeps) {
+    const models = backends.flatMap((b) => b.groups.flat());
+    this.view = new HealthView(events, models);
+    this.breakers = new Breakers(this.view, models, {
+      onHalfOpen: (model) => {
+        if (this.probes.covers(model)) this.probes.trial(model);
+        else this.view.grantTrial(model);
+      },
+    });
+    this.passive = new PassiveHealth(this.view, this.breakers);
+    this.active = new ActiveHealth(this.view, this.breakers);
+    this.inFlight = new InFlight(events);
+    this.probes = new ProbeScheduler(backends, this.view, this.active, deps);
+  }
+
+  start(): void {
+    this.probes.start();
+  }
+
+  stop(): void {
+    this.probes.stop();
+    this.breakers.shutdown();
+    this.view.close();
+  }
+
+  /** Around every attempt: tracked for cancellation, watched for a stuck first token, its outcome learnt from. */
+  begin(model: ModelTarget, controller: AbortController, sink: Sink, stream: boolean, settings: FailoverSettings): AttemptWatch {
+    const untrack = this.inFlight.track(model, controller, sink);
+    let suspicion: NodeJS.Timeout | undefined;
+    if (this.probes.covers(model)) {
+      const h = this.view.get(model);
+      const usual = stream ? h.ttftMs : h.totalMs;
+      const after = Math.max(model.health.suspectAfterMs, usual === undefined ? 0 : 4 * usual);
+      suspicion = setTimeout(() => {
+        if (!sink.committed) this.probes.suspect(model);
+      }, after);
+      suspicion.unref();
+    }
+    return {
+      end: (outcome, durationMs) => {
+        clearTimeout(suspicion);
+        untrack();
+        if (outcome.kind === 'answered') {
+          this.passive.onSuccess(model, { stream, ttftMs: outcome.firstByteMs, totalMs: durationMs });
+        } else if (outcome.kind === 'failed' || outcome.kind === 'cut') {
+          // A model the health view itself cancelled was already marked down there.
+          const cancelled = controller.signal.reason instanceof AttemptAbort && controller.signal.reason.reason === 'marked_down';
+          if (!cancelled) this.passive.onFailure(model, outcome.failure, settings);
+        }
+      },
+    };
+  }
+}

@@ -12,7 +12,7 @@ import type { FailoverSettings, ModelTarget } from '../config/plan.ts';
 import type { Failure } from '../retry/failure.ts';
 import { streamErrorEvent } from '../server/errors.ts';
 import type { Sink } from '../server/sink.ts';
-import type { ChatRequest, ProviderAdapter } from '../translate/provider.ts';
+import type { ChatRequest, ProviderAdapter, Usage } from '../translate/provider.ts';
 import { SseParser } from '../translate/sse.ts';
 import { AttemptAbort, failureFromError } from './abort.ts';
 
@@ -33,7 +33,7 @@ export interface AttemptInput {
 
 export type AttemptOutcome =
   /** The client got an answer from this model. */
-  | { kind: 'answered'; status: number; model?: string; firstByteMs?: number }
+  | { kind: 'answered'; status: number; model?: string; firstByteMs?: number; usage?: Usage }
   /** The client got this model's 4xx, handed back because it is the request's own fault. */
   | { kind: 'client_error'; status: number; failure: Failure }
   /** A committed stream broke: the client got an error event. */
@@ -120,7 +120,7 @@ export async function runAttempt(input: AttemptInput): Promise<AttemptOutcome> {
       if (input.signal.aborted) return { kind: 'client_gone' };
       sink.commit(200, { 'content-type': 'application/json', ...input.servedHeaders() });
       sink.end(translated.body);
-      return { kind: 'answered', status: 200, model: translated.model };
+      return { kind: 'answered', status: 200, model: translated.model, usage: translated.usage };
     }
 
     const contentType = String(headers['content-type'] ?? '');
@@ -134,6 +134,8 @@ export async function runAttempt(input: AttemptInput): Promise<AttemptOutcome> {
     const translator = adapter.streamTranslator(req, target);
     const held: string[] = [];
     let firstByteMs: number | undefined;
+    let model: string | undefined;
+    let usage: Usage | undefined;
 
     const fail = (failure: Failure): AttemptOutcome => {
       body.destroy();
@@ -148,6 +150,8 @@ export async function runAttempt(input: AttemptInput): Promise<AttemptOutcome> {
         for (const event of parser.push(chunk)) {
           const step = translator.push(event);
           if (step.error) return fail(step.error);
+          if (step.model) model = step.model;
+          if (step.usage) usage = step.usage;
           if (!sink.committed) {
             if (step.out) held.push(step.out);
             if (!step.content) continue;
@@ -158,14 +162,14 @@ export async function runAttempt(input: AttemptInput): Promise<AttemptOutcome> {
             held.length = 0;
             if (step.done) {
               sink.end(first);
-              return { kind: 'answered', status: 200, firstByteMs };
+              return { kind: 'answered', status: 200, firstByteMs, model, usage };
             }
             if (!sink.write(first)) await sink.waitDrain(signal);
             continue;
           }
           if (step.done) {
             sink.end(step.out);
-            return { kind: 'answered', status: 200, firstByteMs };
+            return { kind: 'answered', status: 200, firstByteMs, model, usage };
           }
           if (step.out && !sink.write(step.out)) await sink.waitDrain(signal);
         }

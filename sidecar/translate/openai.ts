@@ -17,6 +17,7 @@ import {
   type StreamTranslator,
   type Translated,
   type UpstreamRequest,
+  type Usage,
 } from './provider.ts';
 import type { SseEvent } from './sse.ts';
 
@@ -62,6 +63,13 @@ function bad(message: string): Failure {
   return { reason: 'bad_response', message };
 }
 
+/** OpenAI's usage object into ours. */
+export function usageOf(json: { usage?: { prompt_tokens?: unknown; completion_tokens?: unknown } | null }): Usage | undefined {
+  const u = json.usage;
+  if (!u || typeof u.prompt_tokens !== 'number' || typeof u.completion_tokens !== 'number') return undefined;
+  return { inputTokens: u.prompt_tokens, outputTokens: u.completion_tokens };
+}
+
 function hasContent(chunk: { choices?: { delta?: Record<string, unknown>; finish_reason?: unknown }[] }): boolean {
   const choices = chunk.choices;
   if (!Array.isArray(choices)) return false;
@@ -82,10 +90,10 @@ class OpenAIStream implements StreamTranslator {
   push(event: SseEvent): StreamStep {
     const data = event.data;
     if (data === '[DONE]') return { out: 'data: [DONE]\n\n', done: true, content: true };
-    // After the commit point only errors matter: OpenAI's chunks start with {"id", so the full parse
-    // is reserved for chunks that could be something else.
-    if (this.#committed && data.startsWith('{"id"')) return { out: `data: ${data}\n\n` };
-    let json: { error?: { message?: string; type?: string }; choices?: unknown };
+    // After the commit point only errors and usage matter: OpenAI's chunks start with {"id", so the
+    // full parse is reserved for chunks that could be an error or carry usage.
+    if (this.#committed && data.startsWith('{"id"') && !data.includes('"usage":{')) return { out: `data: ${data}\n\n` };
+    let json: { error?: { message?: string; type?: string }; choices?: unknown; model?: unknown; usage?: { prompt_tokens?: unknown; completion_tokens?: unknown } | null };
     try {
       json = JSON.parse(data);
     } catch {
@@ -96,9 +104,12 @@ class OpenAIStream implements StreamTranslator {
       const e = json.error ?? {};
       return { error: { reason: 'stream_error', message: `in-stream error${e.type ? ` ${e.type}` : ''}: ${e.message ?? 'no message'}` } };
     }
-    const content = this.#committed || hasContent(json as Parameters<typeof hasContent>[0]);
+    const wasCommitted = this.#committed;
+    const content = wasCommitted || hasContent(json as Parameters<typeof hasContent>[0]);
     if (content) this.#committed = true;
-    return { out: `data: ${data}\n\n`, content };
+    const step: StreamStep = { out: `data: ${data}\n\n`, content, usage: usageOf(json) };
+    if (!wasCommitted && typeof json.model === 'string') step.model = json.model;
+    return step;
   }
 }
 
@@ -113,7 +124,7 @@ export const openaiAdapter: ProviderAdapter = {
 
   translateResponse(body: Buffer, req: ChatRequest, target: ModelTarget): Translated {
     if (body.length === 0) return { ok: false, failure: bad('empty response body') };
-    let json: { choices?: unknown; model?: unknown; error?: unknown };
+    let json: { choices?: unknown; model?: unknown; error?: unknown; usage?: { prompt_tokens?: unknown; completion_tokens?: unknown } | null };
     try {
       json = JSON.parse(body.toString('utf8'));
     } catch {
@@ -121,7 +132,7 @@ export const openaiAdapter: ProviderAdapter = {
     }
     if (json && typeof json === 'object' && json.error) return { ok: false, failure: { reason: 'upstream_5xx', message: 'a 200 carrying an error object' } };
     if (!json || typeof json !== 'object' || !Array.isArray(json.choices)) return { ok: false, failure: bad('response has no choices') };
-    return { ok: true, body, model: typeof json.model === 'string' ? json.model : requestedModel(req, target) };
+    return { ok: true, body, model: typeof json.model === 'string' ? json.model : requestedModel(req, target), usage: usageOf(json) };
   },
 
   translateError(status, headers, body, maxRetryAfterMs): ErrorTranslation {

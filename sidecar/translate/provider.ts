@@ -27,7 +27,13 @@ export interface UpstreamRequest {
   body: string | Buffer;
 }
 
-export type Translated = { ok: true; body: string | Buffer; model?: string } | { ok: false; failure: Failure };
+/** Token counts as the provider reported them, for metrics and spans. */
+export interface Usage {
+  inputTokens: number;
+  outputTokens: number;
+}
+
+export type Translated = { ok: true; body: string | Buffer; model?: string; usage?: Usage } | { ok: false; failure: Failure };
 
 /** What one upstream SSE event means for the client's stream. */
 export interface StreamStep {
@@ -39,6 +45,10 @@ export interface StreamStep {
   done?: boolean;
   /** The provider reported an error inside the stream. */
   error?: Failure;
+  /** The model the provider says answered, once known. */
+  model?: string;
+  /** Token usage, when the stream carries it. */
+  usage?: Usage;
 }
 
 export interface StreamTranslator {

@@ -34,7 +34,7 @@ export function modelsPath(model: ModelTarget): string {
   return model.path.replace(/\/chat\/completions$|\/messages$/, '/models');
 }
 
-export async function chatProbe(model: ModelTarget, deps: ProbeDeps, signal: AbortSignal): Promise<Omit<ProbeResult, 'trigger'>> {
+export async function chatProbe(model: ModelTarget, deps: ProbeDeps, signal: AbortSignal): Promise<Omit<ProbeResult, 'trigger' | 'id'>> {
   const started = performance.now();
   const timeoutMs = model.health.probe.timeoutMs;
   const target = { ...model, timeouts: { ...model.timeouts, firstTokenMs: timeoutMs, streamIdleMs: timeoutMs, responseMs: timeoutMs } };
@@ -64,7 +64,7 @@ export async function chatProbe(model: ModelTarget, deps: ProbeDeps, signal: Abo
   }
 }
 
-export async function modelsProbe(model: ModelTarget, deps: ProbeDeps, signal: AbortSignal): Promise<Omit<ProbeResult, 'trigger'>> {
+export async function modelsProbe(model: ModelTarget, deps: ProbeDeps, signal: AbortSignal): Promise<Omit<ProbeResult, 'trigger' | 'id'>> {
   const started = performance.now();
   const controller = new AbortController();
   const timer = setTimeout(() => controller.abort(), model.health.probe.timeoutMs);

@@ -12,6 +12,7 @@ import type { BackendPlan, ModelTarget } from '../sidecar/config/plan.ts';
 import type { ActiveHealth, ProbeResult } from '../sidecar/health/active.ts';
 import { isUsable } from '../sidecar/health/state.ts';
 import type { HealthView } from '../sidecar/health/view.ts';
+import type { Events } from '../sidecar/observe/events.ts';
 import { chatProbe, modelsProbe, type ProbeDeps } from './probe.ts';
 
 type Kind = 'chat' | 'models';
@@ -33,8 +34,12 @@ export class ProbeScheduler {
   /** Every probe run, for tests and the bench: which model, what kind, why. */
   readonly log: { model: string; kind: Kind; trigger: ProbeResult['trigger']; ok: boolean; at: number }[] = [];
 
-  constructor(backends: BackendPlan[], view: HealthView, active: ActiveHealth, deps: ProbeDeps, now: () => number = Date.now) {
+  readonly #events: Events;
+  #seq = 0;
+
+  constructor(backends: BackendPlan[], view: HealthView, active: ActiveHealth, deps: ProbeDeps, events: Events, now: () => number = Date.now) {
     this.#view = view;
+    this.#events = events;
     this.#active = active;
     this.#deps = deps;
     this.#now = now;
@@ -118,11 +123,25 @@ export class ProbeScheduler {
   #run(slot: Slot, kind: Kind, trigger: ProbeResult['trigger']): Promise<void> {
     const run = (async () => {
       const probe = kind === 'chat' ? chatProbe : modelsProbe;
+      const startedAt = Date.now();
       const result = await probe(slot.model, this.#deps, this.#stop.signal);
       if (this.#stop.signal.aborted) return;
+      const id = `probe-${++this.#seq}`;
       this.log.push({ model: slot.model.name, kind, trigger, ok: result.ok, at: this.#now() });
       if (this.log.length > 1000) this.log.splice(0, 500);
-      this.#active.onProbe(slot.model, { ...result, trigger });
+      this.#events.emit('probe', {
+        id,
+        model: slot.model,
+        kind,
+        trigger,
+        ok: result.ok,
+        reason: result.failure?.reason,
+        status: result.failure?.status,
+        startedAt,
+        durationMs: result.durationMs,
+        firstChunkMs: result.ttftMs,
+      });
+      this.#active.onProbe(slot.model, { ...result, trigger, id });
     })().finally(() => {
       slot.running = undefined;
     });

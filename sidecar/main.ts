@@ -5,7 +5,9 @@
  */
 import { once } from 'node:events';
 import type { AddressInfo } from 'node:net';
+import type { TracerProvider } from '@opentelemetry/api';
 import type { Logger } from 'pino';
+import type { Registry } from 'prom-client';
 import { allModels, type Plan, type ProviderKind, withoutProbes } from './config/plan.ts';
 import { ConfigError, type Problem } from './config/problems.ts';
 import { FileSecret } from './config/secret.ts';
@@ -13,6 +15,9 @@ import { HealthMonitor } from './health/monitor.ts';
 import type { HealthView } from './health/view.ts';
 import { Events } from './observe/events.ts';
 import { createLogger, logEvents } from './observe/log.ts';
+import { createMetrics } from './observe/metrics.ts';
+import { startTracing } from './observe/telemetry.ts';
+import { subscribeTracing } from './observe/tracing.ts';
 import type { FailoverDeps } from './retry/failover.ts';
 import { Balancer } from './select/balancer.ts';
 import { Pools } from './send/pools.ts';
@@ -26,6 +31,9 @@ import type { ProviderAdapter } from './translate/provider.ts';
 export interface StartOptions {
   plan: Plan;
   logger?: Logger;
+  /** Trace with this provider (tests); by default OTEL_* decides (observe/telemetry.ts). */
+  tracerProvider?: TracerProvider;
+  env?: NodeJS.ProcessEnv;
   /** false: no active probes, as if every model said `probe.kind: none` (default true). */
   probes?: boolean;
 }
@@ -39,6 +47,7 @@ export interface Sidecar {
   health: HealthView;
   monitor: HealthMonitor;
   logger: Logger;
+  metrics: Registry;
   inFlight(): number;
   /** Stop accepting, let in-flight requests finish within graceMs, then close everything. */
   drain(graceMs?: number): Promise<void>;
@@ -67,6 +76,8 @@ export async function startSidecar(options: StartOptions): Promise<Sidecar> {
   const monitor = new HealthMonitor(events, plan.backends, { pools, adapters });
   const health = monitor.view;
   logEvents(events, logger);
+  const tracing = await startTracing(options.env ?? process.env, options.tracerProvider);
+  if (tracing) subscribeTracing(events, tracing.tracer, tracing.propagator);
 
   const deps: FailoverDeps = { balancer: new Balancer(health), health: monitor, pools, events, adapters };
   const state: HandlerState = {
@@ -79,7 +90,8 @@ export async function startSidecar(options: StartOptions): Promise<Sidecar> {
   };
   const server = createDualServer(createHandler(state));
   let ready = false;
-  const admin = createAdminServer({ ready: () => ready && !state.draining, backends: () => plan.backends, monitor: () => monitor });
+  const metrics = createMetrics(events, { backends: plan.backends, monitor, inFlight: () => state.inFlight });
+  const admin = createAdminServer({ ready: () => ready && !state.draining, backends: () => plan.backends, monitor: () => monitor, metrics: () => metrics });
 
   const listen = parseHostPort(plan.server.listen);
   const adminAt = parseHostPort(plan.server.admin);
@@ -92,7 +104,7 @@ export async function startSidecar(options: StartOptions): Promise<Sidecar> {
   const adminAddr = admin.address() as AddressInfo;
   const host = (a: AddressInfo) => (a.family === 'IPv6' ? `[${a.address}]` : a.address);
   if (!isLoopback(listen.host)) logger.warn({ listen: plan.server.listen }, 'the proxy port is not on loopback: anyone who reaches it spends the API keys');
-  logger.info({ listen: `${host(addr)}:${addr.port}`, admin: `${host(adminAddr)}:${adminAddr.port}`, backends: plan.backends.map((b) => b.name) }, 'sidecar ready');
+  logger.info({ listen: `${host(addr)}:${addr.port}`, admin: `${host(adminAddr)}:${adminAddr.port}`, backends: plan.backends.map((b) => b.name), tracing: Boolean(tracing) }, 'sidecar ready');
 
   let closed = false;
   const close = async () => {
@@ -105,6 +117,7 @@ export async function startSidecar(options: StartOptions): Promise<Sidecar> {
     monitor.stop();
     for (const m of models) if (m.auth.kind === 'static' && m.auth.token instanceof FileSecret) m.auth.token.close();
     await pools.close();
+    await tracing?.shutdown();
   };
 
   return {
@@ -115,6 +128,7 @@ export async function startSidecar(options: StartOptions): Promise<Sidecar> {
     health,
     monitor,
     logger,
+    metrics,
     inFlight: () => state.inFlight,
     async drain(graceMs = plan.server.drainGraceMs) {
       state.draining = true;

@@ -2,6 +2,7 @@
  * Test scaffolding: simulated providers on loopback, a sidecar in front of them built from the
  * same YAML users write, and the official OpenAI SDK as the client.
  */
+import type { TracerProvider } from '@opentelemetry/api';
 import OpenAI from 'openai';
 import { loadPlan } from '../sidecar/config/load.ts';
 import { startSidecar, type Sidecar } from '../sidecar/main.ts';
@@ -108,7 +109,7 @@ ${spec}
 }
 
 /** probes: run the active health probes (off by default: most tests look at one request's path). */
-export async function startHarness(models: ModelSpec[], extraYaml = '', options: { probes?: boolean } = {}): Promise<Harness> {
+export async function startHarness(models: ModelSpec[], extraYaml = '', options: { probes?: boolean; tracerProvider?: TracerProvider } = {}): Promise<Harness> {
   const sims: Record<string, SimulatedProvider> = {};
   for (const m of models) {
     const start = m.kind === 'anthropic' ? startAnthropicSimulator : startOpenAISimulator;
@@ -123,7 +124,7 @@ export async function startHarness(models: ModelSpec[], extraYaml = '', options:
       cb();
     },
   });
-  const sidecar = await startSidecar({ plan, logger: createLogger('info', sink), probes: options.probes ?? false });
+  const sidecar = await startSidecar({ plan, logger: createLogger('info', sink), probes: options.probes ?? false, tracerProvider: options.tracerProvider, env: {} });
   const client = new OpenAI({ baseURL: `${sidecar.url}/v1`, apiKey: 'client-key-unused', maxRetries: 0, timeout: 20_000 });
   return {
     sidecar,

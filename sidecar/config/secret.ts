@@ -6,14 +6,28 @@ import { inspect } from 'node:util';
  * so no log line, span, error message or /status output can carry it by accident.
  * Only the upstream request builder calls reveal().
  */
+/** Every key value in use, so text from elsewhere (a provider's error message) can be scrubbed of them. */
+const LIVE = new Set<string>();
+/** Key-shaped strings, masked or not, as providers echo them: sk-..., sk-ant-..., sk-proj-***abcd. */
+const KEY_SHAPE = /\b(sk|rk|pk)-[A-Za-z0-9_*.-]{6,}/g;
+
+/** Removes every known key and anything shaped like one. Used on text that leaves the process. */
+export function redact(text: string): string {
+  let out = text;
+  for (const value of LIVE) if (value.length >= 4 && out.includes(value)) out = out.split(value).join('[redacted]');
+  return out.replace(KEY_SHAPE, '[redacted]');
+}
+
 export class Secret {
   #value: string;
   constructor(value: string) {
     this.#value = value;
+    if (value) LIVE.add(value);
   }
   /** A rotated key (the mounted Secret changed): requests from now on use the new one. */
   protected replace(value: string): void {
     this.#value = value;
+    LIVE.add(value);
   }
   reveal(): string {
     return this.#value;

@@ -19,6 +19,8 @@ export interface ProbeResult {
   failure?: Failure;
   /** Why the probe ran: the schedule, a stuck request, a half-open breaker. */
   trigger: 'schedule' | 'suspicion' | 'trial';
+  /** The probe's id on the event stream. */
+  id: string;
 }
 
 export class ActiveHealth {
@@ -34,6 +36,7 @@ export class ActiveHealth {
 
   onProbe(model: ModelTarget, r: ProbeResult): void {
     const view = this.#view;
+    const origin = { kind: 'probe' as const, id: r.id };
     const h = view.get(model);
     const { healthyThreshold, unhealthyThreshold } = model.health.probe;
     h.probe.at = this.#now();
@@ -47,12 +50,12 @@ export class ActiveHealth {
       h.probe.failStreak = 0;
       if (view.state(model) === 'open') {
         // The breaker's half-open trial: one success closes it (opossum's own rule).
-        if (this.#breakers.isHalfOpen(model)) this.#breakers.record(model, true);
+        if (this.#breakers.isHalfOpen(model)) this.#breakers.record(model, true, origin);
       } else if (view.state(model) === 'unhealthy' && h.probe.okStreak >= healthyThreshold) {
         this.#breakers.close(model);
-        view.set(model, 'healthy', `probe succeeded ${h.probe.okStreak} times in a row`);
+        view.set(model, 'healthy', `probe succeeded ${h.probe.okStreak} times in a row`, { origin });
       }
-      if (r.ttftMs !== undefined) observeFirstToken(view, model, r.ttftMs);
+      if (r.ttftMs !== undefined) observeFirstToken(view, model, r.ttftMs, origin);
       return;
     }
 
@@ -60,9 +63,9 @@ export class ActiveHealth {
     h.probe.okStreak = 0;
     const f = r.failure!;
     const cause = `probe failed: ${f.reason}${f.status ? ` (upstream ${f.status})` : ''}`;
-    const detail = { status: f.status, error: f.message };
+    const detail = { status: f.status, error: f.message, origin };
     if (view.state(model) === 'open') {
-      if (this.#breakers.isHalfOpen(model)) this.#breakers.record(model, false);
+      if (this.#breakers.isHalfOpen(model)) this.#breakers.record(model, false, origin);
       return;
     }
     if (f.reason === 'rate_limited' || f.reason === 'overloaded') {

@@ -6,6 +6,7 @@
  */
 import CircuitBreaker from 'opossum';
 import type { ModelTarget } from '../config/plan.ts';
+import type { Origin } from '../observe/events.ts';
 import type { HealthView } from './view.ts';
 
 export interface BreakerHooks {
@@ -22,6 +23,8 @@ async function replay(outcome: Outcome): Promise<void> {
 
 export class Breakers {
   readonly #breakers = new Map<string, CircuitBreaker<[Outcome], void>>();
+  /** The last attempt or probe fed to each breaker: what made it open or close. */
+  readonly #lastOrigin = new Map<string, Origin | undefined>();
 
   constructor(view: HealthView, models: ModelTarget[], hooks: BreakerHooks) {
     for (const model of models) {
@@ -38,20 +41,21 @@ export class Breakers {
       });
       breaker.on('open', () => {
         const stats = breaker.stats;
-        view.set(model, 'open', `breaker opened: ${stats.failures} of ${stats.fires} attempts failed in ${s.windowMs} ms`);
+        view.set(model, 'open', `breaker opened: ${stats.failures} of ${stats.fires} attempts failed in ${s.windowMs} ms`, { origin: this.#lastOrigin.get(model.key) });
       });
       breaker.on('halfOpen', () => hooks.onHalfOpen(model));
       breaker.on('close', () => {
-        if (view.state(model) === 'open') view.set(model, 'healthy', 'breaker closed: the trial succeeded');
+        if (view.state(model) === 'open') view.set(model, 'healthy', 'breaker closed: the trial succeeded', { origin: this.#lastOrigin.get(model.key) });
       });
       this.#breakers.set(model.key, breaker);
     }
   }
 
   /** Feeds one outcome into the model's rolling window. */
-  record(model: ModelTarget, ok: boolean): void {
+  record(model: ModelTarget, ok: boolean, origin?: Origin): void {
     const breaker = this.#breakers.get(model.key);
     if (!breaker) return;
+    this.#lastOrigin.set(model.key, origin);
     // An open breaker rejects at once without counting: nothing to record.
     breaker.fire({ ok }).catch(() => undefined);
   }

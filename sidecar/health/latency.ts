@@ -4,9 +4,10 @@
  * bring it back. Samples come from chat probes and from streamed real traffic alike.
  */
 import type { ModelTarget } from '../config/plan.ts';
+import type { Origin } from '../observe/events.ts';
 import type { HealthView } from './view.ts';
 
-export function observeFirstToken(view: HealthView, model: ModelTarget, ttftMs: number): void {
+export function observeFirstToken(view: HealthView, model: ModelTarget, ttftMs: number, origin?: Origin): void {
   view.recordLatency(model, { ttftMs });
   const h = view.get(model);
   const { slowThresholdMs } = model.health;
@@ -15,11 +16,11 @@ export function observeFirstToken(view: HealthView, model: ModelTarget, ttftMs: 
     h.slowStreak++;
     h.fastStreak = 0;
     if (h.state === 'healthy' && h.slowStreak >= unhealthyThreshold)
-      view.set(model, 'degraded', `first token after ${Math.round(ttftMs)} ms, over the ${slowThresholdMs} ms threshold ${h.slowStreak} times in a row`);
+      view.set(model, 'degraded', `first token after ${Math.round(ttftMs)} ms, over the ${slowThresholdMs} ms threshold ${h.slowStreak} times in a row`, { origin });
   } else {
     h.fastStreak++;
     h.slowStreak = 0;
     if (h.state === 'degraded' && h.fastStreak >= healthyThreshold)
-      view.set(model, 'healthy', `first token within ${slowThresholdMs} ms ${h.fastStreak} times in a row`);
+      view.set(model, 'healthy', `first token within ${slowThresholdMs} ms ${h.fastStreak} times in a row`, { origin });
   }
 }

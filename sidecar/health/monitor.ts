@@ -4,7 +4,7 @@
  * `begin(...)` / `end(...)` around each attempt.
  */
 import type { BackendPlan, FailoverSettings, ModelTarget } from '../config/plan.ts';
-import type { Events } from '../observe/events.ts';
+import type { Events, Origin } from '../observe/events.ts';
 import type { ProbeDeps } from '../../probes/probe.ts';
 import { ProbeScheduler } from '../../probes/scheduler.ts';
 import { AttemptAbort } from '../send/abort.ts';
@@ -40,7 +40,7 @@ export class HealthMonitor {
     this.passive = new PassiveHealth(this.view, this.breakers);
     this.active = new ActiveHealth(this.view, this.breakers);
     this.inFlight = new InFlight(events);
-    this.probes = new ProbeScheduler(backends, this.view, this.active, deps);
+    this.probes = new ProbeScheduler(backends, this.view, this.active, deps, events);
   }
 
   start(): void {
@@ -54,7 +54,7 @@ export class HealthMonitor {
   }
 
   /** Around every attempt: tracked for cancellation, watched for a stuck first token, its outcome learnt from. */
-  begin(model: ModelTarget, controller: AbortController, sink: Sink, stream: boolean, settings: FailoverSettings): AttemptWatch {
+  begin(model: ModelTarget, controller: AbortController, sink: Sink, stream: boolean, settings: FailoverSettings, origin: Origin): AttemptWatch {
     const untrack = this.inFlight.track(model, controller, sink);
     let suspicion: NodeJS.Timeout | undefined;
     if (this.probes.covers(model)) {
@@ -71,11 +71,11 @@ export class HealthMonitor {
         clearTimeout(suspicion);
         untrack();
         if (outcome.kind === 'answered') {
-          this.passive.onSuccess(model, { stream, ttftMs: outcome.firstByteMs, totalMs: durationMs });
+          this.passive.onSuccess(model, { stream, ttftMs: outcome.firstByteMs, totalMs: durationMs }, origin);
         } else if (outcome.kind === 'failed' || outcome.kind === 'cut') {
           // A model the health view itself cancelled was already marked down there.
           const cancelled = controller.signal.reason instanceof AttemptAbort && controller.signal.reason.reason === 'marked_down';
-          if (!cancelled) this.passive.onFailure(model, outcome.failure, settings);
+          if (!cancelled) this.passive.onFailure(model, outcome.failure, settings, origin);
         }
       },
     };

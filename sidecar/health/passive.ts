@@ -14,6 +14,7 @@ import { type Failure, type FailureReason, isAuthOrConfig } from '../retry/failu
 import type { Breakers } from './breaker.ts';
 import { observeFirstToken } from './latency.ts';
 import type { HealthView } from './view.ts';
+import type { Origin } from '../observe/events.ts';
 
 const UNREACHABLE: ReadonlySet<FailureReason> = new Set(['connect_refused', 'dns', 'tls', 'connect_timeout']);
 
@@ -34,13 +35,13 @@ export class PassiveHealth {
     this.#now = now;
   }
 
-  onSuccess(model: ModelTarget, info: SuccessInfo): void {
+  onSuccess(model: ModelTarget, info: SuccessInfo, origin?: Origin): void {
     const view = this.#view;
     view.recordSuccess(model);
-    this.#breakers.record(model, true);
+    this.#breakers.record(model, true, origin);
     const slow = model.health.slowThresholdMs;
     if (info.ttftMs !== undefined) {
-      observeFirstToken(view, model, info.ttftMs);
+      observeFirstToken(view, model, info.ttftMs, origin);
       if (info.ttftMs <= slow) view.markEvidence(model);
     } else {
       view.recordLatency(model, { totalMs: info.totalMs });
@@ -49,18 +50,18 @@ export class PassiveHealth {
     const state = view.state(model);
     if (state === 'unhealthy' || state === 'cooling' || state === 'open') {
       this.#breakers.close(model);
-      if (view.state(model) !== 'healthy') view.set(model, 'healthy', 'served a request');
+      if (view.state(model) !== 'healthy') view.set(model, 'healthy', 'served a request', { origin });
     }
   }
 
-  onFailure(model: ModelTarget, failure: Failure, settings: FailoverSettings): void {
+  onFailure(model: ModelTarget, failure: Failure, settings: FailoverSettings, origin?: Origin): void {
     if (failure.reason === 'client_error' || failure.reason === 'context_length') return;
     const view = this.#view;
     view.recordFailure(model, failure.status, failure.message);
     const now = this.#now();
     const probed = model.health.probe.kind !== 'none';
     const cause = failure.status ? `${failure.reason} (upstream ${failure.status})` : failure.reason;
-    const detail = { status: failure.status, error: failure.message };
+    const detail = { status: failure.status, error: failure.message, origin };
     if (failure.reason === 'rate_limited' || failure.reason === 'overloaded') {
       view.set(model, 'cooling', cause, { ...detail, until: now + (failure.retryAfterMs ?? settings.cooldownAfterFailureMs) });
       return;
@@ -73,7 +74,7 @@ export class PassiveHealth {
       view.set(model, 'unhealthy', cause, { ...detail, until: probed ? undefined : now + settings.cooldownAfterFailureMs });
       return;
     }
-    if (model.health.breaker.enabled) this.#breakers.record(model, false);
+    if (model.health.breaker.enabled) this.#breakers.record(model, false, origin);
     else view.set(model, 'cooling', cause, { ...detail, until: now + settings.cooldownAfterFailureMs });
   }
 }

@@ -4,7 +4,7 @@
  * the event stream as a `health` event, so telemetry never has to be called from here.
  */
 import type { ModelTarget } from '../config/plan.ts';
-import type { Events } from '../observe/events.ts';
+import type { Events, Origin } from '../observe/events.ts';
 import { type HealthState, isUsable } from './state.ts';
 
 export interface ModelHealth {
@@ -47,6 +47,8 @@ export interface SetOptions {
   until?: number;
   status?: number;
   error?: string;
+  /** The probe or request attempt that caused the change (for the health trace's link). */
+  origin?: Origin;
 }
 
 export class HealthView {
@@ -107,7 +109,7 @@ export class HealthView {
     h.state = state;
     h.since = now;
     h.cause = cause;
-    this.#events.emit('health', { model, from, to: state, cause, until: options.until, at: now });
+    this.#events.emit('health', { model, from, to: state, cause, until: options.until, at: now, origin: options.origin });
   }
 
   recordSuccess(model: ModelTarget): void {

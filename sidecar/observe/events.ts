@@ -6,6 +6,7 @@ import { EventEmitter } from 'node:events';
 import type { ModelTarget } from '../config/plan.ts';
 import type { HealthState } from '../health/state.ts';
 import type { FailureReason } from '../retry/failure.ts';
+import type { Usage } from '../translate/provider.ts';
 
 /** A request leaves one model for the next, inside the same request. */
 export interface SwitchEvent {
@@ -15,6 +16,9 @@ export interface SwitchEvent {
   reason: FailureReason;
   status?: number;
 }
+
+/** What caused a health change: a probe, or an attempt of a user request. */
+export type Origin = { kind: 'probe'; id: string } | { kind: 'request'; id: string; attempt: number };
 
 /** A model's health state changed. */
 export interface HealthEvent {
@@ -26,13 +30,65 @@ export interface HealthEvent {
   /** Until when the state holds, when known (cooling). */
   until?: number;
   at: number;
+  origin?: Origin;
+}
+
+/** A request was accepted for serving (after its body was read and checked). */
+export interface RequestStartEvent {
+  requestId: string;
+  /** The route rule that matched (its path value): bounded, unlike the path. */
+  route: string;
+  path: string;
+  method: string;
+  stream: boolean;
+  /** The inbound headers, for trace context (traceparent); never logged. */
+  headers: Record<string, string | string[] | undefined>;
+  at: number;
+}
+
+export interface AttemptStartEvent {
+  requestId: string;
+  attempt: number;
+  model: ModelTarget;
+  /** The model's health state when it was selected. */
+  state: HealthState;
+  lastResort: boolean;
+  stream: boolean;
+  at: number;
+}
+
+export interface AttemptEndEvent {
+  requestId: string;
+  attempt: number;
+  model: ModelTarget;
+  outcome: 'success' | FailureReason | 'client_gone';
+  status?: number;
+  message?: string;
+  responseModel?: string;
+  firstChunkMs?: number;
+  usage?: Usage;
+  at: number;
+}
+
+/** A probe finished. Emitted before its result is applied, so health changes can point at it. */
+export interface ProbeEvent {
+  id: string;
+  model: ModelTarget;
+  kind: 'chat' | 'models';
+  trigger: 'schedule' | 'suspicion' | 'trial';
+  ok: boolean;
+  reason?: FailureReason;
+  status?: number;
+  startedAt: number;
+  durationMs: number;
+  firstChunkMs?: number;
 }
 
 export interface AttemptRecord {
   model: string;
   provider: string;
   group: number;
-  outcome: 'success' | FailureReason;
+  outcome: 'success' | FailureReason | 'client_gone';
   status?: number;
   message?: string;
   durationMs: number;
@@ -41,7 +97,9 @@ export interface AttemptRecord {
 /** A request finished, one way or another. */
 export interface RequestEvent {
   requestId: string;
+  /** The route rule that matched (its path value). */
   route: string;
+  backend: string;
   stream: boolean;
   status: number;
   /** ok: answered; failed: error status sent; cut: a committed stream ended with an error event; client_gone. */
@@ -49,11 +107,16 @@ export interface RequestEvent {
   attempts: AttemptRecord[];
   servedBy?: string;
   durationMs: number;
+  at: number;
 }
 
 export interface EventMap {
+  'request-start': [RequestStartEvent];
+  'attempt-start': [AttemptStartEvent];
+  'attempt-end': [AttemptEndEvent];
   switch: [SwitchEvent];
   health: [HealthEvent];
+  probe: [ProbeEvent];
   request: [RequestEvent];
 }
 

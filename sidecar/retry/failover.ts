@@ -66,7 +66,16 @@ export async function serveWithFailover(deps: FailoverDeps, r: FailoverRequest):
     const controller = new AbortController();
     const forward = () => controller.abort(r.signal.reason);
     r.signal.addEventListener('abort', forward, { once: true });
-    const watch = deps.health.begin(model, controller, r.sink, r.req.stream, settings);
+    deps.events.emit('attempt-start', {
+      requestId: r.requestId,
+      attempt: attemptNo,
+      model,
+      state: deps.health.view.state(model),
+      lastResort: pick.lastResort,
+      stream: r.req.stream,
+      at: Date.now(),
+    });
+    const watch = deps.health.begin(model, controller, r.sink, r.req.stream, settings, { kind: 'request', id: r.requestId, attempt: attemptNo });
     const t0 = performance.now();
     try {
       outcome = await runAttempt({
@@ -90,18 +99,22 @@ export async function serveWithFailover(deps: FailoverDeps, r: FailoverRequest):
     }
     const durationMs = performance.now() - t0;
     watch.end(outcome, durationMs);
-    const base = { model: model.model ?? '', provider: model.name, group: model.group + 1, durationMs };
-    if (outcome.kind === 'client_gone') {
-      attempts.push({ ...base, outcome: 'client_error', message: 'client went away' });
-      break;
-    }
-    if (outcome.kind === 'answered' || outcome.kind === 'client_error') {
-      attempts.push({ ...base, outcome: outcome.kind === 'answered' ? 'success' : 'client_error', status: outcome.status });
-      served = model;
-      break;
-    }
-    attempts.push({ ...base, outcome: outcome.failure.reason, status: outcome.failure.status, message: outcome.failure.message });
-    if (outcome.kind === 'cut') {
+    const record = recordOf(model, outcome, durationMs);
+    attempts.push(record);
+    deps.events.emit('attempt-end', {
+      requestId: r.requestId,
+      attempt: attemptNo,
+      model,
+      outcome: record.outcome,
+      status: record.status,
+      message: record.message,
+      responseModel: outcome.kind === 'answered' ? outcome.model : undefined,
+      firstChunkMs: outcome.kind === 'answered' ? outcome.firstByteMs : undefined,
+      usage: outcome.kind === 'answered' ? outcome.usage : undefined,
+      at: Date.now(),
+    });
+    if (outcome.kind === 'client_gone') break;
+    if (outcome.kind !== 'failed') {
       served = model;
       break;
     }
@@ -114,15 +127,31 @@ export async function serveWithFailover(deps: FailoverDeps, r: FailoverRequest):
   const event: RequestEvent = {
     requestId: r.requestId,
     route: r.route,
+    backend: r.backend.name,
     stream: r.req.stream,
     status: reply?.status ?? r.sink.status,
     outcome: outcome?.kind === 'client_gone' ? 'client_gone' : outcome?.kind === 'cut' ? 'cut' : served ? 'ok' : 'failed',
     attempts,
     servedBy: served?.name,
     durationMs: performance.now() - started,
+    at: Date.now(),
   };
   deps.events.emit('request', event);
   return reply;
+}
+
+function recordOf(model: ModelTarget, outcome: AttemptOutcome, durationMs: number): AttemptRecord {
+  const base = { model: model.model ?? '', provider: model.name, group: model.group + 1, durationMs };
+  switch (outcome.kind) {
+    case 'answered':
+      return { ...base, outcome: 'success', status: outcome.status };
+    case 'client_gone':
+      return { ...base, outcome: 'client_gone', message: 'the client went away' };
+    case 'client_error':
+      return { ...base, outcome: 'client_error', status: outcome.status, message: outcome.failure.message };
+    default:
+      return { ...base, outcome: outcome.failure.reason, status: outcome.failure.status, message: outcome.failure.message };
+  }
 }
 
 function noModelReply(deps: FailoverDeps, r: FailoverRequest, failures: { model: ModelTarget; failure: Failure }[], deadlineHit: boolean, budgetSpent: boolean): ErrorReply {

@@ -14,6 +14,7 @@ import { streamErrorEvent } from '../server/errors.ts';
 import type { Sink } from '../server/sink.ts';
 import type { ChatRequest, ProviderAdapter, Usage } from '../translate/provider.ts';
 import { SseParser } from '../translate/sse.ts';
+import { redact } from '../config/secret.ts';
 import { AttemptAbort, failureFromError } from './abort.ts';
 
 export interface AttemptInput {
@@ -101,9 +102,10 @@ export async function runAttempt(input: AttemptInput): Promise<AttemptOutcome> {
         return outcomeOf(err);
       }
       const { failure, clientBody } = adapter.translateError(statusCode, headers, errorBody ?? Buffer.alloc(0), settings.maxRetryAfterMs);
+      failure.message = redact(failure.message);
       if (failure.reason !== 'client_error') return { kind: 'failed', failure };
       sink.commit(statusCode, { 'content-type': 'application/json', ...input.servedHeaders() });
-      sink.end(clientBody);
+      sink.end(redact(clientBody.toString()));
       return { kind: 'client_error', status: statusCode, failure };
     }
 
@@ -139,6 +141,7 @@ export async function runAttempt(input: AttemptInput): Promise<AttemptOutcome> {
 
     const fail = (failure: Failure): AttemptOutcome => {
       body.destroy();
+      failure.message = redact(failure.message);
       if (!sink.committed) return { kind: 'failed', failure };
       sink.end(streamErrorEvent(`the stream from the model broke after it started: ${failure.message}`, 'stream_interrupted'));
       return { kind: 'cut', failure };

@@ -5,12 +5,14 @@
  */
 import { createServer, type Server } from 'node:http';
 import type { BackendPlan } from '../config/plan.ts';
+import type { Registry } from 'prom-client';
 import type { HealthMonitor } from '../health/monitor.ts';
 
 export interface AdminState {
   ready(): boolean;
   backends(): BackendPlan[];
   monitor(): HealthMonitor;
+  metrics(): Registry;
 }
 
 const iso = (t: number | undefined) => (t === undefined ? null : new Date(t).toISOString());
@@ -28,10 +30,16 @@ export function createAdminServer(state: AdminState): Server {
     } else if (path === '/readyz') {
       const ok = state.ready();
       res.writeHead(ok ? 200 : 503, { 'content-type': 'text/plain' }).end(ok ? 'ready\n' : 'not ready\n');
+    } else if (path === '/metrics') {
+      const registry = state.metrics();
+      registry.metrics().then(
+        (text) => res.writeHead(200, { 'content-type': registry.contentType }).end(text),
+        () => res.writeHead(500, { 'content-type': 'text/plain' }).end('metrics collection failed\n'),
+      );
     } else if (path === '/status') {
       res.writeHead(200, { 'content-type': 'application/json' }).end(`${JSON.stringify(statusOf(state), null, 2)}\n`);
     } else {
-      res.writeHead(404, { 'content-type': 'text/plain' }).end('not found: try /healthz, /readyz, /status\n');
+      res.writeHead(404, { 'content-type': 'text/plain' }).end('not found: try /healthz, /readyz, /status, /metrics\n');
     }
   });
 }

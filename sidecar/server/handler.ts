@@ -86,13 +86,10 @@ async function handle(state: HandlerState, req: AnyRequest, res: AnyResponse): P
     sendError(res, parsed);
     return;
   }
-  const requestId = firstHeader(req.headers['x-request-id']) ?? randomUUID();
+  // Our own id, always: a client's x-request-id need not be unique.
+  const requestId = randomUUID();
+  state.deps.events.emit('request-start', { requestId, route: route.match.value, path, method: req.method ?? 'POST', stream: parsed.stream, headers: req.headers, at: Date.now() });
   const sink = new ClientSink(res);
-  const reply = await serveWithFailover(state.deps, { requestId, route: path, backend: route.backend, req: parsed, sink, signal: gone.signal });
+  const reply = await serveWithFailover(state.deps, { requestId, route: route.match.value, backend: route.backend, req: parsed, sink, signal: gone.signal });
   if (reply && !gone.signal.aborted) sendError(res, reply);
-}
-
-function firstHeader(v: string | string[] | undefined): string | undefined {
-  const s = Array.isArray(v) ? v[0] : v;
-  return s && s.length <= 200 ? s : undefined;
 }

@@ -1,0 +1,109 @@
+/**
+ * Prometheus metrics (prom-client), fed by the event stream and served on the admin address at
+ * /metrics. Base units, `_total` counters, labels bounded by the configuration (provider names,
+ * route rules, failure reasons), histogram buckets from the OpenTelemetry GenAI conventions.
+ */
+import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
+import type { BackendPlan, ModelTarget } from '../config/plan.ts';
+import type { HealthMonitor } from '../health/monitor.ts';
+import type { HealthState } from '../health/state.ts';
+import type { Events } from './events.ts';
+
+/** gen_ai.client.operation.duration */
+export const DURATION_BUCKETS = [0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92];
+/** gen_ai.server.time_to_first_token */
+export const TTFT_BUCKETS = [0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0];
+/** gen_ai.client.token.usage */
+export const TOKEN_BUCKETS = [1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216, 67108864];
+
+const STATES: HealthState[] = ['healthy', 'degraded', 'unhealthy', 'open', 'cooling'];
+
+function statusClass(status: number | undefined): string {
+  return status === undefined ? 'none' : `${Math.floor(status / 100)}xx`;
+}
+
+function modelLabels(m: ModelTarget) {
+  return { backend: m.backend, provider: m.name, model: m.model ?? '', group: String(m.group + 1) };
+}
+
+export interface MetricsSources {
+  backends: BackendPlan[];
+  monitor: HealthMonitor;
+  inFlight(): number;
+}
+
+export function createMetrics(events: Events, sources: MetricsSources): Registry {
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry });
+  // prom-client names these gauges *_total, which Prometheus reserves for counters (promtool says so)
+  for (const name of ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total']) registry.removeSingleMetric(name);
+  const modelLabelNames = ['backend', 'provider', 'model', 'group'] as const;
+
+  const requests = new Counter({ name: 'llm_failover_requests_total', help: 'Requests served, by route rule, outcome (ok, failed, cut, client_gone) and status code.', labelNames: ['route', 'backend', 'stream', 'outcome', 'status_code'], registers: [registry] });
+  const duration = new Histogram({ name: 'llm_failover_request_duration_seconds', help: 'Whole request duration, every attempt included.', labelNames: ['route', 'backend', 'stream', 'outcome'], buckets: DURATION_BUCKETS, registers: [registry] });
+  new Gauge({
+    name: 'llm_failover_requests_in_flight',
+    help: 'Requests being served now.',
+    registers: [registry],
+    collect() {
+      this.set(sources.inFlight());
+    },
+  });
+  const attempts = new Counter({ name: 'llm_failover_upstream_attempts_total', help: 'Attempts sent to a model, by outcome (success or failure reason) and status class.', labelNames: [...modelLabelNames, 'outcome', 'status_class'], registers: [registry] });
+  const switches = new Counter({ name: 'llm_failover_switches_total', help: 'Requests moved from one model to another inside the request, by reason.', labelNames: ['backend', 'from', 'to', 'reason'], registers: [registry] });
+  const transitions = new Counter({ name: 'llm_failover_health_transitions_total', help: 'Model health state changes.', labelNames: ['backend', 'provider', 'from', 'to'], registers: [registry] });
+  const state = new Gauge({ name: 'llm_failover_model_state', help: 'The health state of each model: 1 for its current state, 0 for the others.', labelNames: [...modelLabelNames, 'state'], registers: [registry] });
+  new Gauge({
+    name: 'llm_failover_breaker_state',
+    help: 'Each model breaker: 1 for its current state (closed, open, halfOpen), 0 for the others.',
+    labelNames: ['backend', 'provider', 'state'],
+    registers: [registry],
+    collect() {
+      for (const b of sources.backends) {
+        for (const m of b.groups.flat()) {
+          const s = sources.monitor.breakers.stats(m);
+          if (!s) continue;
+          for (const st of ['closed', 'open', 'halfOpen']) this.set({ backend: m.backend, provider: m.name, state: st }, s.state === st ? 1 : 0);
+        }
+      }
+    },
+  });
+  const probes = new Counter({ name: 'llm_failover_probes_total', help: 'Health probes run, by kind (chat, models), trigger and result.', labelNames: ['backend', 'provider', 'kind', 'trigger', 'result'], registers: [registry] });
+  const probeDuration = new Histogram({ name: 'llm_failover_probe_duration_seconds', help: 'Health probe duration.', labelNames: ['backend', 'provider', 'kind'], buckets: DURATION_BUCKETS, registers: [registry] });
+  const ttft = new Histogram({ name: 'llm_failover_time_to_first_token_seconds', help: 'Time from sending an attempt to its first content chunk (streamed answers).', labelNames: modelLabelNames, buckets: TTFT_BUCKETS, registers: [registry] });
+  const tokens = new Histogram({ name: 'llm_failover_token_usage', help: 'Tokens per answered attempt, as the provider reported them (token_type input or output).', labelNames: [...modelLabelNames, 'token_type'], buckets: TOKEN_BUCKETS, registers: [registry] });
+
+  for (const b of sources.backends) {
+    for (const m of b.groups.flat()) {
+      const current = sources.monitor.view.state(m);
+      for (const s of STATES) state.set({ ...modelLabels(m), state: s }, s === current ? 1 : 0);
+    }
+  }
+
+  events.on('attempt-end', (e) => {
+    const labels = modelLabels(e.model);
+    attempts.inc({ ...labels, outcome: e.outcome, status_class: statusClass(e.status) });
+    if (e.firstChunkMs !== undefined) ttft.observe(labels, e.firstChunkMs / 1000);
+    if (e.usage) {
+      tokens.observe({ ...labels, token_type: 'input' }, e.usage.inputTokens);
+      tokens.observe({ ...labels, token_type: 'output' }, e.usage.outputTokens);
+    }
+  });
+  events.on('switch', (e) => switches.inc({ backend: e.from.backend, from: e.from.name, to: e.to.name, reason: e.reason }));
+  events.on('health', (e) => {
+    transitions.inc({ backend: e.model.backend, provider: e.model.name, from: e.from, to: e.to });
+    const labels = modelLabels(e.model);
+    state.set({ ...labels, state: e.from }, 0);
+    state.set({ ...labels, state: e.to }, 1);
+  });
+  events.on('probe', (e) => {
+    probes.inc({ backend: e.model.backend, provider: e.model.name, kind: e.kind, trigger: e.trigger, result: e.ok ? 'success' : (e.reason ?? 'failure') });
+    probeDuration.observe({ backend: e.model.backend, provider: e.model.name, kind: e.kind }, e.durationMs / 1000);
+  });
+  events.on('request', (e) => {
+    const stream = String(e.stream);
+    requests.inc({ route: e.route, backend: e.backend, stream, outcome: e.outcome, status_code: String(e.status) });
+    duration.observe({ route: e.route, backend: e.backend, stream, outcome: e.outcome }, e.durationMs / 1000);
+  });
+  return registry;
+}

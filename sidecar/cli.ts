@@ -73,8 +73,10 @@ async function main(): Promise<void> {
   let stopDemo: (() => Promise<void>) | undefined;
   try {
     if (flags.config) {
-      const plan = loadPlanFromPath(flags.config, { secretsDir: flags['secrets-dir'] ?? DEFAULT_SECRETS_DIR });
-      sidecar = await startSidecar({ plan: applyOverrides(plan, flags) });
+      const secretsDir = flags['secrets-dir'] ?? DEFAULT_SECRETS_DIR;
+      const plan = loadPlanFromPath(flags.config, { secretsDir });
+      // a changed ConfigMap is applied without a restart (an invalid one is rejected and logged)
+      sidecar = await startSidecar({ plan: applyOverrides(plan, flags), watch: { path: flags.config, secretsDir, adjust: (p) => applyOverrides(p, flags) } });
     } else {
       const demo = await startDemo(flags.listen ?? '127.0.0.1:8080', flags.admin ?? '127.0.0.1:15000');
       const plan = applyOverrides(demo.plan, { ...flags, 'log-level': flags['log-level'] ?? 'warn' });

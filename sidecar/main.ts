@@ -1,136 +1,167 @@
 /**
- * Wiring: a Plan in, a running sidecar out. The pieces compose here and nowhere else:
- * health view <- passive health; balancer reads health; failover runs attempts through pools
- * and translators; the event stream feeds logs.
+ * Wiring: a Plan in, a running sidecar out. The servers, the event stream and its subscribers
+ * (logs, metrics, traces) live as long as the process; everything built from the configuration
+ * lives in a Generation (generation.ts), swapped atomically when the configuration changes.
  */
 import { once } from 'node:events';
 import type { AddressInfo } from 'node:net';
 import type { TracerProvider } from '@opentelemetry/api';
 import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
-import { allModels, type Plan, type ProviderKind, withoutProbes } from './config/plan.ts';
-import { ConfigError, type Problem } from './config/problems.ts';
-import { FileSecret } from './config/secret.ts';
-import { HealthMonitor } from './health/monitor.ts';
+import { type Plan, withoutProbes } from './config/plan.ts';
+import { ConfigError } from './config/problems.ts';
+import { watchConfig } from './config/watch.ts';
+import { Generation } from './generation.ts';
+import type { HealthMonitor } from './health/monitor.ts';
 import type { HealthView } from './health/view.ts';
 import { Events } from './observe/events.ts';
 import { createLogger, logEvents } from './observe/log.ts';
 import { createMetrics } from './observe/metrics.ts';
 import { startTracing } from './observe/telemetry.ts';
 import { subscribeTracing } from './observe/tracing.ts';
-import type { FailoverDeps } from './retry/failover.ts';
-import { Balancer } from './select/balancer.ts';
-import { Pools } from './send/pools.ts';
 import { createAdminServer } from './server/admin.ts';
 import { createHandler, type HandlerState } from './server/handler.ts';
 import { createDualServer, isLoopback, parseHostPort } from './server/listen.ts';
-import { createRouter } from './server/routes.ts';
-import { ADAPTERS } from './translate/index.ts';
-import type { ProviderAdapter } from './translate/provider.ts';
+
+export { adaptersFor } from './generation.ts';
 
 export interface StartOptions {
   plan: Plan;
   logger?: Logger;
+  /** false: no active probes, as if every model said `probe.kind: none` (default true). */
+  probes?: boolean;
   /** Trace with this provider (tests); by default OTEL_* decides (observe/telemetry.ts). */
   tracerProvider?: TracerProvider;
   env?: NodeJS.ProcessEnv;
-  /** false: no active probes, as if every model said `probe.kind: none` (default true). */
-  probes?: boolean;
+  /** Watch this configuration path and apply valid changes without a restart. */
+  watch?: { path: string; secretsDir?: string; pollMs?: number; adjust?: (plan: Plan) => Plan };
 }
 
 export interface Sidecar {
   /** http://host:port of the proxy. */
   url: string;
   adminUrl: string;
-  plan: Plan;
   events: Events;
-  health: HealthView;
-  monitor: HealthMonitor;
   logger: Logger;
   metrics: Registry;
+  /** The configuration being served now. */
+  readonly plan: Plan;
+  /** Health of the configuration being served now. */
+  readonly health: HealthView;
+  readonly monitor: HealthMonitor;
+  /** Which configuration is served: 1 at start, +1 per applied change. */
+  readonly generation: number;
   inFlight(): number;
+  /** Serve a new configuration from now on; requests in flight finish on the old one. */
+  reload(plan: Plan): void;
   /** Stop accepting, let in-flight requests finish within graceMs, then close everything. */
   drain(graceMs?: number): Promise<void>;
   /** Close everything now. */
   close(): Promise<void>;
 }
 
-export function adaptersFor(plan: Plan): Record<ProviderKind, ProviderAdapter> {
-  const problems: Problem[] = [];
-  for (const b of plan.backends) {
-    for (const m of allModels(b)) {
-      if (!ADAPTERS[m.provider]) problems.push({ file: '(configuration)', document: `Backend/${b.name}`, path: m.name, message: `provider "${m.provider}" is not served yet` });
-    }
-  }
-  if (problems.length > 0) throw new ConfigError(problems);
-  return ADAPTERS as Record<ProviderKind, ProviderAdapter>;
-}
-
 export async function startSidecar(options: StartOptions): Promise<Sidecar> {
-  const plan = options.probes === false ? withoutProbes(options.plan) : options.plan;
-  const logger = options.logger ?? createLogger(plan.server.logLevel);
-  const adapters = adaptersFor(plan);
-  const models = plan.backends.flatMap(allModels);
+  const prepare = (p: Plan) => (options.probes === false ? withoutProbes(p) : p);
   const events = new Events();
-  const pools = new Pools(models);
-  const monitor = new HealthMonitor(events, plan.backends, { pools, adapters });
-  const health = monitor.view;
+  let current = new Generation(1, prepare(options.plan), events);
+  const server0 = current.plan.server;
+  const logger = options.logger ?? createLogger(server0.logLevel);
   logEvents(events, logger);
   const tracing = await startTracing(options.env ?? process.env, options.tracerProvider);
   if (tracing) subscribeTracing(events, tracing.tracer, tracing.propagator);
 
-  const deps: FailoverDeps = { balancer: new Balancer(health), health: monitor, pools, events, adapters };
+  const retiring = new Set<Promise<void>>();
   const state: HandlerState = {
-    router: createRouter(plan.routes),
-    deps,
-    maxBodyBytes: plan.server.maxBodyBytes,
+    current: () => current,
+    maxBodyBytes: server0.maxBodyBytes,
     draining: false,
     inFlight: 0,
     onError: (err) => logger.error({ err: err instanceof Error ? { name: err.name, message: err.message, stack: err.stack } : String(err) }, 'request handler failed'),
   };
   const server = createDualServer(createHandler(state));
   let ready = false;
-  const metrics = createMetrics(events, { backends: plan.backends, monitor, inFlight: () => state.inFlight });
-  const admin = createAdminServer({ ready: () => ready && !state.draining, backends: () => plan.backends, monitor: () => monitor, metrics: () => metrics });
+  const metrics = createMetrics(events, { current: () => current, inFlight: () => state.inFlight });
+  const admin = createAdminServer({ ready: () => ready && !state.draining, backends: () => current.plan.backends, monitor: () => current.monitor, metrics: () => metrics });
 
-  const listen = parseHostPort(plan.server.listen);
-  const adminAt = parseHostPort(plan.server.admin);
+  const listen = parseHostPort(server0.listen);
+  const adminAt = parseHostPort(server0.admin);
   server.net.listen(listen.port, listen.host);
   admin.listen(adminAt.port, adminAt.host);
   await Promise.all([once(server.net, 'listening'), once(admin, 'listening')]);
   ready = true;
-  monitor.start();
+  current.start();
   const addr = server.net.address() as AddressInfo;
   const adminAddr = admin.address() as AddressInfo;
   const host = (a: AddressInfo) => (a.family === 'IPv6' ? `[${a.address}]` : a.address);
-  if (!isLoopback(listen.host)) logger.warn({ listen: plan.server.listen }, 'the proxy port is not on loopback: anyone who reaches it spends the API keys');
-  logger.info({ listen: `${host(addr)}:${addr.port}`, admin: `${host(adminAddr)}:${adminAddr.port}`, backends: plan.backends.map((b) => b.name), tracing: Boolean(tracing) }, 'sidecar ready');
+  if (!isLoopback(listen.host)) logger.warn({ listen: server0.listen }, 'the proxy port is not on loopback: anyone who reaches it spends the API keys');
+  logger.info({ listen: `${host(addr)}:${addr.port}`, admin: `${host(adminAddr)}:${adminAddr.port}`, backends: current.plan.backends.map((b) => b.name), tracing: Boolean(tracing) }, 'sidecar ready');
+
+  const reload = (next: Plan) => {
+    const previous = current;
+    const prepared = prepare(next);
+    const generation = new Generation(previous.number + 1, prepared, events, previous);
+    for (const key of ['listen', 'admin', 'maxBodyBytes'] as const) {
+      if (prepared.server[key] !== server0[key]) logger.warn({ setting: key, running: server0[key], configured: prepared.server[key] }, `${key} changes take effect at the next restart`);
+    }
+    current = generation;
+    generation.start();
+    const retired = previous.retire();
+    retiring.add(retired);
+    void retired.finally(() => retiring.delete(retired));
+    events.emit('config', { generation: generation.number, ok: true, at: Date.now() });
+  };
+
+  const watcher = options.watch
+    ? watchConfig(
+        options.watch.path,
+        { secretsDir: options.watch.secretsDir, pollMs: options.watch.pollMs },
+        {
+          onPlan: (plan) => {
+            try {
+              reload(options.watch?.adjust ? options.watch.adjust(plan) : plan);
+            } catch (err) {
+              events.emit('config', { generation: current.number, ok: false, problems: problemsOf(err), at: Date.now() });
+            }
+          },
+          onRejected: (err) => events.emit('config', { generation: current.number, ok: false, problems: problemsOf(err), at: Date.now() }),
+        },
+      )
+    : undefined;
 
   let closed = false;
   const close = async () => {
     if (closed) return;
     closed = true;
+    watcher?.stop();
     server.stopAccepting();
     server.destroyAll();
     admin.closeAllConnections();
     admin.close();
-    monitor.stop();
-    for (const m of models) if (m.auth.kind === 'static' && m.auth.token instanceof FileSecret) m.auth.token.close();
-    await pools.close();
+    await Promise.all([current.close(), ...retiring]);
     await tracing?.shutdown();
   };
 
   return {
     url: `http://${host(addr)}:${addr.port}`,
     adminUrl: `http://${host(adminAddr)}:${adminAddr.port}`,
-    plan,
     events,
-    health,
-    monitor,
     logger,
     metrics,
+    get plan() {
+      return current.plan;
+    },
+    get health() {
+      return current.monitor.view;
+    },
+    get monitor() {
+      return current.monitor;
+    },
+    get generation() {
+      return current.number;
+    },
     inFlight: () => state.inFlight,
-    async drain(graceMs = plan.server.drainGraceMs) {
+    reload,
+    async drain(graceMs = server0.drainGraceMs) {
       state.draining = true;
       server.stopAccepting();
       const deadline = Date.now() + graceMs;
@@ -140,4 +171,9 @@ export async function startSidecar(options: StartOptions): Promise<Sidecar> {
     },
     close,
   };
+}
+
+function problemsOf(err: unknown): string[] {
+  if (err instanceof ConfigError) return err.message.split('\n').slice(1).map((l) => l.replace(/^ {2}- /, ''));
+  return [err instanceof Error ? err.message : String(err)];
 }

@@ -94,7 +94,7 @@ t.test('every query of the Grafana dashboard names only metrics the sidecar expo
   const exported = new Set<string>();
   for (const m of await h.sidecar.metrics.getMetricsAsJSON()) {
     exported.add(m.name);
-    if (m.type === 'histogram') for (const suffix of ['_bucket', '_sum', '_count']) exported.add(m.name + suffix);
+    if (String(m.type) === 'histogram') for (const suffix of ['_bucket', '_sum', '_count']) exported.add(m.name + suffix);
   }
   const dashboard = JSON.parse(readFileSync(join(import.meta.dirname, '../deploy/observability/grafana-dashboard.json'), 'utf8'));
   const exprs: string[] = [];

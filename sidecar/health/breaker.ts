@@ -64,6 +64,11 @@ export class Breakers {
     return this.#breakers.get(model.key)?.halfOpen ?? false;
   }
 
+  /** Opens the breaker (a model that was open before a config reload stays open). */
+  trip(model: ModelTarget): void {
+    this.#breakers.get(model.key)?.open();
+  }
+
   /** The model recovered by other means (probes): close its breaker so the window starts clean. */
   close(model: ModelTarget): void {
     const breaker = this.#breakers.get(model.key);

@@ -112,6 +112,19 @@ export class HealthView {
     this.#events.emit('health', { model, from, to: state, cause, until: options.until, at: now, origin: options.origin });
   }
 
+  /** Takes over a model's health from a previous configuration, silently (nothing changed). */
+  restore(model: ModelTarget, health: ModelHealth): void {
+    const entry = this.#entry(model);
+    entry.health = { ...health, probe: { ...health.probe } };
+    if (health.until !== undefined) {
+      entry.timer = setTimeout(() => {
+        entry.timer = undefined;
+        if (entry.health.until !== undefined && entry.health.until <= this.#now()) this.set(model, 'healthy', `${entry.health.state} ended`);
+      }, Math.max(0, health.until - this.#now()));
+      entry.timer.unref();
+    }
+  }
+
   recordSuccess(model: ModelTarget): void {
     const h = this.#entry(model).health;
     h.successes++;

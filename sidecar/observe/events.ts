@@ -110,7 +110,16 @@ export interface RequestEvent {
   at: number;
 }
 
+/** A configuration change was applied (ok) or rejected (the running one stays). */
+export interface ConfigEvent {
+  generation: number;
+  ok: boolean;
+  problems?: string[];
+  at: number;
+}
+
 export interface EventMap {
+  config: [ConfigEvent];
   'request-start': [RequestStartEvent];
   'attempt-start': [AttemptStartEvent];
   'attempt-end': [AttemptEndEvent];

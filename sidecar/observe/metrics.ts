@@ -27,8 +27,8 @@ function modelLabels(m: ModelTarget) {
 }
 
 export interface MetricsSources {
-  backends: BackendPlan[];
-  monitor: HealthMonitor;
+  /** The configuration being served (it changes on reload). */
+  current(): { plan: { backends: BackendPlan[] }; monitor: HealthMonitor };
   inFlight(): number;
 }
 
@@ -52,16 +52,34 @@ export function createMetrics(events: Events, sources: MetricsSources): Registry
   const attempts = new Counter({ name: 'llm_failover_upstream_attempts_total', help: 'Attempts sent to a model, by outcome (success or failure reason) and status class.', labelNames: [...modelLabelNames, 'outcome', 'status_class'], registers: [registry] });
   const switches = new Counter({ name: 'llm_failover_switches_total', help: 'Requests moved from one model to another inside the request, by reason.', labelNames: ['backend', 'from', 'to', 'reason'], registers: [registry] });
   const transitions = new Counter({ name: 'llm_failover_health_transitions_total', help: 'Model health state changes.', labelNames: ['backend', 'provider', 'from', 'to'], registers: [registry] });
-  const state = new Gauge({ name: 'llm_failover_model_state', help: 'The health state of each model: 1 for its current state, 0 for the others.', labelNames: [...modelLabelNames, 'state'], registers: [registry] });
+  new Gauge({
+    name: 'llm_failover_model_state',
+    help: 'The health state of each model: 1 for its current state, 0 for the others.',
+    labelNames: [...modelLabelNames, 'state'],
+    registers: [registry],
+    collect() {
+      this.reset();
+      const { plan, monitor } = sources.current();
+      for (const b of plan.backends) {
+        for (const m of b.groups.flat()) {
+          const current = monitor.view.state(m);
+          for (const s of STATES) this.set({ ...modelLabels(m), state: s }, s === current ? 1 : 0);
+        }
+      }
+    },
+  });
+  const reloads = new Counter({ name: 'llm_failover_config_reloads_total', help: 'Configuration changes seen, by result (applied, rejected).', labelNames: ['result'], registers: [registry] });
   new Gauge({
     name: 'llm_failover_breaker_state',
     help: 'Each model breaker: 1 for its current state (closed, open, halfOpen), 0 for the others.',
     labelNames: ['backend', 'provider', 'state'],
     registers: [registry],
     collect() {
-      for (const b of sources.backends) {
+      this.reset();
+      const { plan, monitor } = sources.current();
+      for (const b of plan.backends) {
         for (const m of b.groups.flat()) {
-          const s = sources.monitor.breakers.stats(m);
+          const s = monitor.breakers.stats(m);
           if (!s) continue;
           for (const st of ['closed', 'open', 'halfOpen']) this.set({ backend: m.backend, provider: m.name, state: st }, s.state === st ? 1 : 0);
         }
@@ -72,13 +90,6 @@ export function createMetrics(events: Events, sources: MetricsSources): Registry
   const probeDuration = new Histogram({ name: 'llm_failover_probe_duration_seconds', help: 'Health probe duration.', labelNames: ['backend', 'provider', 'kind'], buckets: DURATION_BUCKETS, registers: [registry] });
   const ttft = new Histogram({ name: 'llm_failover_time_to_first_token_seconds', help: 'Time from sending an attempt to its first content chunk (streamed answers).', labelNames: modelLabelNames, buckets: TTFT_BUCKETS, registers: [registry] });
   const tokens = new Histogram({ name: 'llm_failover_token_usage', help: 'Tokens per answered attempt, as the provider reported them (token_type input or output).', labelNames: [...modelLabelNames, 'token_type'], buckets: TOKEN_BUCKETS, registers: [registry] });
-
-  for (const b of sources.backends) {
-    for (const m of b.groups.flat()) {
-      const current = sources.monitor.view.state(m);
-      for (const s of STATES) state.set({ ...modelLabels(m), state: s }, s === current ? 1 : 0);
-    }
-  }
 
   events.on('attempt-end', (e) => {
     const labels = modelLabels(e.model);
@@ -92,10 +103,8 @@ export function createMetrics(events: Events, sources: MetricsSources): Registry
   events.on('switch', (e) => switches.inc({ backend: e.from.backend, from: e.from.name, to: e.to.name, reason: e.reason }));
   events.on('health', (e) => {
     transitions.inc({ backend: e.model.backend, provider: e.model.name, from: e.from, to: e.to });
-    const labels = modelLabels(e.model);
-    state.set({ ...labels, state: e.from }, 0);
-    state.set({ ...labels, state: e.to }, 1);
   });
+  events.on('config', (e) => reloads.inc({ result: e.ok ? 'applied' : 'rejected' }));
   events.on('probe', (e) => {
     probes.inc({ backend: e.model.backend, provider: e.model.name, kind: e.kind, trigger: e.trigger, result: e.ok ? 'success' : (e.reason ?? 'failure') });
     probeDuration.observe({ backend: e.model.backend, provider: e.model.name, kind: e.kind }, e.durationMs / 1000);

@@ -3,16 +3,16 @@
  * the client always gets an answer (a response, an error in the OpenAI shape, or an error event).
  */
 import { randomUUID } from 'node:crypto';
-import type { Router } from './routes.ts';
-import { type FailoverDeps, serveWithFailover } from '../retry/failover.ts';
+import type { Generation } from '../generation.ts';
+import { serveWithFailover } from '../retry/failover.ts';
 import { ClientGone } from '../send/abort.ts';
 import { type AnyRequest, BodyTooLarge, parseChatRequest, readBody } from './body.ts';
 import { type ErrorReply, errorReply, openaiErrorBody } from './errors.ts';
 import { type AnyResponse, ClientSink } from './sink.ts';
 
 export interface HandlerState {
-  router: Router;
-  deps: FailoverDeps;
+  /** The configuration generation new requests are served by. */
+  current(): Generation;
   maxBodyBytes: number;
   draining: boolean;
   inFlight: number;
@@ -32,10 +32,14 @@ export function sendError(res: AnyResponse, reply: ErrorReply, extraHeaders?: Re
 export function createHandler(state: HandlerState) {
   return (req: AnyRequest, res: AnyResponse): void => {
     state.inFlight++;
+    // the request is served by the configuration current when it arrived, to the end
+    const generation = state.current();
+    const leave = generation.enter();
     res.once('close', () => {
       state.inFlight--;
+      leave();
     });
-    handle(state, req, res).catch((err: unknown) => {
+    handle(state, generation, req, res).catch((err: unknown) => {
       state.onError(err);
       if (!res.headersSent) sendError(res, errorReply(500, 'internal_error', 'the sidecar failed to handle the request'));
       else res.destroy();
@@ -43,12 +47,12 @@ export function createHandler(state: HandlerState) {
   };
 }
 
-async function handle(state: HandlerState, req: AnyRequest, res: AnyResponse): Promise<void> {
+async function handle(state: HandlerState, generation: Generation, req: AnyRequest, res: AnyResponse): Promise<void> {
   if (state.draining && 'shouldKeepAlive' in res) res.shouldKeepAlive = false;
   const url = req.url ?? '/';
   const q = url.indexOf('?');
   const path = q === -1 ? url : url.slice(0, q);
-  const route = state.router.match(path);
+  const route = generation.router.match(path);
   if (!route) {
     sendError(res, errorReply(404, 'not_found', `no route for ${req.method} ${path}: POST to /v1/chat/completions or a path of the HTTPRoute`));
     return;
@@ -88,8 +92,8 @@ async function handle(state: HandlerState, req: AnyRequest, res: AnyResponse): P
   }
   // Our own id, always: a client's x-request-id need not be unique.
   const requestId = randomUUID();
-  state.deps.events.emit('request-start', { requestId, route: route.match.value, path, method: req.method ?? 'POST', stream: parsed.stream, headers: req.headers, at: Date.now() });
+  generation.deps.events.emit('request-start', { requestId, route: route.match.value, path, method: req.method ?? 'POST', stream: parsed.stream, headers: req.headers, at: Date.now() });
   const sink = new ClientSink(res);
-  const reply = await serveWithFailover(state.deps, { requestId, route: route.match.value, backend: route.backend, req: parsed, sink, signal: gone.signal });
+  const reply = await serveWithFailover(generation.deps, { requestId, route: route.match.value, backend: route.backend, req: parsed, sink, signal: gone.signal });
   if (reply && !gone.signal.aborted) sendError(res, reply);
 }

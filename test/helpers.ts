@@ -118,13 +118,7 @@ export async function startHarness(models: ModelSpec[], extraYaml = '', options:
   const ports = Object.fromEntries(Object.entries(sims).map(([k, s]) => [k, s.port]));
   const plan = loadPlan([{ name: 'test.yaml', text: backendYaml(models, ports) + LOOPBACK_SERVER + extraYaml }]);
   const logs: string[] = [];
-  const sink = new Writable({
-    write(chunk, _enc, cb) {
-      logs.push(String(chunk));
-      cb();
-    },
-  });
-  const sidecar = await startSidecar({ plan, logger: createLogger('info', sink), probes: options.probes ?? false, tracerProvider: options.tracerProvider, env: {} });
+  const sidecar = await startSidecar({ plan, logger: capturingLogger(logs), probes: options.probes ?? false, tracerProvider: options.tracerProvider, env: {} });
   const client = new OpenAI({ baseURL: `${sidecar.url}/v1`, apiKey: 'client-key-unused', maxRetries: 0, timeout: 20_000 });
   return {
     sidecar,
@@ -136,6 +130,19 @@ export async function startHarness(models: ModelSpec[], extraYaml = '', options:
       await Promise.all(Object.values(sims).map((s) => s.close()));
     },
   };
+}
+
+/** A logger at info level whose every line lands in `lines`. */
+export function capturingLogger(lines: string[]) {
+  return createLogger(
+    'info',
+    new Writable({
+      write(chunk, _enc, cb) {
+        lines.push(String(chunk));
+        cb();
+      },
+    }),
+  );
 }
 
 export const HELLO = [{ role: 'user' as const, content: 'What is kubernetes?' }];

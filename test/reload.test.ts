@@ -7,14 +7,13 @@
 import { mkdirSync, mkdtempSync, renameSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Writable } from 'node:stream';
 import t from 'tap';
 import { loadPlanFromPath } from '../sidecar/config/load.ts';
 import { startSidecar } from '../sidecar/main.ts';
 import type { ConfigEvent } from '../sidecar/observe/events.ts';
 import { createLogger } from '../sidecar/observe/log.ts';
 import { startOpenAISimulator } from '../simulator/index.ts';
-import { backendYaml, HELLO, LOOPBACK_SERVER, post } from './helpers.ts';
+import { backendYaml, capturingLogger, HELLO, LOOPBACK_SERVER, post } from './helpers.ts';
 
 /** A ConfigMap volume as the kubelet lays it out, with atomic updates. */
 function configMapVolume() {
@@ -49,7 +48,7 @@ t.test('a swapped ConfigMap is applied while streams are in flight; nothing is d
   const v2 = backendYaml([{ name: 'b', model: 'model-b', group: 0 }, { name: 'a', model: 'model-a', group: 1 }], { a: a.port, b: b.port }) + LOOPBACK_SERVER;
   volume.write({ 'config.yaml': v1 });
   const logs: string[] = [];
-  const logger = createLogger('info', new Writable({ write: (c, _e, cb) => (logs.push(String(c)), cb()) }));
+  const logger = capturingLogger(logs);
   const sidecar = await startSidecar({ plan: loadPlanFromPath(volume.dir), logger, probes: false, watch: { path: volume.dir, pollMs: 100 } });
   t.teardown(async () => {
     await sidecar.close();
@@ -84,7 +83,7 @@ t.test('an invalid change is rejected with a clear log line and the running conf
   const v1 = backendYaml([{ name: 'a', model: 'model-a', group: 0 }], { a: a.port }) + LOOPBACK_SERVER;
   volume.write({ 'config.yaml': v1 });
   const logs: string[] = [];
-  const logger = createLogger('info', new Writable({ write: (c, _e, cb) => (logs.push(String(c)), cb()) }));
+  const logger = capturingLogger(logs);
   const sidecar = await startSidecar({ plan: loadPlanFromPath(volume.dir), logger, probes: false, watch: { path: volume.dir, pollMs: 100 } });
   t.teardown(async () => {
     await sidecar.close();

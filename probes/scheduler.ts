@@ -114,15 +114,20 @@ export class ProbeScheduler {
   }
 
   async #tick(slot: Slot): Promise<void> {
-    const kind = this.plan(slot);
-    if (kind && !slot.running) await this.#run(slot, kind, 'schedule');
-    const p = slot.model.health.probe;
-    this.#schedule(slot, this.#jittered(p.intervalMs, p.jitterPercent));
+    try {
+      const kind = this.plan(slot);
+      if (kind && !slot.running) await this.#run(slot, kind, 'schedule');
+    } finally {
+      // whatever happened, the model stays on the schedule
+      const p = slot.model.health.probe;
+      this.#schedule(slot, this.#jittered(p.intervalMs, p.jitterPercent));
+    }
   }
 
   #run(slot: Slot, kind: Kind, trigger: ProbeResult['trigger']): Promise<void> {
     const run = (async () => {
       const probe = kind === 'chat' ? chatProbe : modelsProbe;
+      // a probe that throws is a bug, not a verdict on the model: it is dropped (see .catch below)
       const startedAt = Date.now();
       const result = await probe(slot.model, this.#deps, this.#stop.signal);
       if (this.#stop.signal.aborted) return;
@@ -142,9 +147,11 @@ export class ProbeScheduler {
         firstChunkMs: result.ttftMs,
       });
       this.#active.onProbe(slot.model, { ...result, trigger, id });
-    })().finally(() => {
-      slot.running = undefined;
-    });
+    })()
+      .catch(() => undefined)
+      .finally(() => {
+        slot.running = undefined;
+      });
     slot.running = run;
     return run;
   }

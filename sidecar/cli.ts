@@ -9,6 +9,7 @@ import { parseArgs } from 'node:util';
 import { loadPlanFromPath } from './config/load.ts';
 import type { Plan } from './config/plan.ts';
 import { ConfigError } from './config/problems.ts';
+import { redact } from './config/secret.ts';
 import { DEFAULT_SECRETS_DIR } from './config/secrets.ts';
 import { printSwitches, startDemo } from './demo.ts';
 import { type Sidecar, startSidecar } from './main.ts';
@@ -100,6 +101,15 @@ async function main(): Promise<void> {
     process.stderr.write(`failed to start: ${(err as Error).message}\n`);
     process.exit(1);
   }
+
+  // A failure outside any request (a timer, a subscriber) is logged, never printed raw: logs are redacted.
+  process.on('unhandledRejection', (reason) => {
+    sidecar.logger.error({ err: reason instanceof Error ? { name: reason.name, message: redact(reason.message) } : redact(String(reason)) }, 'unhandled rejection');
+  });
+  process.on('uncaughtException', (err) => {
+    sidecar.logger.fatal({ err: { name: err.name, message: redact(err.message) } }, 'uncaught exception: exiting so the pod restarts this sidecar clean');
+    process.exit(1);
+  });
 
   let stopping = false;
   const stop = async (signal: string) => {

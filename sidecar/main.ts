@@ -21,7 +21,8 @@ import { startTracing } from './observe/telemetry.ts';
 import { subscribeTracing } from './observe/tracing.ts';
 import { createAdminServer } from './server/admin.ts';
 import { createHandler, type HandlerState } from './server/handler.ts';
-import { createDualServer, isLoopback, parseHostPort } from './server/listen.ts';
+import { Admission } from './server/admission.ts';
+import { createDualServer, DEFAULT_LIMITS, isLoopback, parseHostPort } from './server/listen.ts';
 
 export { adaptersFor } from './generation.ts';
 
@@ -67,18 +68,26 @@ export async function startSidecar(options: StartOptions): Promise<Sidecar> {
   const server0 = current.plan.server;
   const logger = options.logger ?? createLogger(server0.logLevel);
   logEvents(events, logger);
+  events.onListenerError = (err, event) => logger.error({ event, err: err instanceof Error ? { name: err.name, message: err.message } : String(err) }, 'an event subscriber failed');
   const tracing = await startTracing(options.env ?? process.env, options.tracerProvider);
   if (tracing) subscribeTracing(events, tracing.tracer, tracing.propagator);
 
   const retiring = new Set<Promise<void>>();
   const state: HandlerState = {
     current: () => current,
+    admission: new Admission(server0.maxConcurrentRequests, server0.maxQueuedRequests, server0.queueTimeoutMs),
     maxBodyBytes: server0.maxBodyBytes,
     draining: false,
     inFlight: 0,
     onError: (err) => logger.error({ err: err instanceof Error ? { name: err.name, message: err.message, stack: err.stack } : String(err) }, 'request handler failed'),
   };
-  const server = createDualServer(createHandler(state));
+  const server = createDualServer(createHandler(state), {
+    headersTimeoutMs: server0.headersTimeoutMs,
+    requestTimeoutMs: server0.requestBodyTimeoutMs,
+    keepAliveTimeoutMs: DEFAULT_LIMITS.keepAliveTimeoutMs,
+    maxHeaderBytes: DEFAULT_LIMITS.maxHeaderBytes,
+    maxConnections: server0.maxConnections,
+  });
   let ready = false;
   const metrics = createMetrics(events, { current: () => current, inFlight: () => state.inFlight });
   const admin = createAdminServer({ ready: () => ready && !state.draining, backends: () => current.plan.backends, monitor: () => current.monitor, metrics: () => metrics });
@@ -100,7 +109,7 @@ export async function startSidecar(options: StartOptions): Promise<Sidecar> {
     const previous = current;
     const prepared = prepare(next);
     const generation = new Generation(previous.number + 1, prepared, events, previous);
-    for (const key of ['listen', 'admin', 'maxBodyBytes'] as const) {
+    for (const key of ['listen', 'admin', 'maxBodyBytes', 'maxConcurrentRequests', 'maxQueuedRequests', 'maxConnections', 'headersTimeoutMs'] as const) {
       if (prepared.server[key] !== server0[key]) logger.warn({ setting: key, running: server0[key], configured: prepared.server[key] }, `${key} changes take effect at the next restart`);
     }
     current = generation;

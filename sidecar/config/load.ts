@@ -218,7 +218,13 @@ function serverSettings(located: Located<SidecarConfigDoc> | undefined): ServerS
     listen: spec.listen ?? DEFAULT_SERVER.listen,
     admin: spec.admin ?? DEFAULT_SERVER.admin,
     maxBodyBytes: spec.maxBodyBytes ?? DEFAULT_SERVER.maxBodyBytes,
-    drainGraceMs: spec.drainGrace ? parseDuration(spec.drainGrace)! : DEFAULT_SERVER.drainGraceMs,
+    maxConcurrentRequests: spec.maxConcurrentRequests ?? DEFAULT_SERVER.maxConcurrentRequests,
+    maxQueuedRequests: spec.maxQueuedRequests ?? DEFAULT_SERVER.maxQueuedRequests,
+    queueTimeoutMs: ms(spec.queueTimeout, DEFAULT_SERVER.queueTimeoutMs),
+    maxConnections: spec.maxConnections ?? DEFAULT_SERVER.maxConnections,
+    headersTimeoutMs: ms(spec.headersTimeout, DEFAULT_SERVER.headersTimeoutMs),
+    requestBodyTimeoutMs: ms(spec.requestBodyTimeout, DEFAULT_SERVER.requestBodyTimeoutMs),
+    drainGraceMs: ms(spec.drainGrace, DEFAULT_SERVER.drainGraceMs),
     logLevel: spec.logLevel ?? DEFAULT_SERVER.logLevel,
   };
 }
@@ -285,6 +291,7 @@ function failoverSettings(policy: Located<FailoverPolicyDoc> | undefined): Failo
     cooldownAfterAuthFailureMs: ms(spec?.cooldown?.afterAuthFailure, d.cooldownAfterAuthFailureMs),
     maxRetryAfterMs: ms(spec?.cooldown?.maxRetryAfter, d.maxRetryAfterMs),
     maxResponseBytes: spec?.maxResponseBytes ?? d.maxResponseBytes,
+    maxStreamBytes: spec?.maxStreamBytes ?? d.maxStreamBytes,
   };
 }
 

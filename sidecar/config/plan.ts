@@ -31,7 +31,10 @@ export interface FailoverSettings {
   cooldownAfterFailureMs: number;
   cooldownAfterAuthFailureMs: number;
   maxRetryAfterMs: number;
+  /** A non-streamed answer larger than this is not a sane completion: fail over. */
   maxResponseBytes: number;
+  /** A stream that grows past this is cut with an error event. */
+  maxStreamBytes: number;
 }
 
 export type ProbeKind = 'auto' | 'chat' | 'models' | 'none';
@@ -102,6 +105,16 @@ export interface ServerSettings {
   listen: string;
   admin: string;
   maxBodyBytes: number;
+  /** Requests served upstream at once; beyond it they queue. */
+  maxConcurrentRequests: number;
+  /** Requests waiting for a slot; beyond it: 503 at once. */
+  maxQueuedRequests: number;
+  queueTimeoutMs: number;
+  maxConnections: number;
+  /** Time a client may take to send its request headers (slowloris bound). */
+  headersTimeoutMs: number;
+  /** Time a client may take to send its whole request (headers and body). */
+  requestBodyTimeoutMs: number;
   drainGraceMs: number;
   logLevel: string;
 }
@@ -117,6 +130,12 @@ export const DEFAULT_SERVER: ServerSettings = {
   listen: '127.0.0.1:8080',
   admin: '127.0.0.1:15000',
   maxBodyBytes: 32 * 1024 * 1024,
+  maxConcurrentRequests: 256,
+  maxQueuedRequests: 256,
+  queueTimeoutMs: 10_000,
+  maxConnections: 4096,
+  headersTimeoutMs: 30_000,
+  requestBodyTimeoutMs: 60_000,
   drainGraceMs: 25_000,
   logLevel: 'info',
 };
@@ -129,6 +148,7 @@ export const DEFAULT_FAILOVER: FailoverSettings = {
   cooldownAfterAuthFailureMs: 60_000,
   maxRetryAfterMs: 300_000,
   maxResponseBytes: 8 * 1024 * 1024,
+  maxStreamBytes: 64 * 1024 * 1024,
 };
 
 export const DEFAULT_HEALTH: HealthSettings = {

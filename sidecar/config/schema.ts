@@ -175,6 +175,12 @@ export const sidecarConfig = z.looseObject({
     listen: hostPort.optional(),
     admin: hostPort.optional(),
     maxBodyBytes: z.number().int().min(1024).max(1 << 30).optional(),
+    maxConcurrentRequests: z.number().int().min(1).max(100_000).optional(),
+    maxQueuedRequests: z.number().int().min(0).max(100_000).optional(),
+    queueTimeout: duration.optional(),
+    maxConnections: z.number().int().min(1).max(1_000_000).optional(),
+    headersTimeout: duration.optional(),
+    requestBodyTimeout: duration.optional(),
     drainGrace: duration.optional(),
     logLevel: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).optional(),
   }),
@@ -228,6 +234,7 @@ export const failoverSettings = z.strictObject({
     })
     .optional(),
   maxResponseBytes: z.number().int().min(1024).max(1 << 30).optional(),
+  maxStreamBytes: z.number().int().min(1024).max(2 ** 40).optional(),
   health: healthSettings.optional(),
 });
 

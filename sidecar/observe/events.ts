@@ -129,4 +129,23 @@ export interface EventMap {
   request: [RequestEvent];
 }
 
-export class Events extends EventEmitter<EventMap> {}
+/**
+ * A listener that throws (a telemetry bug) must not break the request or the probe that
+ * emitted: the error is handed to `onListenerError` and the emitter carries on.
+ */
+export class Events extends EventEmitter<EventMap> {
+  onListenerError: (err: unknown, event: string) => void = () => {};
+
+  override emit<K extends keyof EventMap>(event: K, ...args: EventMap[K]): boolean {
+    // raw listeners: calling a once() wrapper also removes it
+    const listeners = this.rawListeners(event) as ((...a: EventMap[K]) => void)[];
+    for (const listener of listeners) {
+      try {
+        listener(...args);
+      } catch (err) {
+        this.onListenerError(err, event);
+      }
+    }
+    return listeners.length > 0;
+  }
+}

@@ -21,6 +21,7 @@ export type FailureReason =
   | 'bad_response'
   | 'stream_error'
   | 'marked_down'
+  | 'untranslatable'
   | 'client_error';
 
 export interface Failure {

@@ -80,7 +80,13 @@ export async function runAttempt(input: AttemptInput): Promise<AttemptOutcome> {
   };
 
   try {
-    const upstream = adapter.buildRequest(req, target);
+    let upstream: ReturnType<ProviderAdapter['buildRequest']>;
+    try {
+      upstream = adapter.buildRequest(req, target);
+    } catch (err) {
+      // this provider cannot express the request; another may
+      return { kind: 'failed', failure: { reason: 'untranslatable', message: `the ${target.provider} translator rejected the request: ${redact(err instanceof Error ? err.message : String(err))}` } };
+    }
     try {
       response = await input.dispatcher.request({
         path: upstream.path,
@@ -147,9 +153,12 @@ export async function runAttempt(input: AttemptInput): Promise<AttemptOutcome> {
       return { kind: 'cut', failure };
     };
 
+    let streamed = 0;
     try {
       for await (const chunk of body as AsyncIterable<Buffer>) {
         idleTimer.refresh();
+        streamed += chunk.length;
+        if (streamed > settings.maxStreamBytes) return fail({ reason: 'bad_response', message: `stream larger than ${settings.maxStreamBytes} bytes` });
         for (const event of parser.push(chunk)) {
           const step = translator.push(event);
           if (step.error) return fail(step.error);

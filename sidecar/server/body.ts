@@ -25,10 +25,18 @@ export async function readBody(req: AnyRequest, limit: number): Promise<Buffer> 
 }
 
 /** Parses and checks the body; returns the request, or the 4xx to send. */
+const strictUtf8 = new TextDecoder('utf-8', { fatal: true });
+
 export function parseChatRequest(raw: Buffer, clientAuthorization: string | undefined): ChatRequest | ErrorReply {
+  let text: string;
+  try {
+    text = strictUtf8.decode(raw);
+  } catch {
+    return errorReply(400, 'invalid_utf8', 'the request body is not valid UTF-8');
+  }
   let json: unknown;
   try {
-    json = JSON.parse(raw.toString('utf8'));
+    json = JSON.parse(text);
   } catch (err) {
     return errorReply(400, 'invalid_json', `the request body is not valid JSON: ${(err as Error).message}`);
   }

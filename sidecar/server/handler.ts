@@ -8,11 +8,13 @@ import { serveWithFailover } from '../retry/failover.ts';
 import { ClientGone } from '../send/abort.ts';
 import { type AnyRequest, BodyTooLarge, parseChatRequest, readBody } from './body.ts';
 import { type ErrorReply, errorReply, openaiErrorBody } from './errors.ts';
+import type { Admission } from './admission.ts';
 import { type AnyResponse, ClientSink } from './sink.ts';
 
 export interface HandlerState {
   /** The configuration generation new requests are served by. */
   current(): Generation;
+  admission: Admission;
   maxBodyBytes: number;
   draining: boolean;
   inFlight: number;
@@ -72,6 +74,16 @@ async function handle(state: HandlerState, generation: Generation, req: AnyReque
     if (!res.writableFinished) gone.abort(new ClientGone());
   };
   res.once('close', onClose);
+
+  // Bounded: a slot before the body is read, so memory is bounded by slots x body limit.
+  const admitted = await state.admission.acquire(gone.signal);
+  if (!admitted.ok) {
+    if (admitted.why !== 'aborted') {
+      sendError(res, errorReply(503, 'sidecar_overloaded', `the sidecar is at its limit of concurrent requests (${admitted.why === 'queue_full' ? 'the queue is full' : 'no slot freed in time'}); retry shortly`, { 'retry-after': '1' }));
+    }
+    return;
+  }
+  res.once('close', admitted.release);
 
   let raw: Buffer;
   try {

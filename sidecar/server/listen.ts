@@ -21,23 +21,45 @@ export interface DualServer {
 export interface ListenLimits {
   /** Time a client may take to send its request headers (slowloris bound). */
   headersTimeoutMs: number;
+  /** Time a client may take to send its whole request. */
+  requestTimeoutMs: number;
   keepAliveTimeoutMs: number;
   maxHeaderBytes: number;
+  maxConnections: number;
 }
 
-export const DEFAULT_LIMITS: ListenLimits = { headersTimeoutMs: 30_000, keepAliveTimeoutMs: 65_000, maxHeaderBytes: 32 * 1024 };
+export const DEFAULT_LIMITS: ListenLimits = { headersTimeoutMs: 30_000, requestTimeoutMs: 60_000, keepAliveTimeoutMs: 65_000, maxHeaderBytes: 32 * 1024, maxConnections: 4096 };
+
+/** What node's HTTP parser reports, as the status and OpenAI-shaped error a client gets. */
+function clientErrorReply(code: string | undefined): { status: number; reason: string; error: string; message: string } {
+  if (code === 'HPE_HEADER_OVERFLOW') return { status: 431, reason: 'Request Header Fields Too Large', error: 'headers_too_large', message: 'the request headers are too large or too many' };
+  if (code === 'ERR_HTTP_REQUEST_TIMEOUT') return { status: 408, reason: 'Request Timeout', error: 'request_timeout', message: 'the request was not received in time' };
+  return { status: 400, reason: 'Bad Request', error: 'malformed_http', message: 'the request is not valid HTTP/1.1' };
+}
 
 export function createDualServer(handler: RequestHandler, limits: ListenLimits = DEFAULT_LIMITS): DualServer {
   const h1 = http.createServer(
     {
       headersTimeout: limits.headersTimeoutMs,
-      requestTimeout: 0,
+      requestTimeout: limits.requestTimeoutMs,
+      // the timeouts above are checked this often
+      connectionsCheckingInterval: Math.max(100, Math.min(1000, Math.floor(limits.headersTimeoutMs / 4))),
       keepAliveTimeout: limits.keepAliveTimeoutMs,
       maxHeaderSize: limits.maxHeaderBytes,
       noDelay: true,
     },
     handler,
   );
+  // Node answers parse errors, oversized headers and slow clients itself, with an empty body: answer in the OpenAI shape.
+  h1.on('clientError', (err: NodeJS.ErrnoException, socket) => {
+    if (!socket.writable || (err.code === 'ECONNRESET')) {
+      socket.destroy();
+      return;
+    }
+    const r = clientErrorReply(err.code);
+    const body = JSON.stringify({ error: { message: r.message, type: 'invalid_request_error', param: null, code: r.error } });
+    socket.end(`HTTP/1.1 ${r.status} ${r.reason}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`);
+  });
   const h2 = http2.createServer({ settings: { maxHeaderListSize: limits.maxHeaderBytes } }, handler);
   const sockets = new Set<Socket>();
   const sessions = new Set<http2.ServerHttp2Session>();
@@ -46,6 +68,7 @@ export function createDualServer(handler: RequestHandler, limits: ListenLimits =
     s.once('close', () => sessions.delete(s));
   });
   const net = createNetServer({ noDelay: true }, (socket) => {
+    // over maxConnections, node closes new connections before this runs
     sockets.add(socket);
     socket.once('close', () => sockets.delete(socket));
     socket.on('error', () => socket.destroy());
@@ -60,6 +83,7 @@ export function createDualServer(handler: RequestHandler, limits: ListenLimits =
       process.nextTick(() => socket.resume());
     });
   });
+  net.maxConnections = limits.maxConnections;
   return {
     net,
     h1,

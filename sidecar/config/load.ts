@@ -389,5 +389,5 @@ function resolveAuth(
     });
     return { kind: 'static', header, prefix, token: new Secret(''), source: 'SecretRef', secretName };
   }
-  return { kind: 'static', header, prefix, token: found.secret, source: 'SecretRef', secretName };
+  return { kind: 'static', header, prefix, token: found.secret, source: 'SecretRef', secretName, foundIn: found.source };
 }

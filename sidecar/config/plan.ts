@@ -8,7 +8,7 @@ export type ProviderKind = 'openai' | 'anthropic';
 
 /** How the upstream request is authenticated. */
 export type AuthPlan =
-  | { kind: 'static'; header: string; prefix: string; token: Secret; source: 'SecretRef' | 'Inline'; secretName?: string }
+  | { kind: 'static'; header: string; prefix: string; token: Secret; source: 'SecretRef' | 'Inline'; secretName?: string; /** Where a SecretRef was found: the mounted file or the env variable. */ foundIn?: string }
   | { kind: 'passthrough'; header: string; prefix: string };
 
 export interface Timeouts {

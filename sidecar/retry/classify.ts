@@ -24,7 +24,8 @@ export function classifyStatus(err: UpstreamError, maxRetryAfterMs: number): Fai
   if (status === 529) return { reason: 'overloaded', status, message, retryAfterMs: retryAfterMs(err.headers, maxRetryAfterMs) };
   if (status >= 500) return { reason: 'upstream_5xx', status, message, retryAfterMs: retryAfterMs(err.headers, maxRetryAfterMs) };
   if (status === 408) return { reason: 'request_timeout', status, message };
-  if (status === 401 || status === 403) return { reason: 'auth', status, message };
+  // 402: no credit left on this key; like a revoked key, it cannot serve until someone acts
+  if (status === 401 || status === 402 || status === 403) return { reason: 'auth', status, message };
   if (status === 404) return { reason: 'model_not_found', status, message };
   if (status === 400 && (err.code === 'context_length_exceeded' || CONTEXT_LENGTH.test(err.message)))
     return { reason: 'context_length', status, message };

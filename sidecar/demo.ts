@@ -6,6 +6,7 @@
 import { loadPlan } from './config/load.ts';
 import type { Plan } from './config/plan.ts';
 import type { Events } from './observe/events.ts';
+import { failoverYaml } from '../simulator/config.ts';
 import { type Fault, type SimulatedProvider, startOpenAISimulator } from '../simulator/index.ts';
 
 export interface Demo {
@@ -33,51 +34,8 @@ export const DEMO_SCHEDULE: { fault: Fault; seconds: number; label: string }[] =
 ];
 
 export function demoYaml(ports: number[], listen: string, admin: string): string {
-  const groups = MODELS.map(
-    (m, i) => `    - providers:
-      - name: ${m.name}
-        openai:
-          model: "${m.model}"
-          authToken:
-            kind: Inline
-            inline: demo-key
-        hostOverride:
-          host: 127.0.0.1
-          port: ${ports[i]}`,
-  ).join('\n');
-  return `apiVersion: gateway.kgateway.dev/v1alpha1
-kind: Backend
-metadata:
-  name: model-failover
-  namespace: demo
-spec:
-  type: AI
-  ai:
-    priorityGroups:
-${groups}
----
-apiVersion: gateway.networking.k8s.io/v1
-kind: HTTPRoute
-metadata:
-  name: model-failover
-  namespace: demo
-spec:
-  rules:
-  - matches:
-    - path:
-        type: PathPrefix
-        value: /model
-    filters:
-    - type: URLRewrite
-      urlRewrite:
-        path:
-          type: ReplaceFullPath
-          replaceFullPath: /v1/chat/completions
-    backendRefs:
-    - name: model-failover
-      group: gateway.kgateway.dev
-      kind: Backend
----
+  const models = MODELS.map((m, i) => ({ ...m, group: i, port: ports[i], token: 'demo-key' }));
+  return `${failoverYaml(models, { backend: 'model-failover', namespace: 'demo' })}---
 apiVersion: llm-failover.dev/v1alpha1
 kind: FailoverPolicy
 metadata:

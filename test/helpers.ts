@@ -7,6 +7,7 @@ import OpenAI from 'openai';
 import { loadPlan } from '../sidecar/config/load.ts';
 import { startSidecar, type Sidecar } from '../sidecar/main.ts';
 import { createLogger } from '../sidecar/observe/log.ts';
+import { failoverYaml } from '../simulator/config.ts';
 import { type SimulatedProvider, type SimulatorOptions, startAnthropicSimulator, startOpenAISimulator } from '../simulator/index.ts';
 import { Writable } from 'node:stream';
 
@@ -31,59 +32,10 @@ export interface Harness {
 export const TEST_KEY = 'sk-test-planted-secret-0123456789';
 
 export function backendYaml(models: ModelSpec[], ports: Record<string, number>, name = 'model-failover'): string {
-  const groups: ModelSpec[][] = [];
-  for (const m of models) {
-    groups[m.group] ??= [];
-    groups[m.group].push(m);
-  }
-  const body = groups
-    .map(
-      (g) => `    - providers:\n${g
-        .map(
-          (m) => `      - name: ${m.name}
-        ${m.kind ?? 'openai'}:
-          model: "${m.model ?? m.name}"
-          authToken:
-            kind: Inline
-            inline: ${TEST_KEY}
-        hostOverride:
-          host: 127.0.0.1
-          port: ${ports[m.name]}`,
-        )
-        .join('\n')}`,
-    )
-    .join('\n');
-  return `apiVersion: gateway.kgateway.dev/v1alpha1
-kind: Backend
-metadata:
-  name: ${name}
-spec:
-  type: AI
-  ai:
-    priorityGroups:
-${body}
----
-apiVersion: gateway.networking.k8s.io/v1
-kind: HTTPRoute
-metadata:
-  name: ${name}
-spec:
-  rules:
-  - matches:
-    - path:
-        type: PathPrefix
-        value: /model
-    filters:
-    - type: URLRewrite
-      urlRewrite:
-        path:
-          type: ReplaceFullPath
-          replaceFullPath: /v1/chat/completions
-    backendRefs:
-    - name: ${name}
-      group: gateway.kgateway.dev
-      kind: Backend
-`;
+  return failoverYaml(
+    models.map((m) => ({ ...m, port: ports[m.name], token: TEST_KEY })),
+    { backend: name },
+  );
 }
 
 export const LOOPBACK_SERVER = `---

@@ -34,6 +34,11 @@ export interface MetricsSources {
 
 export function createMetrics(events: Events, sources: MetricsSources): Registry {
   const registry = new Registry();
+  /** Every model of the configuration being served now (gauges read health at scrape time). */
+  const eachModel = (fn: (m: ModelTarget, monitor: HealthMonitor) => void) => {
+    const { plan, monitor } = sources.current();
+    for (const b of plan.backends) for (const m of b.groups.flat()) fn(m, monitor);
+  };
   collectDefaultMetrics({ register: registry });
   // prom-client names these gauges *_total, which Prometheus reserves for counters (promtool says so)
   for (const name of ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total']) registry.removeSingleMetric(name);
@@ -59,13 +64,10 @@ export function createMetrics(events: Events, sources: MetricsSources): Registry
     registers: [registry],
     collect() {
       this.reset();
-      const { plan, monitor } = sources.current();
-      for (const b of plan.backends) {
-        for (const m of b.groups.flat()) {
-          const current = monitor.view.state(m);
-          for (const s of STATES) this.set({ ...modelLabels(m), state: s }, s === current ? 1 : 0);
-        }
-      }
+      eachModel((m, monitor) => {
+        const current = monitor.view.state(m);
+        for (const s of STATES) this.set({ ...modelLabels(m), state: s }, s === current ? 1 : 0);
+      });
     },
   });
   const reloads = new Counter({ name: 'llm_failover_config_reloads_total', help: 'Configuration changes seen, by result (applied, rejected).', labelNames: ['result'], registers: [registry] });
@@ -76,14 +78,10 @@ export function createMetrics(events: Events, sources: MetricsSources): Registry
     registers: [registry],
     collect() {
       this.reset();
-      const { plan, monitor } = sources.current();
-      for (const b of plan.backends) {
-        for (const m of b.groups.flat()) {
-          const s = monitor.breakers.stats(m);
-          if (!s) continue;
-          for (const st of ['closed', 'open', 'halfOpen']) this.set({ backend: m.backend, provider: m.name, state: st }, s.state === st ? 1 : 0);
-        }
-      }
+      eachModel((m, monitor) => {
+        const s = monitor.breakers.stats(m);
+        if (s) for (const st of ['closed', 'open', 'halfOpen']) this.set({ backend: m.backend, provider: m.name, state: st }, s.state === st ? 1 : 0);
+      });
     },
   });
   const probes = new Counter({ name: 'llm_failover_probes_total', help: 'Health probes run, by kind (chat, models), trigger and result.', labelNames: ['backend', 'provider', 'kind', 'trigger', 'result'], registers: [registry] });

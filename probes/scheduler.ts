@@ -32,7 +32,7 @@ export class ProbeScheduler {
   readonly #stop = new AbortController();
   readonly #now: () => number;
   /** Every probe run, for tests and the bench: which model, what kind, why. */
-  readonly log: { model: string; kind: Kind; trigger: ProbeResult['trigger']; ok: boolean; at: number }[] = [];
+  readonly log: { model: string; kind: Kind; trigger: ProbeResult['trigger']; ok: boolean; startedAt: number; at: number }[] = [];
 
   readonly #events: Events;
   #seq = 0;
@@ -132,7 +132,7 @@ export class ProbeScheduler {
       const result = await probe(slot.model, this.#deps, this.#stop.signal);
       if (this.#stop.signal.aborted) return;
       const id = `probe-${++this.#seq}`;
-      this.log.push({ model: slot.model.name, kind, trigger, ok: result.ok, at: this.#now() });
+      this.log.push({ model: slot.model.name, kind, trigger, ok: result.ok, startedAt, at: this.#now() });
       if (this.log.length > 1000) this.log.splice(0, 500);
       this.#events.emit('probe', {
         id,

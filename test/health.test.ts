@@ -135,16 +135,22 @@ t.test('a flaky model under real traffic (1 request in 10 fails) keeps its traff
 t.test('a 429 with Retry-After cools the model for that long, unprobed, then it returns by itself', async (t) => {
   const h = await startHarness(TWO, policyYaml(FAST_PROBES), { probes: true });
   t.teardown(() => h.close());
+  const events: HealthEvent[] = [];
+  h.sidecar.events.on('health', (e) => events.push(e));
   h.sims.primary.setFault({ kind: 'status', status: 429, headers: { 'retry-after-ms': '600' } }, { times: 1 });
   const first = await post(`${h.sidecar.url}/model`, { messages: HELLO });
+  // (a model-list probe may have met the 429 first: the primary cools either way)
+  h.sims.primary.clearFault();
   t.equal(first.headers.get('x-llm-failover-provider'), 'fallback');
   const primary = h.sidecar.health.models()[0];
   t.equal(h.sidecar.health.state(primary), 'cooling');
-  const until = h.sidecar.health.get(primary).until!;
-  const probesBefore = h.sidecar.monitor.probes.log.filter((p) => p.model === 'primary').length;
-  const healthy = await waitForHealth(h, 'primary', 'healthy');
+  const cooled = events.findLast((e) => e.model.name === 'primary' && e.to === 'cooling')!;
+  const until = cooled.until!;
+  t.ok(until - cooled.at > 500 && until - cooled.at <= 600, 'cooling for the retry-after-ms of 600');
+  while (!events.some((e) => e.model.name === 'primary' && e.to === 'healthy' && e.at >= cooled.at)) await sleep(20);
+  const healthy = events.find((e) => e.model.name === 'primary' && e.to === 'healthy' && e.at >= cooled.at)!;
   t.ok(healthy.at >= until, 'not before the Retry-After ended');
-  t.equal(h.sidecar.monitor.probes.log.filter((p) => p.model === 'primary' && p.at < until).length, probesBefore, 'no probe while cooling');
+  t.equal(h.sidecar.monitor.probes.log.filter((p) => p.model === 'primary' && p.startedAt > cooled.at && p.startedAt < until).length, 0, 'no probe started while cooling');
   t.equal((await post(`${h.sidecar.url}/model`, { messages: HELLO })).headers.get('x-llm-failover-provider'), 'primary');
 });
 

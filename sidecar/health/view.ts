@@ -95,11 +95,7 @@ export class HealthView {
     }
     h.until = options.until;
     if (options.until !== undefined) {
-      entry.timer = setTimeout(() => {
-        entry.timer = undefined;
-        if (entry.health.until !== undefined && entry.health.until <= this.#now()) this.set(model, 'healthy', `${entry.health.state} ended`);
-      }, Math.max(0, options.until - now));
-      entry.timer.unref();
+      this.#arm(model, entry);
     }
     if (h.state === state) {
       h.cause = cause;
@@ -116,13 +112,24 @@ export class HealthView {
   restore(model: ModelTarget, health: ModelHealth): void {
     const entry = this.#entry(model);
     entry.health = { ...health, probe: { ...health.probe } };
-    if (health.until !== undefined) {
-      entry.timer = setTimeout(() => {
-        entry.timer = undefined;
-        if (entry.health.until !== undefined && entry.health.until <= this.#now()) this.set(model, 'healthy', `${entry.health.state} ended`);
-      }, Math.max(0, health.until - this.#now()));
-      entry.timer.unref();
-    }
+    if (health.until !== undefined) this.#arm(model, entry);
+  }
+
+  /**
+   * Ends a timed state when its time is up. Timers run on a monotonic clock and `until` is wall
+   * time, so a timer can fire a little early: it then waits out the rest instead of giving up
+   * (a model must never stay cooling forever).
+   */
+  #arm(model: ModelTarget, entry: { health: ModelHealth; timer?: NodeJS.Timeout }): void {
+    const until = entry.health.until;
+    if (until === undefined) return;
+    entry.timer = setTimeout(() => {
+      entry.timer = undefined;
+      if (entry.health.until !== until) return; // superseded by a later set()
+      if (until > this.#now()) this.#arm(model, entry);
+      else this.set(model, 'healthy', `${entry.health.state} ended`);
+    }, Math.max(1, until - this.#now()));
+    entry.timer.unref();
   }
 
   recordSuccess(model: ModelTarget): void {

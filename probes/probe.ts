@@ -38,6 +38,9 @@ export async function chatProbe(model: ModelTarget, deps: ProbeDeps, signal: Abo
   const started = performance.now();
   const timeoutMs = model.health.probe.timeoutMs;
   const target = { ...model, timeouts: { ...model.timeouts, firstTokenMs: timeoutMs, streamIdleMs: timeoutMs, responseMs: timeoutMs } };
+  const controller = new AbortController();
+  const forward = () => controller.abort(signal.reason);
+  signal.addEventListener('abort', forward, { once: true });
   const outcome = await runAttempt({
     req: probeRequest(model),
     target,
@@ -45,10 +48,10 @@ export async function chatProbe(model: ModelTarget, deps: ProbeDeps, signal: Abo
     dispatcher: deps.pools.for(model),
     settings: DEFAULT_FAILOVER,
     sink: new DiscardSink(),
-    signal,
+    controller,
     servedHeaders: () => ({}),
     remainingMs: timeoutMs,
-  });
+  }).finally(() => signal.removeEventListener('abort', forward));
   const durationMs = performance.now() - started;
   switch (outcome.kind) {
     case 'answered':

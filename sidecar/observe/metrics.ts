@@ -22,6 +22,22 @@ function statusClass(status: number | undefined): string {
   return status === undefined ? 'none' : `${Math.floor(status / 100)}xx`;
 }
 
+/**
+ * Labelled children, looked up once per distinct label set: prom-client hashes the labels on
+ * every `inc({...})`, which the per-request path does not need to pay for.
+ */
+function childCache<C>(make: (labels: Record<string, string>) => C) {
+  const cache = new Map<string, C>();
+  return (key: string, labels: () => Record<string, string>): C => {
+    let child = cache.get(key);
+    if (!child) {
+      child = make(labels());
+      cache.set(key, child);
+    }
+    return child;
+  };
+}
+
 function modelLabels(m: ModelTarget) {
   return { backend: m.backend, provider: m.name, model: m.model ?? '', group: String(m.group + 1) };
 }
@@ -89,13 +105,21 @@ export function createMetrics(events: Events, sources: MetricsSources): Registry
   const ttft = new Histogram({ name: 'llm_failover_time_to_first_token_seconds', help: 'Time from sending an attempt to its first content chunk (streamed answers).', labelNames: modelLabelNames, buckets: TTFT_BUCKETS, registers: [registry] });
   const tokens = new Histogram({ name: 'llm_failover_token_usage', help: 'Tokens per answered attempt, as the provider reported them (token_type input or output).', labelNames: [...modelLabelNames, 'token_type'], buckets: TOKEN_BUCKETS, registers: [registry] });
 
+  const attemptsOf = childCache((l) => attempts.labels(l));
+  const ttftOf = childCache((l) => ttft.labels(l));
+  const tokensOf = childCache((l) => tokens.labels(l));
+  const requestsOf = childCache((l) => requests.labels(l));
+  const durationOf = childCache((l) => duration.labels(l));
   events.on('attempt-end', (e) => {
-    const labels = modelLabels(e.model);
-    attempts.inc({ ...labels, outcome: e.outcome, status_class: statusClass(e.status) });
-    if (e.firstChunkMs !== undefined) ttft.observe(labels, e.firstChunkMs / 1000);
+    const m = e.model;
+    const cls = statusClass(e.status);
+    // the key covers every label: a reload may move a provider to another group or model
+    const mk = `${m.key}|${m.model}|${m.group}`;
+    attemptsOf(`${mk}|${e.outcome}|${cls}`, () => ({ ...modelLabels(m), outcome: e.outcome, status_class: cls })).inc();
+    if (e.firstChunkMs !== undefined) ttftOf(mk, () => modelLabels(m)).observe(e.firstChunkMs / 1000);
     if (e.usage) {
-      tokens.observe({ ...labels, token_type: 'input' }, e.usage.inputTokens);
-      tokens.observe({ ...labels, token_type: 'output' }, e.usage.outputTokens);
+      tokensOf(`${mk}|in`, () => ({ ...modelLabels(m), token_type: 'input' })).observe(e.usage.inputTokens);
+      tokensOf(`${mk}|out`, () => ({ ...modelLabels(m), token_type: 'output' })).observe(e.usage.outputTokens);
     }
   });
   events.on('switch', (e) => switches.inc({ backend: e.from.backend, from: e.from.name, to: e.to.name, reason: e.reason }));
@@ -108,9 +132,10 @@ export function createMetrics(events: Events, sources: MetricsSources): Registry
     probeDuration.observe({ backend: e.model.backend, provider: e.model.name, kind: e.kind }, e.durationMs / 1000);
   });
   events.on('request', (e) => {
-    const stream = String(e.stream);
-    requests.inc({ route: e.route, backend: e.backend, stream, outcome: e.outcome, status_code: String(e.status) });
-    duration.observe({ route: e.route, backend: e.backend, stream, outcome: e.outcome }, e.durationMs / 1000);
+    const key = `${e.backend}|${e.route}|${e.stream}|${e.outcome}`;
+    const labels = () => ({ route: e.route, backend: e.backend, stream: String(e.stream), outcome: e.outcome });
+    requestsOf(`${key}|${e.status}`, () => ({ ...labels(), status_code: String(e.status) })).inc();
+    durationOf(key, labels).observe(e.durationMs / 1000);
   });
   return registry;
 }

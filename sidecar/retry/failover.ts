@@ -85,7 +85,7 @@ export async function serveWithFailover(deps: FailoverDeps, r: FailoverRequest):
         dispatcher: deps.pools.for(model),
         settings,
         sink: r.sink,
-        signal: controller.signal,
+        controller,
         remainingMs,
         servedHeaders: () => ({
           'x-llm-failover-provider': model.name,

@@ -24,8 +24,11 @@ export interface AttemptInput {
   dispatcher: Dispatcher;
   settings: FailoverSettings;
   sink: Sink;
-  /** Aborted when the client goes away or the health view marks this model down. */
-  signal: AbortSignal;
+  /**
+   * The attempt's controller, owned by the caller: aborted when the client goes away or the
+   * health view marks this model down; the attempt aborts it too, on its own timeouts.
+   */
+  controller: AbortController;
   /** Headers naming who served, added when the attempt commits. */
   servedHeaders: () => Record<string, string>;
   /** Milliseconds left of the request's overall deadline. */
@@ -45,27 +48,29 @@ export type AttemptOutcome =
 
 const ERROR_BODY_LIMIT = 64 * 1024;
 
-async function readCapped(body: AsyncIterable<Buffer> & { destroy(): void }, limit: number): Promise<Buffer | undefined> {
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of body) {
-    size += chunk.length;
-    if (size > limit) {
-      body.destroy();
-      return undefined;
-    }
-    chunks.push(chunk);
-  }
-  return chunks.length === 1 ? chunks[0] : Buffer.concat(chunks, size);
+/** The whole body, or undefined past `limit` (then the rest is not read). */
+function readCapped(body: Dispatcher.ResponseData['body'], limit: number): Promise<Buffer | undefined> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    body.on('data', (chunk: Buffer) => {
+      size += chunk.length;
+      if (size > limit) {
+        body.destroy();
+        resolve(undefined);
+        return;
+      }
+      chunks.push(chunk);
+    });
+    body.once('end', () => resolve(chunks.length === 1 ? chunks[0] : Buffer.concat(chunks, size)));
+    body.once('error', reject);
+  });
 }
 
 export async function runAttempt(input: AttemptInput): Promise<AttemptOutcome> {
-  const { req, target, adapter, sink, settings } = input;
-  const controller = new AbortController();
+  const { req, target, adapter, sink, settings, controller } = input;
   const signal = controller.signal;
-  const forward = () => controller.abort(input.signal.reason);
-  if (input.signal.aborted) return { kind: 'client_gone' };
-  input.signal.addEventListener('abort', forward, { once: true });
+  if (signal.aborted && !(signal.reason instanceof AttemptAbort)) return { kind: 'client_gone' };
 
   const phaseMs = Math.min(req.stream ? target.timeouts.firstTokenMs : target.timeouts.responseMs, input.remainingMs);
   const phaseReason = req.stream ? 'first_token_timeout' : 'response_timeout';
@@ -75,7 +80,7 @@ export async function runAttempt(input: AttemptInput): Promise<AttemptOutcome> {
   let response: Dispatcher.ResponseData | undefined;
 
   const outcomeOf = (err: unknown): AttemptOutcome => {
-    if (input.signal.aborted && !(input.signal.reason instanceof AttemptAbort)) return { kind: 'client_gone' };
+    if (signal.aborted && !(signal.reason instanceof AttemptAbort)) return { kind: 'client_gone' };
     return { kind: 'failed', failure: failureFromError(err, signal) };
   };
 
@@ -125,7 +130,7 @@ export async function runAttempt(input: AttemptInput): Promise<AttemptOutcome> {
       if (raw === undefined) return { kind: 'failed', failure: { reason: 'bad_response', message: `response larger than ${settings.maxResponseBytes} bytes` } };
       const translated = adapter.translateResponse(raw, req, target);
       if (!translated.ok) return { kind: 'failed', failure: translated.failure };
-      if (input.signal.aborted) return { kind: 'client_gone' };
+      if (signal.aborted) return outcomeOf(signal.reason);
       sink.commit(200, { 'content-type': 'application/json', ...input.servedHeaders() });
       sink.end(translated.body);
       return { kind: 'answered', status: 200, model: translated.model, usage: translated.usage };
@@ -195,7 +200,6 @@ export async function runAttempt(input: AttemptInput): Promise<AttemptOutcome> {
   } finally {
     clearTimeout(phaseTimer);
     if (idleTimer) clearTimeout(idleTimer);
-    input.signal.removeEventListener('abort', forward);
     if (response && !response.body.readableEnded) response.body.destroy();
   }
 }

@@ -11,17 +11,29 @@ export type AnyRequest = IncomingMessage | Http2ServerRequest;
 
 export class BodyTooLarge extends Error {}
 
-export async function readBody(req: AnyRequest, limit: number): Promise<Buffer> {
+/** Rejects with BodyTooLarge past the limit, or with the stream's error when the client goes away. */
+export function readBody(req: AnyRequest, limit: number): Promise<Buffer> {
   const declared = Number(req.headers['content-length']);
-  if (Number.isFinite(declared) && declared > limit) throw new BodyTooLarge();
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of req as AsyncIterable<Buffer>) {
-    size += chunk.length;
-    if (size > limit) throw new BodyTooLarge();
-    chunks.push(chunk);
-  }
-  return chunks.length === 1 ? chunks[0] : Buffer.concat(chunks, size);
+  if (Number.isFinite(declared) && declared > limit) return Promise.reject(new BodyTooLarge());
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    const onData = (chunk: Buffer) => {
+      size += chunk.length;
+      if (size > limit) {
+        req.off('data', onData);
+        req.pause();
+        reject(new BodyTooLarge());
+        return;
+      }
+      chunks.push(chunk);
+    };
+    req.on('data', onData);
+    req.once('end', () => resolve(chunks.length === 1 ? chunks[0] : Buffer.concat(chunks, size)));
+    req.once('error', reject);
+    // a client that goes away before the end: 'close' without 'end'
+    req.once('close', () => reject(new Error('the client went away while sending')));
+  });
 }
 
 /** Parses and checks the body; returns the request, or the 4xx to send. */

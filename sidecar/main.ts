@@ -10,6 +10,7 @@ import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
 import { type Plan, withoutProbes } from './config/plan.ts';
 import { ConfigError } from './config/problems.ts';
+import { redact } from './config/secret.ts';
 import { watchConfig } from './config/watch.ts';
 import { Generation } from './generation.ts';
 import type { HealthMonitor } from './health/monitor.ts';
@@ -68,7 +69,7 @@ export async function startSidecar(options: StartOptions): Promise<Sidecar> {
   const server0 = current.plan.server;
   const logger = options.logger ?? createLogger(server0.logLevel);
   logEvents(events, logger);
-  events.onListenerError = (err, event) => logger.error({ event, err: err instanceof Error ? { name: err.name, message: err.message } : String(err) }, 'an event subscriber failed');
+  events.onListenerError = (err, event) => logger.error({ event, err: err instanceof Error ? { name: err.name, message: redact(err.message) } : redact(String(err)) }, 'an event subscriber failed');
   const tracing = await startTracing(options.env ?? process.env, options.tracerProvider);
   if (tracing) subscribeTracing(events, tracing.tracer, tracing.propagator);
 
@@ -79,7 +80,7 @@ export async function startSidecar(options: StartOptions): Promise<Sidecar> {
     maxBodyBytes: server0.maxBodyBytes,
     draining: false,
     inFlight: 0,
-    onError: (err) => logger.error({ err: err instanceof Error ? { name: err.name, message: err.message, stack: err.stack } : String(err) }, 'request handler failed'),
+    onError: (err) => logger.error({ err: err instanceof Error ? { name: err.name, message: redact(err.message), stack: redact(err.stack ?? '') } : redact(String(err)) }, 'request handler failed'),
   };
   const server = createDualServer(createHandler(state), {
     headersTimeoutMs: server0.headersTimeoutMs,

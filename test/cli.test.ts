@@ -84,7 +84,7 @@ t.test('an invalid configuration exits 2 and names every problem', async (t) => 
   const [code] = await once(p.child, 'exit');
   t.equal(code, 2);
   t.match(p.err(), /invalid configuration \(2 problems\)/);
-  t.match(p.err(), /FailoverPolicy\/p spec\.timeouts\.connect: a duration such as/);
+  t.match(p.err(), /FailoverPolicy\/p spec\.timeouts\.connect: a duration above zero, such as/);
   t.match(p.err(), /secret "missing-secret" not found/);
   const usage = run(['--bogus']);
   const [usageCode] = await once(usage.child, 'exit');

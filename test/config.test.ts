@@ -188,7 +188,7 @@ spec:
   maxAttempts: -1
 `,
       problems: [
-        'bad.yaml FailoverPolicy/p spec.timeouts.response: a duration such as "500ms", "30s", "5m" or "1h"',
+        'bad.yaml FailoverPolicy/p spec.timeouts.response: a duration above zero, such as "500ms", "30s", "5m" or "1h"',
         /^bad\.yaml FailoverPolicy\/p spec\.maxAttempts: .*>=0/,
       ],
     },

@@ -54,6 +54,16 @@ interface Located<T> {
 }
 
 /** Reads a YAML file, or every .yaml/.yml/.json file of a folder (sorted, hidden entries skipped: the kubelet's ..data links). */
+/**
+ * The yaml library's message without the text it quotes (after ": "), which may be a key:
+ * "Block scalar header includes extra characters: >sk-..." -> "Block scalar header includes extra characters".
+ */
+function yamlMessage(message: string): string {
+  const first = message.split('\n')[0].replace(/ at line \d+, column \d+:?$/, '');
+  const quote = first.indexOf(': ');
+  return quote === -1 ? first : first.slice(0, quote);
+}
+
 export function readConfigSources(path: string): SourceFile[] {
   let stat: ReturnType<typeof statSync>;
   try {
@@ -81,7 +91,8 @@ export function loadPlan(sources: SourceFile[], options: LoadOptions = {}): Plan
   const sidecars: Located<SidecarConfigDoc>[] = [];
 
   for (const source of sources) {
-    const docs = parseAllDocuments(source.text);
+    // logLevel error: the yaml library would otherwise print warnings quoting the text (which may hold a key)
+    const docs = parseAllDocuments(source.text, { logLevel: 'error' });
     const list = Array.isArray(docs) ? docs : [docs];
     list.forEach((yamlDoc, index) => {
       const fallbackLabel = `document ${index + 1}`;
@@ -92,19 +103,26 @@ export function loadPlan(sources: SourceFile[], options: LoadOptions = {}): Plan
             document: fallbackLabel,
             line: err.linePos?.[0].line,
             column: err.linePos?.[0].col,
-            message: `YAML syntax: ${err.message.split('\n')[0].replace(/ at line \d+, column \d+:?$/, '')}`,
+            message: `YAML syntax: ${yamlMessage(err.message)}`,
           });
         }
         return;
       }
-      const value: unknown = yamlDoc.toJS();
+      let value: unknown;
+      try {
+        value = yamlDoc.toJS({ maxAliasCount: 100 });
+      } catch (err) {
+        // an alias to a missing anchor, an alias bomb
+        problems.push({ file: source.name, document: fallbackLabel, message: `YAML: ${yamlMessage(err instanceof Error ? err.message : String(err))}` });
+        return;
+      }
       if (value === null || value === undefined) return; // an empty document (e.g. a trailing ---)
       if (typeof value !== 'object' || Array.isArray(value)) {
         problems.push({ file: source.name, document: fallbackLabel, message: 'expected a mapping with apiVersion and kind' });
         return;
       }
       const raw = value as Record<string, unknown>;
-      const kind = typeof raw.kind === 'string' ? raw.kind : undefined;
+      const kind = typeof raw.kind === 'string' ? raw.kind.slice(0, 64) : undefined;
       const apiGroup = typeof raw.apiVersion === 'string' ? raw.apiVersion.split('/')[0] : undefined;
       const name = (raw.metadata as { name?: unknown } | undefined)?.name;
       const label = kind ? `${kind}/${typeof name === 'string' ? name : `(${fallbackLabel})`}` : fallbackLabel;
@@ -114,7 +132,7 @@ export function loadPlan(sources: SourceFile[], options: LoadOptions = {}): Plan
           file: source.name,
           document: label,
           path: 'kind',
-          message: `unknown document kind ${raw.apiVersion ?? '(no apiVersion)'} ${kind ?? '(no kind)'}; expected gateway.kgateway.dev/v1alpha1 Backend, gateway.networking.k8s.io/v1 HTTPRoute, llm-failover.dev/v1alpha1 SidecarConfig or FailoverPolicy`,
+          message: `unknown document kind ${typeof raw.apiVersion === 'string' ? raw.apiVersion.slice(0, 64) : '(no apiVersion)'} ${kind ?? '(no kind)'}; expected gateway.kgateway.dev/v1alpha1 Backend, gateway.networking.k8s.io/v1 HTTPRoute, llm-failover.dev/v1alpha1 SidecarConfig or FailoverPolicy`,
         });
         return;
       }

@@ -3,6 +3,8 @@
  * inside it (`spec.ai.priorityGroups[1].providers[0].openai.model`) and, for YAML syntax
  * errors, the line and column. The loader collects them all before failing.
  */
+import { redact } from './secret.ts';
+
 export interface Problem {
   file: string;
   /** "Backend/model-failover", or "document 2" when the document has no usable kind/name. */
@@ -22,9 +24,10 @@ export function formatPath(path: readonly PropertyKey[]): string {
   return out;
 }
 
+/** Problems quote configuration text (key names, values): anything shaped like a key is scrubbed. */
 export function formatProblem(p: Problem): string {
   const where = [p.file + (p.line ? `:${p.line}:${p.column ?? 1}` : ''), p.document, p.path].filter(Boolean).join(' ');
-  return `${where}: ${p.message}`;
+  return redact(`${where}: ${p.message}`);
 }
 
 export class ConfigError extends Error {

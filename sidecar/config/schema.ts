@@ -7,10 +7,14 @@ import { z } from 'zod';
 import { formatDuration } from './duration.ts';
 import { DEFAULT_FAILOVER, DEFAULT_HEALTH, DEFAULT_SERVER } from './plan.ts';
 
-const DURATION = /^(\d{1,5}(h|ms|m|s)){1,4}$/;
-export const duration = z.string().regex(DURATION, 'a duration such as "500ms", "30s", "5m" or "1h"');
+/** Gateway API's duration form, above zero (a zero timeout or interval is always a mistake). */
+const DURATION = /^(?=.*[1-9])(\d{1,5}(h|ms|m|s)){1,4}$/;
+export const duration = z.string().regex(DURATION, 'a duration above zero, such as "500ms", "30s", "5m" or "1h"');
 
 const name = z.string().min(1, 'a non-empty name');
+
+/** DNS names (labels of letters, digits, hyphens), IPv4, or IPv6 without brackets. */
+const HOST = /^(?:(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(?:\.(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?))*\.?|[0-9A-Fa-f:.]*:[0-9A-Fa-f:.]*)$/;
 
 export const metadata = z.looseObject({
   name,
@@ -53,7 +57,10 @@ const providerFields = {
   openai: openaiProvider.optional(),
   anthropic: anthropicProvider.optional(),
   hostOverride: z
-    .strictObject({ host: z.string().min(1), port: z.number().int().min(1).max(65535) })
+    .strictObject({
+      host: z.string().regex(HOST, 'a host name (vllm.llm.svc), an IPv4 address or an IPv6 address without brackets'),
+      port: z.number().int().min(1).max(65535),
+    })
     .optional()
     .meta({ description: 'Send to this host and port instead of the provider\'s API. Port 443 speaks TLS, any other plain HTTP (FailoverPolicy providers.<name>.tls overrides).' }),
   pathOverride: z

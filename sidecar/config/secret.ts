@@ -11,10 +11,20 @@ const LIVE = new Set<string>();
 /** Key-shaped strings, masked or not, as providers echo them: sk-..., sk-ant-..., sk-proj-***abcd. */
 const KEY_SHAPE = /\b(sk|rk|pk)-[A-Za-z0-9_*.-]{6,}/g;
 
-/** Removes every known key and anything shaped like one. Used on text that leaves the process. */
-export function redact(text: string): string {
+/**
+ * Removes every known key, anything shaped like one, and the caller's `client` credential (an
+ * Authorization header value, with or without its scheme). Used on text that leaves the process.
+ */
+export function redact(text: string, client?: string): string {
   let out = text;
-  for (const value of LIVE) if (value.length >= 4 && out.includes(value)) out = out.split(value).join('[redacted]');
+  const scrub = (value: string) => {
+    if (value.length >= 4 && out.includes(value)) out = out.split(value).join('[redacted]');
+  };
+  for (const value of LIVE) scrub(value);
+  if (client) {
+    scrub(client);
+    scrub(client.replace(/^\S+\s+/, ''));
+  }
   return out.replace(KEY_SHAPE, '[redacted]');
 }
 

@@ -9,9 +9,10 @@ import type { AttemptRecord, Events, RequestEvent } from '../observe/events.ts';
 import type { Balancer } from '../select/balancer.ts';
 import { type AttemptOutcome, runAttempt } from '../send/attempt.ts';
 import type { Pools } from '../send/pools.ts';
-import { errorReply, type ErrorReply } from '../server/errors.ts';
+import { errorReply, type ErrorReply, streamErrorEvent } from '../server/errors.ts';
 import type { Sink } from '../server/sink.ts';
 import type { ChatRequest, ProviderAdapter } from '../translate/provider.ts';
+import { redact } from '../config/secret.ts';
 import type { Failure } from './failure.ts';
 
 export interface FailoverDeps {
@@ -45,6 +46,8 @@ export async function serveWithFailover(deps: FailoverDeps, r: FailoverRequest):
   let outcome: AttemptOutcome | undefined;
   let served: ModelTarget | undefined;
   let deadlineHit = false;
+  /** An exception from the attempt: recorded like a failure, then rethrown for a 500. */
+  let thrown: unknown;
 
   while (attempts.length < maxAttempts) {
     if (r.signal.aborted) {
@@ -94,6 +97,15 @@ export async function serveWithFailover(deps: FailoverDeps, r: FailoverRequest):
           'x-llm-failover-attempts': String(attemptNo),
         }),
       });
+    } catch (err) {
+      // a bug on our side must not leave the attempt tracked or the request unrecorded
+      thrown = err;
+      outcome = { kind: 'failed', failure: { reason: 'internal', message: `the sidecar failed on this attempt: ${redact(err instanceof Error ? err.message : String(err), r.req.clientAuthorization)}` } };
+      if (r.sink.committed) {
+        // a stream had started: it ends with an error event, never silently
+        r.sink.end(streamErrorEvent('the sidecar failed while streaming this answer', 'stream_interrupted'));
+        outcome = { kind: 'cut', failure: outcome.failure };
+      }
     } finally {
       r.signal.removeEventListener('abort', forward);
     }
@@ -113,7 +125,7 @@ export async function serveWithFailover(deps: FailoverDeps, r: FailoverRequest):
       usage: outcome.kind === 'answered' ? outcome.usage : undefined,
       at: Date.now(),
     });
-    if (outcome.kind === 'client_gone') break;
+    if (outcome.kind === 'client_gone' || thrown !== undefined) break;
     if (outcome.kind !== 'failed') {
       served = model;
       break;
@@ -123,7 +135,8 @@ export async function serveWithFailover(deps: FailoverDeps, r: FailoverRequest):
   }
 
   let reply: ErrorReply | undefined;
-  if (!served && outcome?.kind !== 'client_gone') reply = noModelReply(deps, r, failures, deadlineHit, attempts.length >= maxAttempts);
+  if (thrown !== undefined) reply = errorReply(500, 'internal_error', 'the sidecar failed to handle the request');
+  else if (!served && outcome?.kind !== 'client_gone') reply = noModelReply(deps, r, failures, deadlineHit, attempts.length >= maxAttempts);
   const event: RequestEvent = {
     requestId: r.requestId,
     route: r.route,
@@ -137,6 +150,7 @@ export async function serveWithFailover(deps: FailoverDeps, r: FailoverRequest):
     at: Date.now(),
   };
   deps.events.emit('request', event);
+  if (thrown !== undefined) throw thrown;
   return reply;
 }
 

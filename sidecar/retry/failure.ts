@@ -22,6 +22,8 @@ export type FailureReason =
   | 'stream_error'
   | 'marked_down'
   | 'untranslatable'
+  /** The sidecar itself failed on this attempt (a bug): not the model's fault. */
+  | 'internal'
   | 'client_error';
 
 export interface Failure {

@@ -10,10 +10,10 @@
 import type { Dispatcher } from 'undici';
 import type { FailoverSettings, ModelTarget } from '../config/plan.ts';
 import type { Failure } from '../retry/failure.ts';
-import { streamErrorEvent } from '../server/errors.ts';
+import { openaiErrorBody, streamErrorEvent } from '../server/errors.ts';
 import type { Sink } from '../server/sink.ts';
-import type { ChatRequest, ProviderAdapter, Usage } from '../translate/provider.ts';
-import { SseParser } from '../translate/sse.ts';
+import { type ChatRequest, type ProviderAdapter, RequestRejected, type Usage } from '../translate/provider.ts';
+import { type SseEvent, SseParser } from '../translate/sse.ts';
 import { redact } from '../config/secret.ts';
 import { AttemptAbort, failureFromError } from './abort.ts';
 
@@ -89,8 +89,14 @@ export async function runAttempt(input: AttemptInput): Promise<AttemptOutcome> {
     try {
       upstream = adapter.buildRequest(req, target);
     } catch (err) {
+      if (err instanceof RequestRejected) {
+        const failure: Failure = { reason: 'client_error', status: err.status, message: err.message };
+        sink.commit(err.status, { 'content-type': 'application/json', ...input.servedHeaders() });
+        sink.end(openaiErrorBody(err.message, 'invalid_request_error', err.code));
+        return { kind: 'client_error', status: err.status, failure };
+      }
       // this provider cannot express the request; another may
-      return { kind: 'failed', failure: { reason: 'untranslatable', message: `the ${target.provider} translator rejected the request: ${redact(err instanceof Error ? err.message : String(err))}` } };
+      return { kind: 'failed', failure: { reason: 'untranslatable', message: `the ${target.provider} translator rejected the request: ${redact(err instanceof Error ? err.message : String(err), req.clientAuthorization)}` } };
     }
     try {
       response = await input.dispatcher.request({
@@ -113,10 +119,10 @@ export async function runAttempt(input: AttemptInput): Promise<AttemptOutcome> {
         return outcomeOf(err);
       }
       const { failure, clientBody } = adapter.translateError(statusCode, headers, errorBody ?? Buffer.alloc(0), settings.maxRetryAfterMs);
-      failure.message = redact(failure.message);
+      failure.message = redact(failure.message, req.clientAuthorization);
       if (failure.reason !== 'client_error') return { kind: 'failed', failure };
       sink.commit(statusCode, { 'content-type': 'application/json', ...input.servedHeaders() });
-      sink.end(redact(clientBody.toString()));
+      sink.end(redact(clientBody.toString(), req.clientAuthorization));
       return { kind: 'client_error', status: statusCode, failure };
     }
 
@@ -142,7 +148,12 @@ export async function runAttempt(input: AttemptInput): Promise<AttemptOutcome> {
       return { kind: 'failed', failure: { reason: 'bad_response', message: `a stream was asked for, the answer came as ${contentType || 'no content type'}` } };
     }
     const idleMs = target.timeouts.streamIdleMs;
-    idleTimer = setTimeout(() => controller.abort(new AttemptAbort('stream_stalled', `stream silent for ${idleMs} ms`)), idleMs);
+    // While the client is slow to take what was sent, the model is not silent: no stall then.
+    let waitingForClient = false;
+    idleTimer = setTimeout(function onIdle(this: NodeJS.Timeout) {
+      if (waitingForClient) this.refresh();
+      else controller.abort(new AttemptAbort('stream_stalled', `stream silent for ${idleMs} ms`));
+    }, idleMs);
     const parser = new SseParser();
     const translator = adapter.streamTranslator(req, target);
     const held: string[] = [];
@@ -152,10 +163,50 @@ export async function runAttempt(input: AttemptInput): Promise<AttemptOutcome> {
 
     const fail = (failure: Failure): AttemptOutcome => {
       body.destroy();
-      failure.message = redact(failure.message);
+      failure.message = redact(failure.message, req.clientAuthorization);
       if (!sink.committed) return { kind: 'failed', failure };
       sink.end(streamErrorEvent(`the stream from the model broke after it started: ${failure.message}`, 'stream_interrupted'));
       return { kind: 'cut', failure };
+    };
+    const send = async (text: string) => {
+      if (sink.write(text)) return;
+      waitingForClient = true;
+      try {
+        await sink.waitDrain(signal);
+      } finally {
+        waitingForClient = false;
+        idleTimer?.refresh();
+      }
+    };
+    /** Hands translated events to the client; an outcome when the attempt is over. */
+    const deliver = async (events: SseEvent[]): Promise<AttemptOutcome | undefined> => {
+      for (const event of events) {
+        const step = translator.push(event);
+        if (step.error) return fail(step.error);
+        if (step.model) model = step.model;
+        if (step.usage) usage = step.usage;
+        if (!sink.committed) {
+          if (step.out) held.push(step.out);
+          if (!step.content) continue;
+          clearTimeout(phaseTimer);
+          firstByteMs = performance.now() - started;
+          sink.commit(200, { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-cache', ...input.servedHeaders() });
+          const first = held.length === 1 ? held[0] : held.join('');
+          held.length = 0;
+          if (step.done) {
+            sink.end(first);
+            return { kind: 'answered', status: 200, firstByteMs, model, usage };
+          }
+          await send(first);
+          continue;
+        }
+        if (step.done) {
+          sink.end(step.out);
+          return { kind: 'answered', status: 200, firstByteMs, model, usage };
+        }
+        if (step.out) await send(step.out);
+      }
+      return undefined;
     };
 
     let streamed = 0;
@@ -164,32 +215,8 @@ export async function runAttempt(input: AttemptInput): Promise<AttemptOutcome> {
         idleTimer.refresh();
         streamed += chunk.length;
         if (streamed > settings.maxStreamBytes) return fail({ reason: 'bad_response', message: `stream larger than ${settings.maxStreamBytes} bytes` });
-        for (const event of parser.push(chunk)) {
-          const step = translator.push(event);
-          if (step.error) return fail(step.error);
-          if (step.model) model = step.model;
-          if (step.usage) usage = step.usage;
-          if (!sink.committed) {
-            if (step.out) held.push(step.out);
-            if (!step.content) continue;
-            clearTimeout(phaseTimer);
-            firstByteMs = performance.now() - started;
-            sink.commit(200, { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-cache', ...input.servedHeaders() });
-            const first = held.length === 1 ? held[0] : held.join('');
-            held.length = 0;
-            if (step.done) {
-              sink.end(first);
-              return { kind: 'answered', status: 200, firstByteMs, model, usage };
-            }
-            if (!sink.write(first)) await sink.waitDrain(signal);
-            continue;
-          }
-          if (step.done) {
-            sink.end(step.out);
-            return { kind: 'answered', status: 200, firstByteMs, model, usage };
-          }
-          if (step.out && !sink.write(step.out)) await sink.waitDrain(signal);
-        }
+        const over = await deliver(parser.push(chunk));
+        if (over) return over;
       }
     } catch (err) {
       const outcome = outcomeOf(err);

@@ -39,7 +39,9 @@ export function readBody(req: AnyRequest, limit: number): Promise<Buffer> {
 /** Parses and checks the body; returns the request, or the 4xx to send. */
 const strictUtf8 = new TextDecoder('utf-8', { fatal: true });
 
-export function parseChatRequest(raw: Buffer, clientAuthorization: string | undefined): ChatRequest | ErrorReply {
+export function parseChatRequest(received: Buffer, clientAuthorization: string | undefined): ChatRequest | ErrorReply {
+  // A UTF-8 byte order mark is tolerated, and not forwarded (providers reject it)
+  const raw = received[0] === 0xef && received[1] === 0xbb && received[2] === 0xbf ? received.subarray(3) : received;
   let text: string;
   try {
     text = strictUtf8.decode(raw);

@@ -70,8 +70,9 @@ async function handle(state: HandlerState, generation: Generation, req: AnyReque
   }
 
   const gone = new AbortController();
+  // writableEnded, not writableFinished: node's HTTP/2 layer reports a cancelled stream as finished
   const onClose = () => {
-    if (!res.writableFinished) gone.abort(new ClientGone());
+    if (!res.writableEnded) gone.abort(new ClientGone());
   };
   res.once('close', onClose);
 

@@ -84,6 +84,9 @@ export function createDualServer(handler: RequestHandler, limits: ListenLimits =
     });
   });
   net.maxConnections = limits.maxConnections;
+  // node starts the HTTP server's timeout checker (headersTimeout, requestTimeout) when that server
+  // listens; here the net server listens for it
+  net.on('listening', () => h1.emit('listening'));
   return {
     net,
     h1,

@@ -275,7 +275,9 @@ export function anthropicRequest(json: Json, model: string | undefined, stream: 
   let topP = typeof json.top_p === 'number' ? json.top_p : undefined;
 
   let thinking: Json | undefined;
-  const budget = typeof json.reasoning_effort === 'string' ? THINKING_BUDGET[json.reasoning_effort] : undefined;
+  const effort = json.reasoning_effort;
+  // own keys only: a reasoning_effort of "valueOf" or "__proto__" is no budget
+  const budget = typeof effort === 'string' && Object.hasOwn(THINKING_BUDGET, effort) ? THINKING_BUDGET[effort] : undefined;
   const forcedTool = toolChoice?.type === 'any' || toolChoice?.type === 'tool';
   const lastAssistant = turns.findLast((t) => t.role === 'assistant');
   const midToolLoop = lastAssistant?.content.some((b) => b.type === 'tool_use') ?? false;
@@ -291,6 +293,8 @@ export function anthropicRequest(json: Json, model: string | undefined, stream: 
   const stops = typeof json.stop === 'string' ? (json.stop === '' ? [] : [json.stop]) : Array.isArray(json.stop) ? json.stop.filter((s): s is string => typeof s === 'string' && s !== '') : [];
   const userId = typeof json.user === 'string' && json.user !== '' ? json.user : typeof json.safety_identifier === 'string' && json.safety_identifier !== '' ? json.safety_identifier : undefined;
 
+  // Anthropic rejects an empty conversation as the client's fault; another provider may take it
+  if (turns.length === 0) throw new Error('nothing in the request is a message Anthropic can take');
   const body: Json = { model, max_tokens: maxTokens };
   if (system.length === 1) body.system = system[0].text;
   else if (system.length > 1) body.system = system;

@@ -17,9 +17,10 @@ import {
   type StreamTranslator,
   type Translated,
   type UpstreamRequest,
+  RequestRejected,
   type Usage,
 } from './provider.ts';
-import type { SseEvent } from './sse.ts';
+import { type SseEvent, sseData } from './sse.ts';
 
 /**
  * The body with `model` set. When the client sent no model (the normal case here) the field is
@@ -35,7 +36,12 @@ export function bodyWithModel(req: ChatRequest, model: string | undefined): stri
     const head = req.raw.subarray(0, end).toString('utf8');
     body = `${head}${Object.keys(req.json).length > 0 ? ',' : ''}"model":${JSON.stringify(model)}}`;
   } else {
-    body = JSON.stringify({ ...req.json, model });
+    try {
+      body = JSON.stringify({ ...req.json, model });
+    } catch (err) {
+      if (err instanceof RangeError) throw new RequestRejected(400, 'request_too_deep', 'the request body is nested too deeply to process');
+      throw err;
+    }
   }
   req.bodies.set(model, body);
   return body;
@@ -74,6 +80,7 @@ function hasContent(chunk: { choices?: { delta?: Record<string, unknown>; finish
   const choices = chunk.choices;
   if (!Array.isArray(choices)) return false;
   for (const c of choices) {
+    if (!c || typeof c !== 'object') continue;
     if (c.finish_reason) return true;
     const d = c.delta;
     if (!d) continue;
@@ -92,7 +99,7 @@ class OpenAIStream implements StreamTranslator {
     if (data === '[DONE]') return { out: 'data: [DONE]\n\n', done: true, content: true };
     // After the commit point only errors and usage matter: OpenAI's chunks start with {"id", so the
     // full parse is reserved for chunks that could be an error or carry usage.
-    if (this.#committed && data.startsWith('{"id"') && !data.includes('"usage":{')) return { out: `data: ${data}\n\n` };
+    if (this.#committed && data.startsWith('{"id"') && !data.includes('"usage":{')) return { out: sseData(data) };
     let json: { error?: { message?: string; type?: string }; choices?: unknown; model?: unknown; usage?: { prompt_tokens?: unknown; completion_tokens?: unknown } | null };
     try {
       json = JSON.parse(data);
@@ -107,7 +114,7 @@ class OpenAIStream implements StreamTranslator {
     const wasCommitted = this.#committed;
     const content = wasCommitted || hasContent(json as Parameters<typeof hasContent>[0]);
     if (content) this.#committed = true;
-    const step: StreamStep = { out: `data: ${data}\n\n`, content, usage: usageOf(json) };
+    const step: StreamStep = { out: sseData(data), content, usage: usageOf(json) };
     if (!wasCommitted && typeof json.model === 'string') step.model = json.model;
     return step;
   }

@@ -70,6 +70,22 @@ export interface ProviderAdapter {
   streamTranslator(req: ChatRequest, target: ModelTarget): StreamTranslator;
 }
 
+/**
+ * Thrown by a translator when the request itself cannot be sent anywhere (the client's fault):
+ * the client gets this status with an OpenAI error, and no other model is tried. Any other
+ * error thrown by buildRequest means "this provider cannot express it": the request moves on.
+ */
+export class RequestRejected extends Error {
+  readonly status: number;
+  readonly code: string;
+  constructor(status: number, code: string, message: string) {
+    super(message);
+    this.name = 'RequestRejected';
+    this.status = status;
+    this.code = code;
+  }
+}
+
 /** The model name to ask for: the provider's, else the client's. */
 export function requestedModel(req: ChatRequest, target: ModelTarget): string | undefined {
   if (target.model) return target.model;

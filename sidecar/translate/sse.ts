@@ -12,6 +12,7 @@ export interface SseEvent {
 export class SseParser {
   readonly #decoder = new TextDecoder('utf-8');
   #buffer = '';
+  #afterCr = false;
   #event = '';
   #data: string[] = [];
   /** Bytes of the event being assembled, to bound a malformed stream that never ends an event. */
@@ -23,16 +24,22 @@ export class SseParser {
   }
 
   push(chunk: Uint8Array): SseEvent[] {
-    const buf = this.#buffer + this.#decoder.decode(chunk, { stream: true });
+    let buf = this.#buffer + this.#decoder.decode(chunk, { stream: true });
+    // the "\n" of a "\r\n" split across chunks: its "\r" already ended the line
+    if (this.#afterCr && buf.length > 0) {
+      if (buf.charCodeAt(0) === 10) buf = buf.slice(1);
+      this.#afterCr = false;
+    }
     const events: SseEvent[] = [];
     let start = 0;
     for (let i = 0; i < buf.length; i++) {
       const c = buf.charCodeAt(i);
       if (c !== 10 && c !== 13) continue;
-      // A "\r" at the very end may be the first half of "\r\n": decide when more arrives.
-      if (c === 13 && i === buf.length - 1) break;
       this.#line(buf.slice(start, i), events);
-      if (c === 13 && buf.charCodeAt(i + 1) === 10) i++;
+      if (c === 13) {
+        if (i + 1 === buf.length) this.#afterCr = true;
+        else if (buf.charCodeAt(i + 1) === 10) i++;
+      }
       start = i + 1;
     }
     this.#buffer = start === 0 ? buf : buf.slice(start);
@@ -65,6 +72,7 @@ export class SseTooLargeError extends Error {
   }
 }
 
+/** One SSE event of `data`, each of its lines framed (data may span lines). */
 export function sseData(data: string): string {
-  return `data: ${data}\n\n`;
+  return data.includes('\n') ? `data: ${data.split('\n').join('\ndata: ')}\n\n` : `data: ${data}\n\n`;
 }

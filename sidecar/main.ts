@@ -88,7 +88,7 @@ export async function startSidecar(options: StartOptions): Promise<Sidecar> {
     keepAliveTimeoutMs: DEFAULT_LIMITS.keepAliveTimeoutMs,
     maxHeaderBytes: DEFAULT_LIMITS.maxHeaderBytes,
     maxConnections: server0.maxConnections,
-  });
+  }, (status, code) => events.emit('rejected', { status, code, at: Date.now() }));
   let ready = false;
   const metrics = createMetrics(events, { current: () => current, inFlight: () => state.inFlight });
   const admin = createAdminServer({ ready: () => ready && !state.draining, backends: () => current.plan.backends, monitor: () => current.monitor, metrics: () => metrics });

@@ -30,6 +30,9 @@ t.test('bad requests get the OpenAI error shape with the right status, and nothi
     t.type(res.json.error?.message, 'string', `${c.name}: message`);
   }
   t.equal(h.sims.primary.requests.length, 0);
+  const metrics = await (await fetch(`${h.sidecar.adminUrl}/metrics`)).text();
+  t.match(metrics, /^llm_failover_rejected_requests_total\{status_code="400",code="missing_messages"\} 2$/m, 'rejections are counted by status and code');
+  t.match(metrics, /^llm_failover_rejected_requests_total\{status_code="415",code="unsupported_media_type"\} 1$/m);
 });
 
 t.test('unknown paths get 404 and other methods 405, in the OpenAI shape', async (t) => {

@@ -110,6 +110,13 @@ export interface RequestEvent {
   at: number;
 }
 
+/** A request was answered with an error before any model was asked (bad input, limits, overload). */
+export interface RejectedEvent {
+  status: number;
+  code: string;
+  at: number;
+}
+
 /** A configuration change was applied (ok) or rejected (the running one stays). */
 export interface ConfigEvent {
   generation: number;
@@ -120,6 +127,7 @@ export interface ConfigEvent {
 
 export interface EventMap {
   config: [ConfigEvent];
+  rejected: [RejectedEvent];
   'request-start': [RequestStartEvent];
   'attempt-start': [AttemptStartEvent];
   'attempt-end': [AttemptEndEvent];

@@ -27,6 +27,7 @@ export function logEvents(events: Events, log: Logger): void {
     const level = e.to === 'healthy' ? 'info' : 'warn';
     log[level]({ event: 'health', model: e.model.name, backend: e.model.backend, from: e.from, to: e.to, cause: e.cause, until: e.until ? new Date(e.until).toISOString() : undefined }, `model ${e.model.name} ${e.from} -> ${e.to}: ${e.cause}`);
   });
+  events.on('rejected', (e) => log.debug({ event: 'rejected', status: e.status, code: e.code }, `rejected ${e.status} ${e.code}`));
   events.on('config', (e) => {
     if (e.ok) log.info({ event: 'config', generation: e.generation }, `configuration ${e.generation} applied`);
     else log.error({ event: 'config', generation: e.generation, problems: e.problems }, `configuration change rejected, still serving configuration ${e.generation}: ${e.problems?.join('; ')}`);

@@ -86,6 +86,8 @@ export function createMetrics(events: Events, sources: MetricsSources): Registry
       });
     },
   });
+  const rejected = new Counter({ name: 'llm_failover_rejected_requests_total', help: 'Requests answered with an error before any model was asked: bad input, limits, overload (code sidecar_overloaded).', labelNames: ['status_code', 'code'], registers: [registry] });
+  events.on('rejected', (e) => rejected.inc({ status_code: String(e.status), code: e.code }));
   const reloads = new Counter({ name: 'llm_failover_config_reloads_total', help: 'Configuration changes seen, by result (applied, rejected).', labelNames: ['result'], registers: [registry] });
   new Gauge({
     name: 'llm_failover_breaker_state',

@@ -50,22 +50,27 @@ export function createHandler(state: HandlerState) {
 }
 
 async function handle(state: HandlerState, generation: Generation, req: AnyRequest, res: AnyResponse): Promise<void> {
+  /** An answer before any model was asked: counted, so load shedding and bad clients are visible. */
+  const reject = (reply: ErrorReply, headers?: Record<string, string>) => {
+    generation.deps.events.emit('rejected', { status: reply.status, code: reply.code ?? 'error', at: Date.now() });
+    sendError(res, reply, headers);
+  };
   if (state.draining && 'shouldKeepAlive' in res) res.shouldKeepAlive = false;
   const url = req.url ?? '/';
   const q = url.indexOf('?');
   const path = q === -1 ? url : url.slice(0, q);
   const route = generation.router.match(path);
   if (!route) {
-    sendError(res, errorReply(404, 'not_found', `no route for ${req.method} ${path}: POST to /v1/chat/completions or a path of the HTTPRoute`));
+    reject(errorReply(404, 'not_found', `no route for ${req.method} ${path}: POST to /v1/chat/completions or a path of the HTTPRoute`));
     return;
   }
   if (req.method !== 'POST') {
-    sendError(res, errorReply(405, 'method_not_allowed', `${req.method} is not allowed on ${path}: use POST`), { allow: 'POST' });
+    reject(errorReply(405, 'method_not_allowed', `${req.method} is not allowed on ${path}: use POST`), { allow: 'POST' });
     return;
   }
   const contentType = req.headers['content-type'];
   if (contentType !== undefined && !/^application\/(.+\+)?json\b/i.test(contentType)) {
-    sendError(res, errorReply(415, 'unsupported_media_type', `content-type must be application/json, got ${contentType.slice(0, 100)}`));
+    reject(errorReply(415, 'unsupported_media_type', `content-type must be application/json, got ${contentType.slice(0, 100)}`));
     return;
   }
 
@@ -80,7 +85,7 @@ async function handle(state: HandlerState, generation: Generation, req: AnyReque
   const admitted = await state.admission.acquire(gone.signal);
   if (!admitted.ok) {
     if (admitted.why !== 'aborted') {
-      sendError(res, errorReply(503, 'sidecar_overloaded', `the sidecar is at its limit of concurrent requests (${admitted.why === 'queue_full' ? 'the queue is full' : 'no slot freed in time'}); retry shortly`, { 'retry-after': '1' }));
+      reject(errorReply(503, 'sidecar_overloaded', `the sidecar is at its limit of concurrent requests (${admitted.why === 'queue_full' ? 'the queue is full' : 'no slot freed in time'}); retry shortly`, { 'retry-after': '1' }));
     }
     return;
   }
@@ -92,7 +97,7 @@ async function handle(state: HandlerState, generation: Generation, req: AnyReque
   } catch (err) {
     if (err instanceof BodyTooLarge) {
       if ('shouldKeepAlive' in res) res.shouldKeepAlive = false;
-      sendError(res, errorReply(413, 'request_too_large', `the request body is larger than the limit of ${state.maxBodyBytes} bytes`));
+      reject(errorReply(413, 'request_too_large', `the request body is larger than the limit of ${state.maxBodyBytes} bytes`));
       return;
     }
     return; // the client went away while sending
@@ -100,7 +105,7 @@ async function handle(state: HandlerState, generation: Generation, req: AnyReque
   const authorization = req.headers.authorization;
   const parsed = parseChatRequest(raw, typeof authorization === 'string' ? authorization : undefined);
   if ('status' in parsed) {
-    sendError(res, parsed);
+    reject(parsed);
     return;
   }
   // Our own id, always: a client's x-request-id need not be unique.

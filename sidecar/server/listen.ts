@@ -37,7 +37,8 @@ function clientErrorReply(code: string | undefined): { status: number; reason: s
   return { status: 400, reason: 'Bad Request', error: 'malformed_http', message: 'the request is not valid HTTP/1.1' };
 }
 
-export function createDualServer(handler: RequestHandler, limits: ListenLimits = DEFAULT_LIMITS): DualServer {
+/** `onClientError`: node's parser refused a request (malformed, headers too large, too slow). */
+export function createDualServer(handler: RequestHandler, limits: ListenLimits = DEFAULT_LIMITS, onClientError?: (status: number, code: string) => void): DualServer {
   const h1 = http.createServer(
     {
       headersTimeout: limits.headersTimeoutMs,
@@ -57,6 +58,7 @@ export function createDualServer(handler: RequestHandler, limits: ListenLimits =
       return;
     }
     const r = clientErrorReply(err.code);
+    onClientError?.(r.status, r.error);
     const body = JSON.stringify({ error: { message: r.message, type: 'invalid_request_error', param: null, code: r.error } });
     socket.end(`HTTP/1.1 ${r.status} ${r.reason}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`);
   });

@@ -144,7 +144,13 @@ export interface EventMap {
 export class Events extends EventEmitter<EventMap> {
   onListenerError: (err: unknown, event: string) => void = () => {};
 
+  /** True when someone listens: the request path skips building events nobody reads. */
+  wants(event: keyof EventMap): boolean {
+    return this.listenerCount(event) > 0;
+  }
+
   override emit<K extends keyof EventMap>(event: K, ...args: EventMap[K]): boolean {
+    if (this.listenerCount(event) === 0) return false;
     // raw listeners: calling a once() wrapper also removes it
     const listeners = this.rawListeners(event) as ((...a: EventMap[K]) => void)[];
     for (const listener of listeners) {

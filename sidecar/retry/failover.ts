@@ -69,15 +69,17 @@ export async function serveWithFailover(deps: FailoverDeps, r: FailoverRequest):
     const controller = new AbortController();
     const forward = () => controller.abort(r.signal.reason);
     r.signal.addEventListener('abort', forward, { once: true });
-    deps.events.emit('attempt-start', {
-      requestId: r.requestId,
-      attempt: attemptNo,
-      model,
-      state: deps.health.view.state(model),
-      lastResort: pick.lastResort,
-      stream: r.req.stream,
-      at: Date.now(),
-    });
+    if (deps.events.wants('attempt-start')) {
+      deps.events.emit('attempt-start', {
+        requestId: r.requestId,
+        attempt: attemptNo,
+        model,
+        state: deps.health.view.state(model),
+        lastResort: pick.lastResort,
+        stream: r.req.stream,
+        at: Date.now(),
+      });
+    }
     const watch = deps.health.begin(model, controller, r.sink, r.req.stream, settings, { kind: 'request', id: r.requestId, attempt: attemptNo });
     const t0 = performance.now();
     try {

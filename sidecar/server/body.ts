@@ -2,6 +2,7 @@
  * The request body, read once with a size limit and validated as an OpenAI chat request.
  * Over the limit: 413 as soon as the limit is crossed (or at once from Content-Length).
  */
+import { isUtf8 } from 'node:buffer';
 import type { IncomingMessage } from 'node:http';
 import type { Http2ServerRequest } from 'node:http2';
 import type { ChatRequest } from '../translate/provider.ts';
@@ -37,20 +38,13 @@ export function readBody(req: AnyRequest, limit: number): Promise<Buffer> {
 }
 
 /** Parses and checks the body; returns the request, or the 4xx to send. */
-const strictUtf8 = new TextDecoder('utf-8', { fatal: true });
-
 export function parseChatRequest(received: Buffer, clientAuthorization: string | undefined): ChatRequest | ErrorReply {
   // A UTF-8 byte order mark is tolerated, and not forwarded (providers reject it)
   const raw = received[0] === 0xef && received[1] === 0xbb && received[2] === 0xbf ? received.subarray(3) : received;
-  let text: string;
-  try {
-    text = strictUtf8.decode(raw);
-  } catch {
-    return errorReply(400, 'invalid_utf8', 'the request body is not valid UTF-8');
-  }
+  if (!isUtf8(raw)) return errorReply(400, 'invalid_utf8', 'the request body is not valid UTF-8');
   let json: unknown;
   try {
-    json = JSON.parse(text);
+    json = JSON.parse(raw.toString('utf8'));
   } catch (err) {
     return errorReply(400, 'invalid_json', `the request body is not valid JSON: ${(err as Error).message}`);
   }

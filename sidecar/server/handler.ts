@@ -110,7 +110,7 @@ async function handle(state: HandlerState, generation: Generation, req: AnyReque
   }
   // Our own id, always: a client's x-request-id need not be unique.
   const requestId = randomUUID();
-  generation.deps.events.emit('request-start', { requestId, route: route.match.value, path, method: req.method ?? 'POST', stream: parsed.stream, headers: req.headers, at: Date.now() });
+  if (generation.deps.events.wants('request-start')) generation.deps.events.emit('request-start', { requestId, route: route.match.value, path, method: req.method ?? 'POST', stream: parsed.stream, headers: req.headers, at: Date.now() });
   const sink = new ClientSink(res);
   const reply = await serveWithFailover(generation.deps, { requestId, route: route.match.value, backend: route.backend, req: parsed, sink, signal: gone.signal });
   if (reply && !gone.signal.aborted) sendError(res, reply);

@@ -32,9 +32,10 @@ export function bodyWithModel(req: ChatRequest, model: string | undefined): stri
   if (cached !== undefined) return cached;
   let body: string | Buffer;
   if (!req.hasModel) {
+    // bytes, not strings: a large prompt is neither decoded nor encoded again
     const end = req.raw.lastIndexOf(0x7d); // "}"
-    const head = req.raw.subarray(0, end).toString('utf8');
-    body = `${head}${Object.keys(req.json).length > 0 ? ',' : ''}"model":${JSON.stringify(model)}}`;
+    const tail = Buffer.from(`${Object.keys(req.json).length > 0 ? ',' : ''}"model":${JSON.stringify(model)}}`);
+    body = Buffer.concat([req.raw.subarray(0, end), tail]);
   } else {
     try {
       body = JSON.stringify({ ...req.json, model });

@@ -19,7 +19,6 @@ import { Events } from './observe/events.ts';
 import { createLogger, logEvents } from './observe/log.ts';
 import { createMetrics } from './observe/metrics.ts';
 import { startTracing } from './observe/telemetry.ts';
-import { subscribeTracing } from './observe/tracing.ts';
 import { createAdminServer } from './server/admin.ts';
 import { createHandler, type HandlerState } from './server/handler.ts';
 import { Admission } from './server/admission.ts';
@@ -71,7 +70,8 @@ export async function startSidecar(options: StartOptions): Promise<Sidecar> {
   logEvents(events, logger);
   events.onListenerError = (err, event) => logger.error({ event, err: err instanceof Error ? { name: err.name, message: redact(err.message) } : redact(String(err)) }, 'an event subscriber failed');
   const tracing = await startTracing(options.env ?? process.env, options.tracerProvider);
-  if (tracing) subscribeTracing(events, tracing.tracer, tracing.propagator);
+  // the tracing subscriber (and OpenTelemetry's API) is only loaded when tracing is on
+  if (tracing) (await import('./observe/tracing.ts')).subscribeTracing(events, tracing.tracer, tracing.propagator);
 
   const retiring = new Set<Promise<void>>();
   const state: HandlerState = {

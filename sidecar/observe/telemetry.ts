@@ -9,7 +9,7 @@
  * k8s.pod.name, k8s.namespace.name and k8s.node.name resource attributes.
  */
 import type { TextMapPropagator, Tracer, TracerProvider } from '@opentelemetry/api';
-import { TRACER_NAME } from './tracing.ts';
+export const TRACER_NAME = 'llm-failover-sidecar';
 
 export interface TracingSetup {
   tracer: Tracer;

@@ -23,7 +23,6 @@ import {
 import { W3CTraceContextPropagator } from '@opentelemetry/core';
 import type { Events, ProbeEvent } from './events.ts';
 
-export const TRACER_NAME = 'llm-failover-sidecar';
 const MAX_OPEN_REQUESTS = 10_000;
 const MAX_REMEMBERED = 256;
 

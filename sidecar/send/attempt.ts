@@ -178,11 +178,16 @@ export async function runAttempt(input: AttemptInput): Promise<AttemptOutcome> {
         idleTimer?.refresh();
       }
     };
-    /** Hands translated events to the client; an outcome when the attempt is over. */
+    /** Hands translated events to the client, in one write per upstream read; an outcome when the attempt is over. */
     const deliver = async (events: SseEvent[]): Promise<AttemptOutcome | undefined> => {
+      let batch = '';
       for (const event of events) {
         const step = translator.push(event);
-        if (step.error) return fail(step.error);
+        if (step.error) {
+          // what the client was due before the error still reaches it
+          if (batch) sink.write(batch);
+          return fail(step.error);
+        }
         if (step.model) model = step.model;
         if (step.usage) usage = step.usage;
         if (!sink.committed) {
@@ -197,21 +202,25 @@ export async function runAttempt(input: AttemptInput): Promise<AttemptOutcome> {
             sink.end(first);
             return { kind: 'answered', status: 200, firstByteMs, model, usage };
           }
-          await send(first);
+          batch += first;
           continue;
         }
         if (step.done) {
-          sink.end(step.out);
+          sink.end(batch + (step.out ?? ''));
           return { kind: 'answered', status: 200, firstByteMs, model, usage };
         }
-        if (step.out) await send(step.out);
+        if (step.out) batch += step.out;
       }
+      if (batch) await send(batch);
       return undefined;
     };
 
     let streamed = 0;
     try {
-      for await (const chunk of body as AsyncIterable<Buffer>) {
+      // next() by hand: leaving a for-await early builds an AbortError with a stack every time
+      const chunks = (body as AsyncIterable<Buffer>)[Symbol.asyncIterator]();
+      for (let next = await chunks.next(); !next.done; next = await chunks.next()) {
+        const chunk = next.value;
         idleTimer.refresh();
         streamed += chunk.length;
         if (streamed > settings.maxStreamBytes) return fail({ reason: 'bad_response', message: `stream larger than ${settings.maxStreamBytes} bytes` });

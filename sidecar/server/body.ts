@@ -29,11 +29,17 @@ export function readBody(req: AnyRequest, limit: number): Promise<Buffer> {
       }
       chunks.push(chunk);
     };
+    let ended = false;
     req.on('data', onData);
-    req.once('end', () => resolve(chunks.length === 1 ? chunks[0] : Buffer.concat(chunks, size)));
+    req.once('end', () => {
+      ended = true;
+      resolve(chunks.length === 1 ? chunks[0] : Buffer.concat(chunks, size));
+    });
     req.once('error', reject);
-    // a client that goes away before the end: 'close' without 'end'
-    req.once('close', () => reject(new Error('the client went away while sending')));
+    // a client that goes away before the end: 'close' without 'end' (no Error built otherwise)
+    req.once('close', () => {
+      if (!ended) reject(new Error('the client went away while sending'));
+    });
   });
 }
 

@@ -22,6 +22,7 @@ interface Slot {
   backend: BackendPlan;
   timer?: NodeJS.Timeout;
   running?: Promise<void>;
+  suspicionPending?: boolean;
 }
 
 export class ProbeScheduler {
@@ -64,10 +65,17 @@ export class ProbeScheduler {
     return this.#slots.has(model.key);
   }
 
-  /** A request is stuck on this model: probe it now (at most one probe per model at a time). */
+  /** A request is stuck on this model: a chat probe now, or right after the one running. */
   suspect(model: ModelTarget): void {
     const slot = this.#slots.get(model.key);
-    if (slot && !slot.running) void this.#run(slot, 'chat', 'suspicion');
+    // every request stuck on a model suspects it: one suspicion probe answers them all
+    if (!slot || slot.suspicionPending) return;
+    slot.suspicionPending = true;
+    const run = () => this.#run(slot, 'chat', 'suspicion').finally(() => {
+      slot.suspicionPending = false;
+    });
+    if (slot.running) slot.running.then(run);
+    else void run();
   }
 
   /** The model's breaker is half-open: the trial is a probe. */

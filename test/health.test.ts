@@ -243,6 +243,8 @@ t.test('generation hangs on the busy primary (its model list still answers): a s
   h.sims.primary.setFault({ kind: 'slowFirstToken', delayMs: 30_000 });
   const down = await waitForHealth(h, 'primary', 'unhealthy');
   t.match(down.cause, /probe failed: first_token_timeout while a request was stuck on it/, 'suspicion: a chat probe confirmed the stuck request');
+  const suspicion = h.sidecar.monitor.probes.log.find((p) => p.model === 'primary' && p.trigger === 'suspicion')!;
+  t.equal(userRequests(h.sims.primary, suspicion.startedAt + 50).length, 0, 'while the suspicion probe ran, new requests went elsewhere instead of piling onto the hang');
   await sleep(300);
   stop.now = true;
   await Promise.all(loops);

@@ -37,6 +37,8 @@ export class ActiveHealth {
   onProbe(model: ModelTarget, r: ProbeResult): void {
     const view = this.#view;
     const origin = { kind: 'probe' as const, id: r.id };
+    // the answer to a suspicion, whatever it is, ends it (a failure marks the model down below)
+    if (r.trigger === 'suspicion') view.clearSuspicion(model);
     const h = view.get(model);
     const { healthyThreshold, unhealthyThreshold } = model.health.probe;
     h.probe.at = this.#now();

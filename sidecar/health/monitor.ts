@@ -62,7 +62,10 @@ export class HealthMonitor {
       const usual = stream ? h.ttftMs : h.totalMs;
       const after = Math.max(model.health.suspectAfterMs, usual === undefined ? 0 : 4 * usual);
       suspicion = setTimeout(() => {
-        if (!sink.committed) this.probes.suspect(model);
+        if (sink.committed) return;
+        // until the probe answers (it times out after probe.timeout), new requests go elsewhere
+        this.view.suspect(model, model.health.probe.timeoutMs * 2);
+        this.probes.suspect(model);
       }, after);
       suspicion.unref();
     }

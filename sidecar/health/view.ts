@@ -57,6 +57,8 @@ export class HealthView {
   readonly #now: () => number;
   /** Open models whose breaker went half-open with no probe to run the trial: one request may. */
   readonly #trials = new Set<string>();
+  /** Models a request is stuck on, until the suspicion probe answers (or the time runs out). */
+  readonly #suspected = new Map<string, number>();
 
   constructor(events: Events, models: ModelTarget[], now: () => number = Date.now) {
     this.#events = events;
@@ -165,6 +167,27 @@ export class HealthView {
       if (until !== undefined && (earliest === undefined || until < earliest)) earliest = until;
     }
     return earliest;
+  }
+
+  /**
+   * A request is stuck waiting for this model's first token and a probe is checking it: new
+   * requests go elsewhere meanwhile, so a hang does not pile traffic onto the model while it is
+   * being found out. Not a health state (nothing is known yet): it ends with the probe's answer.
+   */
+  suspect(model: ModelTarget, forMs: number): void {
+    this.#suspected.set(model.key, this.#now() + forMs);
+  }
+
+  clearSuspicion(model: ModelTarget): void {
+    this.#suspected.delete(model.key);
+  }
+
+  isSuspected(model: ModelTarget): boolean {
+    const until = this.#suspected.get(model.key);
+    if (until === undefined) return false;
+    if (until > this.#now()) return true;
+    this.#suspected.delete(model.key);
+    return false;
   }
 
   grantTrial(model: ModelTarget): void {

@@ -73,7 +73,7 @@ export class Cursor {
 
   #usable(group: ModelTarget[], state: 'healthy' | 'degraded'): ModelTarget[] {
     const out: ModelTarget[] = [];
-    for (const m of group) if (!this.tried.has(m) && this.#health.state(m) === state) out.push(m);
+    for (const m of group) if (!this.tried.has(m) && this.#health.state(m) === state && !this.#health.isSuspected(m)) out.push(m);
     return out;
   }
 

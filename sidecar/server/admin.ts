@@ -72,6 +72,7 @@ export function statusOf(state: AdminState) {
             successes: h.successes,
             failures: h.failures,
             inFlight: monitor.inFlight.count(m),
+            suspected: health.isSuspected(m),
             latency: { firstTokenMs: rounded(h.ttftMs), totalMs: rounded(h.totalMs) },
             probe: {
               kind: m.health.probe.kind,

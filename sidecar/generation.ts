@@ -50,7 +50,8 @@ export class Generation {
     this.plan = plan;
     const adapters = adaptersFor(plan);
     this.#models = plan.backends.flatMap(allModels);
-    this.#pools = new Pools(this.#models);
+    // as many connections per provider as requests may be in flight (HTTP/1.1 carries one at a time)
+    this.#pools = new Pools(this.#models, { connectionsPerOrigin: plan.server.maxConcurrentRequests });
     this.monitor = new HealthMonitor(events, plan.backends, { pools: this.#pools, adapters });
     this.router = createRouter(plan.routes);
     this.deps = { balancer: new Balancer(this.monitor.view), health: this.monitor, pools: this.#pools, events, adapters };

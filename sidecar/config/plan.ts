@@ -130,8 +130,9 @@ export const DEFAULT_SERVER: ServerSettings = {
   listen: '127.0.0.1:8080',
   admin: '127.0.0.1:15000',
   maxBodyBytes: 32 * 1024 * 1024,
-  maxConcurrentRequests: 256,
-  maxQueuedRequests: 256,
+  // LLM calls last seconds to minutes: at 200 req/s and 10 s each a pod holds 2,000 at once
+  maxConcurrentRequests: 4096,
+  maxQueuedRequests: 1024,
   queueTimeoutMs: 10_000,
   maxConnections: 4096,
   headersTimeoutMs: 30_000,

@@ -180,7 +180,7 @@ function systems(nginxPort: number, pacedPort: number, events: { openai: number;
     },
     {
       id: 'sidecar-failover-503',
-      label: 'sidecar, 3 groups, first two answer 503 (breaker and probes off, cooldown 0ms)',
+      label: 'sidecar, 3 groups, first two answer 503 (breaker and probes off, cooldown 1ms)',
       kind: 'sidecar',
       quick: false,
       backends: [

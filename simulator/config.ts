@@ -14,9 +14,12 @@ export interface SimulatedModel {
   port: number;
   /** Sent as an Inline authToken. */
   token: string;
+  /** The provider's chat path (pathOverride.fullPath), when not its default. */
+  path?: string;
 }
 
-export function failoverYaml(models: SimulatedModel[], options: { backend?: string; namespace?: string } = {}): string {
+/** `route`: the path prefix the HTTPRoute maps to the Backend (default /model). */
+export function failoverYaml(models: SimulatedModel[], options: { backend?: string; namespace?: string; route?: string } = {}): string {
   const backend = options.backend ?? 'model-failover';
   const ns = options.namespace ? `\n  namespace: ${options.namespace}` : '';
   const groups: SimulatedModel[][] = [];
@@ -32,7 +35,7 @@ export function failoverYaml(models: SimulatedModel[], options: { backend?: stri
             inline: ${m.token}
         hostOverride:
           host: 127.0.0.1
-          port: ${m.port}`;
+          port: ${m.port}${m.path ? `\n        pathOverride:\n          fullPath: ${m.path}` : ''}`;
   const body = groups.map((g) => `    - providers:\n${g.map(provider).join('\n')}`).join('\n');
   return `apiVersion: gateway.kgateway.dev/v1alpha1
 kind: Backend
@@ -53,7 +56,7 @@ spec:
   - matches:
     - path:
         type: PathPrefix
-        value: /model
+        value: ${options.route ?? '/model'}
     filters:
     - type: URLRewrite
       urlRewrite:

@@ -60,15 +60,27 @@ ${spec}
 `;
 }
 
-/** probes: run the active health probes (off by default: most tests look at one request's path). */
-export async function startHarness(models: ModelSpec[], extraYaml = '', options: { probes?: boolean; tracerProvider?: TracerProvider } = {}): Promise<Harness> {
+export interface HarnessOptions {
+  /** Run the active health probes (off by default: most tests look at one request's path). */
+  probes?: boolean;
+  tracerProvider?: TracerProvider;
+  /** The key the simulators demand (default TEST_KEY); null: none. */
+  apiKey?: string | null;
+  /** The configuration, from the simulators' ports (default: the Backend and HTTPRoute for `models`). */
+  yaml?: (ports: Record<string, number>) => string;
+}
+
+/** Simulators for `models`, and a sidecar in front of them on loopback. */
+export async function startHarness(models: ModelSpec[], extraYaml = '', options: HarnessOptions = {}): Promise<Harness> {
   const sims: Record<string, SimulatedProvider> = {};
+  const apiKey = options.apiKey === null ? undefined : (options.apiKey ?? TEST_KEY);
   for (const m of models) {
     const start = m.kind === 'anthropic' ? startAnthropicSimulator : startOpenAISimulator;
-    sims[m.name] = await start({ model: m.model ?? m.name, apiKey: TEST_KEY, ...m.sim });
+    sims[m.name] = await start({ model: m.model ?? m.name, apiKey, ...m.sim });
   }
   const ports = Object.fromEntries(Object.entries(sims).map(([k, s]) => [k, s.port]));
-  const plan = loadPlan([{ name: 'test.yaml', text: backendYaml(models, ports) + LOOPBACK_SERVER + extraYaml }]);
+  const text = options.yaml ? options.yaml(ports) : backendYaml(models, ports) + LOOPBACK_SERVER + extraYaml;
+  const plan = loadPlan([{ name: 'test.yaml', text }], { env: {} });
   const logs: string[] = [];
   const sidecar = await startSidecar({ plan, logger: capturingLogger(logs), probes: options.probes ?? false, tracerProvider: options.tracerProvider, env: {} });
   const client = new OpenAI({ baseURL: `${sidecar.url}/v1`, apiKey: 'client-key-unused', maxRetries: 0, timeout: 20_000 });

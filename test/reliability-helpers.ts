@@ -10,13 +10,9 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { connect, type Socket } from 'node:net';
 import { join } from 'node:path';
 import type { TracerProvider } from '@opentelemetry/api';
-import OpenAI from 'openai';
 import type tap from 'tap';
 import { type Dispatcher, request as undiciRequest } from 'undici';
-import { loadPlan } from '../sidecar/config/load.ts';
-import { startSidecar } from '../sidecar/main.ts';
-import { type SimulatedProvider, startAnthropicSimulator, startOpenAISimulator } from '../simulator/index.ts';
-import { backendYaml, capturingLogger, type Harness, type ModelSpec, TEST_KEY } from './helpers.ts';
+import { backendYaml, type Harness, type ModelSpec, startHarness } from './helpers.ts';
 
 export const CLI = join(import.meta.dirname, '../sidecar/cli.ts');
 
@@ -64,31 +60,17 @@ export interface RigOptions {
   tracerProvider?: TracerProvider;
 }
 
-/** Like helpers.startHarness, with the SidecarConfig and the YAML under the test's control. */
-export async function startRig(models: ModelSpec[], options: RigOptions = {}): Promise<Harness> {
-  const sims: Record<string, SimulatedProvider> = {};
-  const apiKey = options.apiKey === null ? undefined : (options.apiKey ?? TEST_KEY);
-  for (const m of models) {
-    const start = m.kind === 'anthropic' ? startAnthropicSimulator : startOpenAISimulator;
-    sims[m.name] = await start({ model: m.model ?? m.name, apiKey, ...m.sim });
-  }
-  const ports = Object.fromEntries(Object.entries(sims).map(([k, s]) => [k, s.port]));
-  const yaml = options.mapYaml ? options.mapYaml(backendYaml(models, ports), ports) : backendYaml(models, ports);
-  const text = `${yaml}${sidecarConfigYaml(options.server)}${options.policy ? policyDoc(options.policy) : ''}`;
-  const plan = loadPlan([{ name: 'rig.yaml', text }], { env: {} });
-  const logs: string[] = [];
-  const sidecar = await startSidecar({ plan, logger: capturingLogger(logs), probes: options.probes ?? false, env: {}, tracerProvider: options.tracerProvider });
-  const client = new OpenAI({ baseURL: `${sidecar.url}/v1`, apiKey: 'client-key-unused', maxRetries: 0, timeout: 20_000 });
-  return {
-    sidecar,
-    sims,
-    client,
-    logs,
-    async close() {
-      await sidecar.close();
-      await Promise.all(Object.values(sims).map((s) => s.close()));
+/** helpers.startHarness with the SidecarConfig and the YAML under the test's control. */
+export function startRig(models: ModelSpec[], options: RigOptions = {}): Promise<Harness> {
+  return startHarness(models, '', {
+    probes: options.probes,
+    tracerProvider: options.tracerProvider,
+    apiKey: options.apiKey,
+    yaml: (ports) => {
+      const yaml = options.mapYaml ? options.mapYaml(backendYaml(models, ports), ports) : backendYaml(models, ports);
+      return `${yaml}${sidecarConfigYaml(options.server)}${options.policy ? policyDoc(options.policy) : ''}`;
     },
-  };
+  });
 }
 
 export function sidecarConfigYaml(extra = '', listen = '127.0.0.1:0'): string {

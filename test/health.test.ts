@@ -172,6 +172,18 @@ t.test('with probes off the breaker trips from real traffic alone; one request i
   t.equal(h.sidecar.health.state(h.sidecar.health.models()[0]), 'healthy', 'the trial closed the breaker');
 });
 
+t.test('a sudden outage under steady traffic opens the breaker after 5 failures in a row, not after the window ages', async (t) => {
+  const h = await startHarness(TWO);
+  t.teardown(() => h.close());
+  for (let i = 0; i < 30; i++) await post(`${h.sidecar.url}/model`, { messages: HELLO });
+  h.sims.primary.setFault({ kind: 'status', status: 503 });
+  const opened = waitForHealth(h, 'primary', 'open');
+  for (let i = 0; i < 8; i++) t.equal((await post(`${h.sidecar.url}/model`, { messages: HELLO })).status, 200);
+  const e = await opened;
+  t.match(e.cause, /breaker opened: 5 attempts failed in a row/, '30 successes in the window do not delay it');
+  t.equal(userRequests(h.sims.primary).length, 35, 'the primary saw 30 successes and 5 failures, then no more');
+});
+
 t.test('with probes on, the half-open trial is a probe, never a user request', async (t) => {
   const h = await startHarness(TWO, policyYaml(FAST_PROBES), { probes: true });
   t.teardown(() => h.close());

@@ -290,6 +290,7 @@ function healthFrom(doc: HealthDoc | undefined, base: HealthSettings): HealthSet
     suspectAfterMs: ms(doc.suspectAfter, base.suspectAfterMs),
     breaker: {
       enabled: b.enabled ?? base.breaker.enabled,
+      consecutiveFailures: b.consecutiveFailures ?? base.breaker.consecutiveFailures,
       windowMs: ms(b.window, base.breaker.windowMs),
       errorThresholdPercentage: b.errorThresholdPercentage ?? base.breaker.errorThresholdPercentage,
       volumeThreshold: b.volumeThreshold ?? base.breaker.volumeThreshold,

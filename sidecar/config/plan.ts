@@ -59,6 +59,8 @@ export interface HealthSettings {
   suspectAfterMs: number;
   breaker: {
     enabled: boolean;
+    /** Failed attempts in a row that open the breaker whatever the window says (0: off). */
+    consecutiveFailures: number;
     windowMs: number;
     errorThresholdPercentage: number;
     volumeThreshold: number;
@@ -166,7 +168,7 @@ export const DEFAULT_HEALTH: HealthSettings = {
   },
   slowThresholdMs: 8_000,
   suspectAfterMs: 3_000,
-  breaker: { enabled: true, windowMs: 10_000, errorThresholdPercentage: 50, volumeThreshold: 3, resetTimeoutMs: 10_000 },
+  breaker: { enabled: true, consecutiveFailures: 5, windowMs: 10_000, errorThresholdPercentage: 50, volumeThreshold: 3, resetTimeoutMs: 10_000 },
 };
 
 /** The same plan with every probe off (as if each model said `probe.kind: none`). */

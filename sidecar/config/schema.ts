@@ -253,6 +253,13 @@ export const healthSettings = z.strictObject({
   breaker: z
     .strictObject({
       enabled: z.boolean().optional().meta(doc('A circuit breaker per model, fed by every real attempt.', H.breaker.enabled)),
+      consecutiveFailures: z
+        .number()
+        .int()
+        .min(0)
+        .max(1000)
+        .optional()
+        .meta(doc('Failed attempts in a row that open the breaker at once, however many successes the window holds (0: only the window decides).', H.breaker.consecutiveFailures)),
       window: duration.optional().meta(doc('Rolling window the error percentage is computed over.', d(H.breaker.windowMs))),
       errorThresholdPercentage: percent.optional().meta(doc('Error percentage in the window that opens the breaker.', H.breaker.errorThresholdPercentage)),
       volumeThreshold: z.number().int().min(1).max(1000).optional().meta(doc('Attempts in the window before the breaker may open.', H.breaker.volumeThreshold)),

@@ -25,6 +25,11 @@ export class Breakers {
   readonly #breakers = new Map<string, CircuitBreaker<[Outcome], void>>();
   /** The last attempt or probe fed to each breaker: what made it open or close. */
   readonly #lastOrigin = new Map<string, Origin | undefined>();
+  /** Failures in a row per model: a sudden outage under steady traffic opens the breaker after
+   * `consecutiveFailures`, instead of after the window's earlier successes have aged out. */
+  readonly #streak = new Map<string, number>();
+  /** Why a breaker was opened by hand (the streak), for its health event. */
+  readonly #tripped = new Map<string, string>();
 
   constructor(view: HealthView, models: ModelTarget[], hooks: BreakerHooks) {
     for (const model of models) {
@@ -41,7 +46,9 @@ export class Breakers {
       });
       breaker.on('open', () => {
         const stats = breaker.stats;
-        view.set(model, 'open', `breaker opened: ${stats.failures} of ${stats.fires} attempts failed in ${s.windowMs} ms`, { origin: this.#lastOrigin.get(model.key) });
+        const why = this.#tripped.get(model.key) ?? `${stats.failures} of ${stats.fires} attempts failed in ${s.windowMs} ms`;
+        this.#tripped.delete(model.key);
+        view.set(model, 'open', `breaker opened: ${why}`, { origin: this.#lastOrigin.get(model.key) });
       });
       breaker.on('halfOpen', () => hooks.onHalfOpen(model));
       breaker.on('close', () => {
@@ -56,6 +63,15 @@ export class Breakers {
     const breaker = this.#breakers.get(model.key);
     if (!breaker) return;
     this.#lastOrigin.set(model.key, origin);
+    const streak = ok ? 0 : (this.#streak.get(model.key) ?? 0) + 1;
+    this.#streak.set(model.key, streak);
+    const limit = model.health.breaker.consecutiveFailures;
+    if (!ok && limit > 0 && streak >= limit && breaker.closed) {
+      this.#streak.set(model.key, 0);
+      this.#tripped.set(model.key, `${streak} attempts failed in a row`);
+      breaker.open();
+      return;
+    }
     // An open breaker rejects at once without counting: nothing to record.
     breaker.fire({ ok }).catch(() => undefined);
   }

@@ -134,7 +134,7 @@ async function serve(flags: Values): Promise<void> {
   });
   process.on('uncaughtException', (err) => {
     sidecar.logger.fatal({ err: { name: err.name, message: redact(err.message) } }, 'uncaught exception: exiting so the pod restarts this sidecar clean');
-    process.exit(1);
+    sidecar.logger.flush(() => process.exit(1));
   });
 
   let stopping = false;
@@ -144,7 +144,7 @@ async function serve(flags: Values): Promise<void> {
     sidecar.logger.info({ signal, inFlight: sidecar.inFlight() }, 'draining');
     await sidecar.drain();
     await stopDemo?.();
-    process.exit(0);
+    sidecar.logger.flush(() => process.exit(0));
   };
   process.on('SIGTERM', () => void stop('SIGTERM'));
   process.on('SIGINT', () => void stop('SIGINT'));

@@ -6,7 +6,12 @@
 import { pino, type Logger } from 'pino';
 import type { Events } from './events.ts';
 
-export function createLogger(level: string, destination: NodeJS.WritableStream = process.stdout): Logger {
+/** Log lines a slow reader of stdout may leave waiting before newer ones are dropped (never unbounded memory). */
+export const MAX_PENDING_LOG_BYTES = 16 * 1024 * 1024;
+
+/** Logs to `destination`, or to stdout through pino's own buffered writer, bounded. */
+export function createLogger(level: string, destination?: NodeJS.WritableStream): Logger {
+  const out = destination ?? pino.destination({ dest: 1, sync: false, minLength: 0, maxLength: MAX_PENDING_LOG_BYTES });
   return pino(
     {
       level,
@@ -15,7 +20,7 @@ export function createLogger(level: string, destination: NodeJS.WritableStream =
       formatters: { level: (label) => ({ level: label }) },
       redact: { paths: ['*.authorization', '*.Authorization', '*["x-api-key"]', '*.token', '*.inline'], censor: '[redacted]' },
     },
-    destination as pino.DestinationStream,
+    out as pino.DestinationStream,
   );
 }
 

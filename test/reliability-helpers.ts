@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import type { TracerProvider } from '@opentelemetry/api';
 import type tap from 'tap';
 import { type Dispatcher, request as undiciRequest } from 'undici';
-import { backendYaml, type Harness, type ModelSpec, startHarness } from './helpers.ts';
+import { backendYaml, type Harness, type ModelSpec, policyYaml, startHarness } from './helpers.ts';
 
 export const CLI = join(import.meta.dirname, '../sidecar/cli.ts');
 
@@ -83,19 +83,8 @@ spec:
 ${extra}`;
 }
 
-export function policyDoc(spec: string, backend = 'model-failover'): string {
-  return `---
-apiVersion: llm-failover.dev/v1alpha1
-kind: FailoverPolicy
-metadata:
-  name: reliability
-spec:
-  targetRefs:
-  - kind: Backend
-    name: ${backend}
-${spec}
-`;
-}
+/** A FailoverPolicy for the Backend (helpers.policyYaml under the name these suites use). */
+export const policyDoc = policyYaml;
 
 /** The value of one series in Prometheus text: the name and every given label must match. */
 export function metric(text: string, name: string, labels: Record<string, string> = {}): number | undefined {

@@ -14,7 +14,7 @@ export interface ToolCall {
   function: { name: string; arguments: string };
 }
 
-export interface Usage {
+export interface OpenAIUsage {
   prompt_tokens: number;
   completion_tokens: number;
   total_tokens: number;
@@ -34,9 +34,9 @@ export interface TokenCounts {
  * OpenAI's usage object. `prompt_tokens` counts every prompt token the model read (fresh, read
  * from cache, written to cache), as OpenAI's does; `cached_tokens` the cache reads among them.
  */
-export function usageOf(t: TokenCounts): Usage {
+export function usageOf(t: TokenCounts): OpenAIUsage {
   const prompt = t.input + t.cacheRead + t.cacheCreation;
-  const details: Usage['prompt_tokens_details'] = { cached_tokens: t.cacheRead, audio_tokens: 0 };
+  const details: OpenAIUsage['prompt_tokens_details'] = { cached_tokens: t.cacheRead, audio_tokens: 0 };
   if (t.cacheCreation > 0) details.cache_creation_tokens = t.cacheCreation;
   return {
     prompt_tokens: prompt,
@@ -60,7 +60,7 @@ export interface AssistantMessage {
 }
 
 /** A whole non-streamed answer. */
-export function chatCompletion(id: string, model: string, message: AssistantMessage, finishReason: FinishReason, usage: Usage | undefined): string {
+export function chatCompletion(id: string, model: string, message: AssistantMessage, finishReason: FinishReason, usage: OpenAIUsage | undefined): string {
   return JSON.stringify({
     id,
     object: 'chat.completion',
@@ -100,7 +100,7 @@ export class ChunkFramer {
   }
 
   /** The finish chunk, the usage chunk when the client asked for it, and `[DONE]`. */
-  end(finishReason: FinishReason, usage: Usage): string {
+  end(finishReason: FinishReason, usage: OpenAIUsage): string {
     let out = this.chunk({}, finishReason);
     if (this.#includeUsage) out += sseData(`${this.#head}"choices":[],"usage":${JSON.stringify(usage)}}`);
     return `${out}data: [DONE]\n\n`;

@@ -70,8 +70,8 @@ function bad(message: string): Failure {
   return { reason: 'bad_response', message };
 }
 
-/** OpenAI's usage object into ours. */
-export function usageOf(json: { usage?: { prompt_tokens?: unknown; completion_tokens?: unknown } | null }): Usage | undefined {
+/** The usage an OpenAI-shaped answer reports, in the seam's terms (openai-output.ts builds the other direction). */
+export function reportedUsage(json: { usage?: { prompt_tokens?: unknown; completion_tokens?: unknown } | null }): Usage | undefined {
   const u = json.usage;
   if (!u || typeof u.prompt_tokens !== 'number' || typeof u.completion_tokens !== 'number') return undefined;
   return { inputTokens: u.prompt_tokens, outputTokens: u.completion_tokens };
@@ -115,7 +115,7 @@ class OpenAIStream implements StreamTranslator {
     const wasCommitted = this.#committed;
     const content = wasCommitted || hasContent(json as Parameters<typeof hasContent>[0]);
     if (content) this.#committed = true;
-    const step: StreamStep = { out: sseData(data), content, usage: usageOf(json) };
+    const step: StreamStep = { out: sseData(data), content, usage: reportedUsage(json) };
     if (!wasCommitted && typeof json.model === 'string') step.model = json.model;
     return step;
   }
@@ -140,7 +140,7 @@ export const openaiAdapter: ProviderAdapter = {
     }
     if (json && typeof json === 'object' && json.error) return { ok: false, failure: { reason: 'upstream_5xx', message: 'a 200 carrying an error object' } };
     if (!json || typeof json !== 'object' || !Array.isArray(json.choices)) return { ok: false, failure: bad('response has no choices') };
-    return { ok: true, body, model: typeof json.model === 'string' ? json.model : requestedModel(req, target), usage: usageOf(json) };
+    return { ok: true, body, model: typeof json.model === 'string' ? json.model : requestedModel(req, target), usage: reportedUsage(json) };
   },
 
   translateError(status, headers, body, maxRetryAfterMs): ErrorTranslation {

@@ -8,6 +8,7 @@ import type { BackendPlan, ModelTarget } from '../config/plan.ts';
 import type { HealthMonitor } from '../health/monitor.ts';
 import type { HealthState } from '../health/state.ts';
 import type { Events } from './events.ts';
+import { TalliedCounter, TalliedHistogram } from './tally.ts';
 
 /** gen_ai.client.operation.duration */
 export const DURATION_BUCKETS = [0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92];
@@ -20,22 +21,6 @@ const STATES: HealthState[] = ['healthy', 'degraded', 'unhealthy', 'open', 'cool
 
 function statusClass(status: number | undefined): string {
   return status === undefined ? 'none' : `${Math.floor(status / 100)}xx`;
-}
-
-/**
- * Labelled children, looked up once per distinct label set: prom-client hashes the labels on
- * every `inc({...})`, which the per-request path does not need to pay for.
- */
-function childCache<C>(make: (labels: Record<string, string>) => C) {
-  const cache = new Map<string, C>();
-  return (key: string, labels: () => Record<string, string>): C => {
-    let child = cache.get(key);
-    if (!child) {
-      child = make(labels());
-      cache.set(key, child);
-    }
-    return child;
-  };
 }
 
 function modelLabels(m: ModelTarget) {
@@ -60,8 +45,9 @@ export function createMetrics(events: Events, sources: MetricsSources): Registry
   for (const name of ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total']) registry.removeSingleMetric(name);
   const modelLabelNames = ['backend', 'provider', 'model', 'group'] as const;
 
-  const requests = new Counter({ name: 'llm_failover_requests_total', help: 'Requests served, by route rule, outcome (ok, failed, cut, client_gone) and status code.', labelNames: ['route', 'backend', 'stream', 'outcome', 'status_code'], registers: [registry] });
-  const duration = new Histogram({ name: 'llm_failover_request_duration_seconds', help: 'Whole request duration, every attempt included.', labelNames: ['route', 'backend', 'stream', 'outcome'], buckets: DURATION_BUCKETS, registers: [registry] });
+  // the request path's metrics: tallied (plain numbers per label set), formatted at scrape time
+  const requests = new TalliedCounter({ name: 'llm_failover_requests_total', help: 'Requests served, by route rule, outcome (ok, failed, cut, client_gone) and status code.', labelNames: ['route', 'backend', 'stream', 'outcome', 'status_code'], registers: [registry] });
+  const duration = new TalliedHistogram({ name: 'llm_failover_request_duration_seconds', help: 'Whole request duration, every attempt included.', labelNames: ['route', 'backend', 'stream', 'outcome'], buckets: DURATION_BUCKETS, registers: [registry] });
   new Gauge({
     name: 'llm_failover_requests_in_flight',
     help: 'Requests being served now.',
@@ -70,8 +56,8 @@ export function createMetrics(events: Events, sources: MetricsSources): Registry
       this.set(sources.inFlight());
     },
   });
-  const attempts = new Counter({ name: 'llm_failover_upstream_attempts_total', help: 'Attempts sent to a model, by outcome (success or failure reason) and status class.', labelNames: [...modelLabelNames, 'outcome', 'status_class'], registers: [registry] });
-  const switches = new Counter({ name: 'llm_failover_switches_total', help: 'Requests moved from one model to another inside the request, by reason.', labelNames: ['backend', 'from', 'to', 'reason'], registers: [registry] });
+  const attempts = new TalliedCounter({ name: 'llm_failover_upstream_attempts_total', help: 'Attempts sent to a model, by outcome (success or failure reason) and status class.', labelNames: [...modelLabelNames, 'outcome', 'status_class'], registers: [registry] });
+  const switches = new TalliedCounter({ name: 'llm_failover_switches_total', help: 'Requests moved from one model to another inside the request, by reason.', labelNames: ['backend', 'from', 'to', 'reason'], registers: [registry] });
   const transitions = new Counter({ name: 'llm_failover_health_transitions_total', help: 'Model health state changes.', labelNames: ['backend', 'provider', 'from', 'to'], registers: [registry] });
   new Gauge({
     name: 'llm_failover_model_state',
@@ -86,8 +72,9 @@ export function createMetrics(events: Events, sources: MetricsSources): Registry
       });
     },
   });
-  const rejected = new Counter({ name: 'llm_failover_rejected_requests_total', help: 'Requests answered with an error before any model was asked: bad input, limits, overload (code sidecar_overloaded).', labelNames: ['status_code', 'code'], registers: [registry] });
-  events.on('rejected', (e) => rejected.inc({ status_code: String(e.status), code: e.code }));
+  const rejected = new TalliedCounter({ name: 'llm_failover_rejected_requests_total', help: 'Requests answered with an error before any model was asked: bad input, limits, overload (code sidecar_overloaded).', labelNames: ['status_code', 'code'], registers: [registry] });
+  // under overload these come fast: tallied like the request path's own
+  events.on('rejected', (e) => rejected.inc(`${e.status}|${e.code}`, () => ({ status_code: String(e.status), code: e.code })));
   const reloads = new Counter({ name: 'llm_failover_config_reloads_total', help: 'Configuration changes seen, by result (applied, rejected).', labelNames: ['result'], registers: [registry] });
   new Gauge({
     name: 'llm_failover_breaker_state',
@@ -104,27 +91,22 @@ export function createMetrics(events: Events, sources: MetricsSources): Registry
   });
   const probes = new Counter({ name: 'llm_failover_probes_total', help: 'Health probes run, by kind (chat, models), trigger and result.', labelNames: ['backend', 'provider', 'kind', 'trigger', 'result'], registers: [registry] });
   const probeDuration = new Histogram({ name: 'llm_failover_probe_duration_seconds', help: 'Health probe duration.', labelNames: ['backend', 'provider', 'kind'], buckets: DURATION_BUCKETS, registers: [registry] });
-  const ttft = new Histogram({ name: 'llm_failover_time_to_first_token_seconds', help: 'Time from sending an attempt to its first content chunk (streamed answers).', labelNames: modelLabelNames, buckets: TTFT_BUCKETS, registers: [registry] });
-  const tokens = new Histogram({ name: 'llm_failover_token_usage', help: 'Tokens per answered attempt, as the provider reported them (token_type input or output).', labelNames: [...modelLabelNames, 'token_type'], buckets: TOKEN_BUCKETS, registers: [registry] });
+  const ttft = new TalliedHistogram({ name: 'llm_failover_time_to_first_token_seconds', help: 'Time from sending an attempt to its first content chunk (streamed answers).', labelNames: modelLabelNames, buckets: TTFT_BUCKETS, registers: [registry] });
+  const tokens = new TalliedHistogram({ name: 'llm_failover_token_usage', help: 'Tokens per answered attempt, as the provider reported them (token_type input or output).', labelNames: [...modelLabelNames, 'token_type'], buckets: TOKEN_BUCKETS, registers: [registry] });
 
-  const attemptsOf = childCache((l) => attempts.labels(l));
-  const ttftOf = childCache((l) => ttft.labels(l));
-  const tokensOf = childCache((l) => tokens.labels(l));
-  const requestsOf = childCache((l) => requests.labels(l));
-  const durationOf = childCache((l) => duration.labels(l));
   events.on('attempt-end', (e) => {
     const m = e.model;
     const cls = statusClass(e.status);
     // the key covers every label: a reload may move a provider to another group or model
     const mk = `${m.key}|${m.model}|${m.group}`;
-    attemptsOf(`${mk}|${e.outcome}|${cls}`, () => ({ ...modelLabels(m), outcome: e.outcome, status_class: cls })).inc();
-    if (e.firstChunkMs !== undefined) ttftOf(mk, () => modelLabels(m)).observe(e.firstChunkMs / 1000);
+    attempts.inc(`${mk}|${e.outcome}|${cls}`, () => ({ ...modelLabels(m), outcome: e.outcome, status_class: cls }));
+    if (e.firstChunkMs !== undefined) ttft.observe(mk, () => modelLabels(m), e.firstChunkMs / 1000);
     if (e.usage) {
-      tokensOf(`${mk}|in`, () => ({ ...modelLabels(m), token_type: 'input' })).observe(e.usage.inputTokens);
-      tokensOf(`${mk}|out`, () => ({ ...modelLabels(m), token_type: 'output' })).observe(e.usage.outputTokens);
+      tokens.observe(`${mk}|in`, () => ({ ...modelLabels(m), token_type: 'input' }), e.usage.inputTokens);
+      tokens.observe(`${mk}|out`, () => ({ ...modelLabels(m), token_type: 'output' }), e.usage.outputTokens);
     }
   });
-  events.on('switch', (e) => switches.inc({ backend: e.from.backend, from: e.from.name, to: e.to.name, reason: e.reason }));
+  events.on('switch', (e) => switches.inc(`${e.from.key}|${e.to.key}|${e.reason}`, () => ({ backend: e.from.backend, from: e.from.name, to: e.to.name, reason: e.reason })));
   events.on('health', (e) => {
     transitions.inc({ backend: e.model.backend, provider: e.model.name, from: e.from, to: e.to });
   });
@@ -136,8 +118,8 @@ export function createMetrics(events: Events, sources: MetricsSources): Registry
   events.on('request', (e) => {
     const key = `${e.backend}|${e.route}|${e.stream}|${e.outcome}`;
     const labels = () => ({ route: e.route, backend: e.backend, stream: String(e.stream), outcome: e.outcome });
-    requestsOf(`${key}|${e.status}`, () => ({ ...labels(), status_code: String(e.status) })).inc();
-    durationOf(key, labels).observe(e.durationMs / 1000);
+    requests.inc(`${key}|${e.status}`, () => ({ ...labels(), status_code: String(e.status) }));
+    duration.observe(key, labels, e.durationMs / 1000);
   });
   return registry;
 }

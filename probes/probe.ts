@@ -49,7 +49,7 @@ export async function chatProbe(model: ModelTarget, deps: ProbeDeps, signal: Abo
     settings: DEFAULT_FAILOVER,
     sink: new DiscardSink(),
     controller,
-    servedHeaders: () => ({}),
+    servedHeaders: (contentType) => ({ 'content-type': contentType }),
     remainingMs: timeoutMs,
   }).finally(() => signal.removeEventListener('abort', forward));
   const durationMs = performance.now() - started;

@@ -29,6 +29,8 @@ export type Fault =
   | { kind: 'truncatedJson' }
   /** 200 with an empty body. */
   | { kind: 'emptyBody' }
+  /** Stream: every event, the final one included, then the body ends `delayMs` later (its end arrives apart from its last event). */
+  | { kind: 'slowEnd'; delayMs: number }
   /** 200 with a valid but enormous completion of about `bytes` bytes. */
   | { kind: 'huge'; bytes: number };
 

@@ -92,6 +92,7 @@ class Simulator implements SimulatedProvider {
   readonly #host: string;
   readonly #schedule = new FaultSchedule();
   readonly #sockets = new Set<Socket>();
+  #connectionsAccepted = 0;
   #port: number;
   #server: Server | undefined;
   #closed = false;
@@ -129,6 +130,11 @@ class Simulator implements SimulatedProvider {
   clearFault(): void {
     this.#schedule.clear();
     this.#reconcile();
+  }
+
+  /** TCP connections accepted so far: shows whether a client reuses its connections. */
+  get connectionsAccepted(): number {
+    return this.#connectionsAccepted;
   }
 
   inFlight(): number {
@@ -185,6 +191,7 @@ class Simulator implements SimulatedProvider {
     for (let attempt = 0; ; attempt++) {
       const server = createServer((req, res) => this.#handle(req, res));
       server.on('connection', (socket) => {
+        this.#connectionsAccepted++;
         this.#sockets.add(socket);
         socket.once('close', () => this.#sockets.delete(socket));
       });
@@ -378,6 +385,7 @@ class Simulator implements SimulatedProvider {
       if (i > 0 && delayMs > 0 && !(await pause(delayMs, signal))) return;
       if (!(await write(res, out[i], signal))) return;
     }
+    if (fault.kind === 'slowEnd' && !(await pause(fault.delayMs, signal))) return;
     if (ending === 'end') res.end();
     else if (ending === 'destroy') res.socket?.destroy();
   }

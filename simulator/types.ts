@@ -54,6 +54,8 @@ export interface SimulatedProvider {
   clearFault(): void;
   /** Requests currently open on the chat path. */
   inFlight(): number;
+  /** TCP connections accepted so far: shows whether a client reuses its connections. */
+  readonly connectionsAccepted: number;
   /** Clear the recorded requests. */
   reset(): void;
   /** Resolves once the port is listening (or not) as the current fault says, e.g. after clearFault() ends a 'refuse'. */

@@ -123,3 +123,20 @@ t.test('admin: /healthz, /readyz and /status', async (t) => {
   t.equal(JSON.stringify(status).includes('sk-test-planted'), false, '/status carries no key');
   t.equal((await fetch(`${h.sidecar.adminUrl}/v1/chat/completions`, { method: 'POST' })).status, 405, 'the admin port cannot spend a key');
 });
+
+t.test('whole answers and errors arrive sized (content-length), not in chunked framing', async (t) => {
+  const h = await startHarness([{ name: 'primary', group: 0 }]);
+  t.teardown(() => h.close());
+  const url = `${h.sidecar.url}/model`;
+  const sized = (name: string, res: Awaited<ReturnType<typeof post>>, status: number) => {
+    t.equal(res.status, status, `${name}: status`);
+    t.equal(res.headers.get('content-length'), String(Buffer.byteLength(res.text)), `${name}: content-length is the body's size`);
+    t.equal(res.headers.get('transfer-encoding'), null, `${name}: not chunked`);
+  };
+  sized('an answer', await post(url, { messages: [{ role: 'user', content: 'héllo, non-ASCII ✓' }] }), 200);
+  sized('a bad request', await post(url, '{"messages": ['), 400);
+  h.sims.primary.setFault({ kind: 'status', status: 400 }, { times: 1 });
+  sized("the provider's own 4xx, handed back", await post(url, { messages: HELLO }), 400);
+  h.sims.primary.setFault({ kind: 'status', status: 503 });
+  sized('no model could answer', await post(url, { messages: HELLO }), 503);
+});

@@ -2,8 +2,9 @@
  * Streams: failures before the first content chunk fail over invisibly; after it, the client
  * gets an error event and no [DONE], never a cut that looks like success.
  */
+import { setTimeout as sleep } from 'node:timers/promises';
 import t from 'tap';
-import { HELLO, policyYaml, startHarness } from './helpers.ts';
+import { HELLO, policyYaml, post, startHarness } from './helpers.ts';
 
 const TWO = [
   { name: 'primary', group: 0 },
@@ -105,4 +106,32 @@ t.test('a client that goes away stops the upstream request and starts no other',
     t.equal(h.sims.fallback.requests.length, 0, `stream=${stream}: no further attempt started`);
     t.equal(h.sidecar.health.state(h.sidecar.health.models()[0]), 'healthy', 'a client leaving says nothing of the model');
   }
+});
+
+t.test('finished streams hand their upstream connection back, even when its end comes apart from the final event', async (t) => {
+  for (const kind of ['openai', 'anthropic'] as const) {
+    const h = await startHarness([{ name: 'primary', group: 0, kind }]);
+    t.teardown(() => h.close());
+    h.sims.primary.setFault({ kind: 'slowEnd', delayMs: 30 }, { times: 5 });
+    for (let i = 0; i < 10; i++) {
+      const stream = await h.client.chat.completions.create({ model: NO_MODEL, messages: HELLO, stream: true });
+      t.equal(await collect(stream), 'Hello from primary', `${kind}: stream ${i + 1} whole`);
+      await sleep(60); // the end of the body arrives meanwhile
+    }
+    t.equal(h.sims.primary.requests.length, 10);
+    t.equal(h.sims.primary.connectionsAccepted, 1, `${kind}: the pool reused its one connection`);
+  }
+});
+
+t.test('a body that never ends after its final event is dropped after streamIdle, the answer already whole', async (t) => {
+  const h = await startHarness([{ name: 'primary', group: 0 }], policyYaml('  timeouts:\n    streamIdle: 200ms'));
+  t.teardown(() => h.close());
+  h.sims.primary.setFault({ kind: 'slowEnd', delayMs: 60_000 }, { times: 1 });
+  const stream = await h.client.chat.completions.create({ model: NO_MODEL, messages: HELLO, stream: true });
+  t.equal(await collect(stream), 'Hello from primary', 'the client has its whole answer at the final event');
+  t.equal(h.sims.primary.inFlight(), 1, 'the upstream is still sending its end');
+  const deadline = Date.now() + 5000;
+  while (h.sims.primary.inFlight() > 0 && Date.now() < deadline) await sleep(20);
+  t.equal(h.sims.primary.inFlight(), 0, 'the sidecar let go of the lingering upstream');
+  t.equal((await post(`${h.sidecar.url}/model`, { messages: HELLO })).status, 200, 'and serves on');
 });

@@ -92,7 +92,8 @@ export async function serveWithFailover(deps: FailoverDeps, r: FailoverRequest):
         sink: r.sink,
         controller,
         remainingMs,
-        servedHeaders: () => ({
+        servedHeaders: (contentType) => ({
+          'content-type': contentType,
           'x-llm-failover-provider': model.name,
           'x-llm-failover-model': model.model ?? String(r.req.json.model ?? ''),
           'x-llm-failover-group': String(model.group + 1),

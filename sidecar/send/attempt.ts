@@ -29,8 +29,8 @@ export interface AttemptInput {
    * health view marks this model down; the attempt aborts it too, on its own timeouts.
    */
   controller: AbortController;
-  /** Headers naming who served, added when the attempt commits. */
-  servedHeaders: () => Record<string, string>;
+  /** The answer's headers: its content type and the headers naming who served (a fresh object). */
+  servedHeaders: (contentType: string) => Record<string, string>;
   /** Milliseconds left of the request's overall deadline. */
   remainingMs: number;
 }
@@ -47,6 +47,8 @@ export type AttemptOutcome =
   | { kind: 'client_gone' };
 
 const ERROR_BODY_LIMIT = 64 * 1024;
+const JSON_TYPE = 'application/json';
+const SSE_TYPE = 'text/event-stream; charset=utf-8';
 
 /** The whole body, or undefined past `limit` (then the rest is not read). */
 function readCapped(body: Dispatcher.ResponseData['body'], limit: number): Promise<Buffer | undefined> {
@@ -78,6 +80,8 @@ export async function runAttempt(input: AttemptInput): Promise<AttemptOutcome> {
   let idleTimer: NodeJS.Timeout | undefined;
   const started = performance.now();
   let response: Dispatcher.ResponseData | undefined;
+  /** The answer is complete and the upstream's end of body is being read, not cut. */
+  let draining = false;
 
   const outcomeOf = (err: unknown): AttemptOutcome => {
     if (signal.aborted && !(signal.reason instanceof AttemptAbort)) return { kind: 'client_gone' };
@@ -91,8 +95,7 @@ export async function runAttempt(input: AttemptInput): Promise<AttemptOutcome> {
     } catch (err) {
       if (err instanceof RequestRejected) {
         const failure: Failure = { reason: 'client_error', status: err.status, message: err.message };
-        sink.commit(err.status, { 'content-type': 'application/json', ...input.servedHeaders() });
-        sink.end(openaiErrorBody(err.message, 'invalid_request_error', err.code));
+        sink.reply(err.status, input.servedHeaders(JSON_TYPE), openaiErrorBody(err.message, 'invalid_request_error', err.code));
         return { kind: 'client_error', status: err.status, failure };
       }
       // this provider cannot express the request; another may
@@ -121,8 +124,7 @@ export async function runAttempt(input: AttemptInput): Promise<AttemptOutcome> {
       const { failure, clientBody } = adapter.translateError(statusCode, headers, errorBody ?? Buffer.alloc(0), settings.maxRetryAfterMs);
       failure.message = redact(failure.message, req.clientAuthorization);
       if (failure.reason !== 'client_error') return { kind: 'failed', failure };
-      sink.commit(statusCode, { 'content-type': 'application/json', ...input.servedHeaders() });
-      sink.end(redact(clientBody.toString(), req.clientAuthorization));
+      sink.reply(statusCode, input.servedHeaders(JSON_TYPE), redact(clientBody.toString(), req.clientAuthorization));
       return { kind: 'client_error', status: statusCode, failure };
     }
 
@@ -137,8 +139,7 @@ export async function runAttempt(input: AttemptInput): Promise<AttemptOutcome> {
       const translated = adapter.translateResponse(raw, req, target);
       if (!translated.ok) return { kind: 'failed', failure: translated.failure };
       if (signal.aborted) return outcomeOf(signal.reason);
-      sink.commit(200, { 'content-type': 'application/json', ...input.servedHeaders() });
-      sink.end(translated.body);
+      sink.reply(200, input.servedHeaders(JSON_TYPE), translated.body);
       return { kind: 'answered', status: 200, model: translated.model, usage: translated.usage };
     }
 
@@ -154,32 +155,100 @@ export async function runAttempt(input: AttemptInput): Promise<AttemptOutcome> {
       if (waitingForClient) this.refresh();
       else controller.abort(new AttemptAbort('stream_stalled', `stream silent for ${idleMs} ms`));
     }, idleMs);
-    const parser = new SseParser();
-    const translator = adapter.streamTranslator(req, target);
-    const held: string[] = [];
-    let firstByteMs: number | undefined;
-    let model: string | undefined;
-    let usage: Usage | undefined;
+    const outcome = await relayStream(input, body, idleTimer, started, phaseTimer, (waiting) => {
+      waitingForClient = waiting;
+    });
+    if (outcome.kind === 'answered' && !body.readableEnded) {
+      // The answer is complete; what is left is the upstream's end of body, usually already in
+      // the socket. Let it arrive so the connection goes back to the pool (destroying the body
+      // would close it), bounded by the stream limit and, through the idle timer, by time.
+      const timer = idleTimer;
+      idleTimer = undefined;
+      draining = true;
+      body.dump({ limit: settings.maxStreamBytes, signal }).then(
+        () => clearTimeout(timer),
+        () => clearTimeout(timer),
+      );
+    }
+    return outcome;
+  } finally {
+    clearTimeout(phaseTimer);
+    if (idleTimer) clearTimeout(idleTimer);
+    if (response && !draining && !response.body.readableEnded) response.body.destroy();
+  }
+}
 
-    const fail = (failure: Failure): AttemptOutcome => {
+/**
+ * Reads the upstream's SSE body as it arrives: events parsed, translated and handed to the
+ * client in one write per upstream read; the upstream is paused while the client is slow.
+ * Resolves with the attempt's outcome at the stream's final event or at its first failure.
+ */
+function relayStream(
+  input: AttemptInput,
+  body: Dispatcher.ResponseData['body'],
+  idleTimer: NodeJS.Timeout,
+  started: number,
+  phaseTimer: NodeJS.Timeout,
+  setWaiting: (waiting: boolean) => void,
+): Promise<AttemptOutcome> {
+  const { req, target, adapter, sink, settings, controller } = input;
+  const signal = controller.signal;
+  const parser = new SseParser();
+  const translator = adapter.streamTranslator(req, target);
+  const held: string[] = [];
+  let firstByteMs: number | undefined;
+  let model: string | undefined;
+  let usage: Usage | undefined;
+  let streamed = 0;
+
+  return new Promise<AttemptOutcome>((resolve, reject) => {
+    let over = false;
+    const stop = () => {
+      over = true;
+      body.off('data', onData);
+      body.off('end', onEnd);
+      body.off('error', onError);
+      // an error after this point (the tail being dropped) has no one else to tell
+      body.on('error', noop);
+    };
+    const finish = (outcome: AttemptOutcome) => {
+      if (over) return;
+      stop();
+      resolve(outcome);
+    };
+    const fail = (failure: Failure) => {
       body.destroy();
       failure.message = redact(failure.message, req.clientAuthorization);
-      if (!sink.committed) return { kind: 'failed', failure };
+      if (!sink.committed) return finish({ kind: 'failed', failure });
       sink.end(streamErrorEvent(`the stream from the model broke after it started: ${failure.message}`, 'stream_interrupted'));
-      return { kind: 'cut', failure };
+      finish({ kind: 'cut', failure });
     };
-    const send = async (text: string) => {
-      if (sink.write(text)) return;
-      waitingForClient = true;
+    const onError = (err: unknown) => {
+      if (signal.aborted && !(signal.reason instanceof AttemptAbort)) return finish({ kind: 'client_gone' });
+      fail(failureFromError(err, signal));
+    };
+    const onEnd = () => fail({ reason: 'bad_response', message: 'the stream ended without its final event' });
+    const onData = (chunk: Buffer) => {
       try {
-        await sink.waitDrain(signal);
-      } finally {
-        waitingForClient = false;
-        idleTimer?.refresh();
+        relay(chunk);
+      } catch (err) {
+        // a bug on our side (a translator threw): the attempt throws, as it would anywhere else
+        if (over) return;
+        stop();
+        body.destroy();
+        reject(err);
       }
     };
-    /** Hands translated events to the client, in one write per upstream read; an outcome when the attempt is over. */
-    const deliver = async (events: SseEvent[]): Promise<AttemptOutcome | undefined> => {
+    const relay = (chunk: Buffer) => {
+      idleTimer.refresh();
+      streamed += chunk.length;
+      if (streamed > settings.maxStreamBytes) return fail({ reason: 'bad_response', message: `stream larger than ${settings.maxStreamBytes} bytes` });
+      let events: SseEvent[];
+      try {
+        events = parser.push(chunk);
+      } catch (err) {
+        return onError(err);
+      }
       let batch = '';
       for (const event of events) {
         const step = translator.push(event);
@@ -195,47 +264,40 @@ export async function runAttempt(input: AttemptInput): Promise<AttemptOutcome> {
           if (!step.content) continue;
           clearTimeout(phaseTimer);
           firstByteMs = performance.now() - started;
-          sink.commit(200, { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-cache', ...input.servedHeaders() });
-          const first = held.length === 1 ? held[0] : held.join('');
+          const headers = input.servedHeaders(SSE_TYPE);
+          headers['cache-control'] = 'no-cache';
+          sink.commit(200, headers);
+          batch += held.length === 1 ? held[0] : held.join('');
           held.length = 0;
-          if (step.done) {
-            sink.end(first);
-            return { kind: 'answered', status: 200, firstByteMs, model, usage };
-          }
-          batch += first;
-          continue;
+          if (!step.done) continue;
+        } else if (step.out) {
+          batch += step.out;
         }
         if (step.done) {
-          sink.end(batch + (step.out ?? ''));
-          return { kind: 'answered', status: 200, firstByteMs, model, usage };
+          sink.end(batch);
+          return finish({ kind: 'answered', status: 200, firstByteMs, model, usage });
         }
-        if (step.out) batch += step.out;
       }
-      if (batch) await send(batch);
-      return undefined;
+      if (!batch || sink.write(batch)) return;
+      // the client is slow: hold the upstream until it has taken what was sent
+      body.pause();
+      setWaiting(true);
+      sink.waitDrain(signal).then(
+        () => {
+          setWaiting(false);
+          idleTimer.refresh();
+          body.resume();
+        },
+        () => {
+          setWaiting(false);
+          // the client went away (the signal aborted): the body errors with it
+        },
+      );
     };
-
-    let streamed = 0;
-    try {
-      // next() by hand: leaving a for-await early builds an AbortError with a stack every time
-      const chunks = (body as AsyncIterable<Buffer>)[Symbol.asyncIterator]();
-      for (let next = await chunks.next(); !next.done; next = await chunks.next()) {
-        const chunk = next.value;
-        idleTimer.refresh();
-        streamed += chunk.length;
-        if (streamed > settings.maxStreamBytes) return fail({ reason: 'bad_response', message: `stream larger than ${settings.maxStreamBytes} bytes` });
-        const over = await deliver(parser.push(chunk));
-        if (over) return over;
-      }
-    } catch (err) {
-      const outcome = outcomeOf(err);
-      if (outcome.kind === 'client_gone') return outcome;
-      return fail(outcome.kind === 'failed' ? outcome.failure : { reason: 'connect_reset', message: 'stream failed' });
-    }
-    return fail({ reason: 'bad_response', message: 'the stream ended without its final event' });
-  } finally {
-    clearTimeout(phaseTimer);
-    if (idleTimer) clearTimeout(idleTimer);
-    if (response && !response.body.readableEnded) response.body.destroy();
-  }
+    body.on('data', onData);
+    body.on('end', onEnd);
+    body.on('error', onError);
+  });
 }
+
+function noop(): void {}

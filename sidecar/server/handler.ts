@@ -9,7 +9,7 @@ import { ClientGone } from '../send/abort.ts';
 import { type AnyRequest, BodyTooLarge, parseChatRequest, readBody } from './body.ts';
 import { type ErrorReply, errorReply, openaiErrorBody } from './errors.ts';
 import type { Admission } from './admission.ts';
-import { type AnyResponse, ClientSink } from './sink.ts';
+import { type AnyResponse, ClientSink, sendWhole } from './sink.ts';
 
 export interface HandlerState {
   /** The configuration generation new requests are served by. */
@@ -26,9 +26,7 @@ export function sendError(res: AnyResponse, reply: ErrorReply, extraHeaders?: Re
     res.end();
     return;
   }
-  const body = openaiErrorBody(reply.message, reply.type, reply.code, reply.extra);
-  (res as import('node:http').ServerResponse).writeHead(reply.status, { 'content-type': 'application/json', ...reply.headers, ...extraHeaders });
-  res.end(body);
+  sendWhole(res, reply.status, { 'content-type': 'application/json', ...reply.headers, ...extraHeaders }, openaiErrorBody(reply.message, reply.type, reply.code, reply.extra));
 }
 
 export function createHandler(state: HandlerState) {

@@ -13,7 +13,13 @@ export type AnyResponse = ServerResponse | Http2ServerResponse;
 export interface Sink {
   readonly committed: boolean;
   status: number;
+  /** Starts a stream: status and headers now, the body in writes to come. */
   commit(status: number, headers: Record<string, string>): void;
+  /**
+   * A whole answer at once: status, headers (content-length added: no chunked framing) and
+   * body in one write. Takes ownership of `headers`.
+   */
+  reply(status: number, headers: Record<string, string>, body: string | Buffer): void;
   write(chunk: string | Buffer): boolean;
   waitDrain(signal: AbortSignal): Promise<void>;
   end(chunk?: string | Buffer): void;
@@ -26,6 +32,9 @@ export class DiscardSink implements Sink {
   commit(status: number): void {
     this.committed = true;
     this.status = status;
+  }
+  reply(status: number): void {
+    this.commit(status);
   }
   write(): boolean {
     return true;
@@ -54,6 +63,12 @@ export class ClientSink implements Sink {
     (this.#res as ServerResponse).writeHead(status, headers);
   }
 
+  reply(status: number, headers: Record<string, string>, body: string | Buffer): void {
+    this.#committed = true;
+    this.status = status;
+    sendWhole(this.#res, status, headers, body);
+  }
+
   write(chunk: string | Buffer): boolean {
     return (this.#res as ServerResponse).write(chunk);
   }
@@ -67,4 +82,11 @@ export class ClientSink implements Sink {
     if (chunk === undefined) this.#res.end();
     else (this.#res as ServerResponse).end(chunk);
   }
+}
+
+/** Status, sized headers and body in one write (HTTP/1.1 and HTTP/2 alike). Takes ownership of `headers`. */
+export function sendWhole(res: AnyResponse, status: number, headers: Record<string, string>, body: string | Buffer): void {
+  headers['content-length'] = String(typeof body === 'string' ? Buffer.byteLength(body) : body.length);
+  (res as ServerResponse).writeHead(status, headers);
+  (res as ServerResponse).end(body);
 }

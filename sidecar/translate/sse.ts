@@ -14,7 +14,7 @@ export class SseParser {
   #buffer = '';
   #afterCr = false;
   #event = '';
-  #data: string[] = [];
+  readonly #data: string[] = [];
   /** Bytes of the event being assembled, to bound a malformed stream that never ends an event. */
   #pending = 0;
   readonly #maxEventBytes: number;
@@ -32,15 +32,25 @@ export class SseParser {
     }
     const events: SseEvent[] = [];
     let start = 0;
-    for (let i = 0; i < buf.length; i++) {
-      const c = buf.charCodeAt(i);
-      if (c !== 10 && c !== 13) continue;
-      this.#line(buf.slice(start, i), events);
-      if (c === 13) {
-        if (i + 1 === buf.length) this.#afterCr = true;
-        else if (buf.charCodeAt(i + 1) === 10) i++;
+    if (buf.indexOf('\r') === -1) {
+      // "\n" line ends only (what providers send): jump from one to the next
+      for (let nl = buf.indexOf('\n'); nl !== -1; nl = buf.indexOf('\n', start)) {
+        if (nl === start) this.#dispatch(events);
+        else if (buf.startsWith('data: ', start)) this.#data.push(buf.slice(start + 6, nl));
+        else this.#line(buf.slice(start, nl), events);
+        start = nl + 1;
       }
-      start = i + 1;
+    } else {
+      for (let i = 0; i < buf.length; i++) {
+        const c = buf.charCodeAt(i);
+        if (c !== 10 && c !== 13) continue;
+        this.#line(buf.slice(start, i), events);
+        if (c === 13) {
+          if (i + 1 === buf.length) this.#afterCr = true;
+          else if (buf.charCodeAt(i + 1) === 10) i++;
+        }
+        start = i + 1;
+      }
     }
     this.#buffer = start === 0 ? buf : buf.slice(start);
     this.#pending = events.length > 0 ? this.#buffer.length : this.#pending + chunk.byteLength;
@@ -48,11 +58,17 @@ export class SseParser {
     return events;
   }
 
+  /** A blank line: the event assembled so far is complete. */
+  #dispatch(events: SseEvent[]): void {
+    const data = this.#data;
+    if (data.length > 0) events.push({ event: this.#event || 'message', data: data.length === 1 ? data[0] : data.join('\n') });
+    this.#event = '';
+    data.length = 0;
+  }
+
   #line(line: string, events: SseEvent[]): void {
     if (line === '') {
-      if (this.#data.length > 0) events.push({ event: this.#event || 'message', data: this.#data.join('\n') });
-      this.#event = '';
-      this.#data = [];
+      this.#dispatch(events);
       return;
     }
     if (line.charCodeAt(0) === 58) return; // ":" comment

@@ -7,6 +7,7 @@ import type OpenAI from 'openai';
 import t from 'tap';
 import type { RequestEvent } from '../sidecar/observe/events.ts';
 import { AnthropicStream } from '../sidecar/translate/anthropic-stream.ts';
+import { ChunkFramer } from '../sidecar/translate/openai-output.ts';
 import type { Fault, JsonBody, Reply } from '../simulator/index.ts';
 import { HELLO, type Harness, type ModelSpec, post, startHarness, TEST_KEY } from './helpers.ts';
 
@@ -624,4 +625,15 @@ t.test('the stream translator on its own', (t) => {
     t.end();
   });
   t.end();
+});
+
+t.test('a text chunk is the very chunk the general framing makes, whatever the text', async (t) => {
+  for (const usage of [false, true]) {
+    const framer = new ChunkFramer('chatcmpl-x', 'claude-sonnet-4', usage);
+    const texts = ['Hello', 'two\nlines', 'quote " and \\ backslash', '\u2028 line and paragraph separators \u2029', 'emoji 🦀', '</script>'];
+    for (const [i, text] of texts.entries()) {
+      // named by index: a U+2028 in a test name would break the TAP stream itself
+      t.equal(framer.text(text), framer.chunk({ content: text }), `text ${i}, usage ${usage}`);
+    }
+  }
 });

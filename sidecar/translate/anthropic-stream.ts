@@ -103,7 +103,7 @@ export class AnthropicStream implements StreamTranslator {
 
   #text(framer: ChunkFramer, text: unknown): StreamStep {
     if (typeof text !== 'string' || text === '') return {};
-    return { out: framer.chunk({ content: text }), content: true };
+    return { out: framer.text(text), content: true };
   }
 
   #arguments(framer: ChunkFramer, tool: ToolBlock, fragment: string): StreamStep {

@@ -99,6 +99,12 @@ export class ChunkFramer {
     return sseData(`${this.#head}"choices":[${JSON.stringify(choice)}]${this.#includeUsage ? ',"usage":null' : ''}}`);
   }
 
+  /** `chunk({ content: text })`, the most frequent chunk of all, templated: only the text is serialised. */
+  text(text: string): string {
+    // JSON.stringify escapes line breaks: the event stays on one data line
+    return `data: ${this.#head}"choices":[{"index":0,"delta":{"content":${JSON.stringify(text)}},"logprobs":null,"finish_reason":null}]${this.#includeUsage ? ',"usage":null' : ''}}\n\n`;
+  }
+
   /** The finish chunk, the usage chunk when the client asked for it, and `[DONE]`. */
   end(finishReason: FinishReason, usage: OpenAIUsage): string {
     let out = this.chunk({}, finishReason);

@@ -9,7 +9,7 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { dirname, join, relative, resolve } from 'node:path';
 import t from 'tap';
-import { type Any, bytes, DEPLOY, entrypointOf, find, NODE, ROOT, readYaml } from './fixtures/deploy/k8s.ts';
+import { type Any, bytes, DEPLOY, entrypointCwd, entrypointOf, find, NODE, ROOT, readYaml } from './fixtures/deploy/k8s.ts';
 
 const DOCKERFILE = readFileSync(join(DEPLOY, 'Dockerfile'), 'utf8');
 const PKG = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { dependencies: Record<string, string>; devDependencies: Record<string, string> };
@@ -131,23 +131,31 @@ t.test('runtime stages run as a numeric non-root user', async (t) => {
   }
 });
 
-for (const [stage, script, pattern] of [
-  ['sidecar', 'sidecar/cli.ts', /^llm-failover-sidecar /],
-  ['injector', 'deploy/injector/server.ts', /^llm-failover-injector --cert/],
+// the sidecar runs JavaScript the build stage makes from its TypeScript; the injector its TypeScript
+for (const [stage, script, source, sourceStage, pattern] of [
+  ['sidecar', 'sidecar/cli.js', 'sidecar/cli.ts', 'build', /^llm-failover-sidecar /],
+  ['injector', 'deploy/injector/server.ts', 'deploy/injector/server.ts', 'injector', /^llm-failover-injector --cert/],
 ] as const) {
   t.test(`${stage}: the ENTRYPOINT runs ${script}, and everything it loads is in the image`, async (t) => {
     const entrypoint = entrypointOf(DOCKERFILE, stage);
     t.match(entrypoint[0], /(^|\/)node$/, 'node runs it');
     t.equal(entrypoint.at(-1), script);
-    t.ok(existsSync(join(ROOT, script)), `${script} exists`);
-    for (const src of copied(stage)) t.ok(existsSync(join(ROOT, src)), `COPY ${src}: exists`);
-    t.ok(copied(stage).includes('package.json'), 'package.json ("type": "module") is copied');
+    t.ok(existsSync(join(ROOT, source)), `${source} exists`);
+    for (const src of copied(sourceStage)) t.ok(existsSync(join(ROOT, src)), `COPY ${src}: exists`);
+    t.ok(copied(stage).includes('package.json') || inStage(stage, 'COPY').some((c) => c.args.includes(`--from=${sourceStage}`)), 'package.json ("type": "module") is in the stage');
+    if (sourceStage !== stage) {
+      t.ok(
+        inStage(sourceStage, 'RUN').some((r) => /\bnode scripts\/build-js\.ts --out (\S+)/.test(r.args)),
+        `the ${sourceStage} stage strips the types with scripts/build-js.ts`,
+      );
+      t.ok(inStage(stage, 'COPY').some((c) => c.args.includes(`--from=${sourceStage}`)), `${stage} takes its code from the ${sourceStage} stage`);
+    }
 
-    const { files, packages } = closure(script);
+    const { files, packages } = closure(source);
     t.ok(files.length > 0);
-    const outside = files.filter((f) => !copied(stage).some((src) => f === src || f.startsWith(`${src}/`)));
-    t.same(outside, [], `every module ${script} loads is copied into the stage (${files.length} files)`);
-    const ignoredFiles = [...files, 'package.json'].filter((f) => ignored(f, IGNORE));
+    const outside = files.filter((f) => !copied(sourceStage).some((src) => f === src || f.startsWith(`${src}/`)));
+    t.same(outside, [], `every module ${source} loads is copied into the ${sourceStage} stage (${files.length} files)`);
+    const ignoredFiles = [...files, ...copied(sourceStage), 'package.json'].filter((f) => ignored(f, IGNORE));
     t.same(ignoredFiles, [], 'none is excluded by deploy/Dockerfile.dockerignore');
     if (stage === 'injector') t.same([...packages], [], 'the injector imports no package at run time');
     else {
@@ -156,8 +164,8 @@ for (const [stage, script, pattern] of [
     }
 
     const flags = entrypoint.slice(1, -1);
-    const help = spawnSync(NODE, [...flags, script, '--help'], { cwd: ROOT, encoding: 'utf8', timeout: 20_000 });
-    t.equal(help.status, 0, `node ${[...flags, script].join(' ')} --help exits 0: Node 24 accepts the flags and runs the TypeScript`);
+    const help = spawnSync(NODE, [...flags, script, '--help'], { cwd: entrypointCwd(entrypoint), encoding: 'utf8', timeout: 20_000 });
+    t.equal(help.status, 0, `node ${[...flags, script].join(' ')} --help exits 0: Node 24 accepts the flags and runs it`);
     t.match(help.stdout, pattern);
   });
 }
@@ -191,5 +199,5 @@ t.test('the .dockerignore is an allowlist: no node_modules, tests, git history o
   for (const p of ['node_modules/undici/index.js', '.git/HEAD', 'test/config.test.ts', 'bench/run.ts', '.scratch/dual.ts', '.env', 'docs/kubernetes.md', 'sidecar/x.test.ts']) {
     t.ok(ignored(p, IGNORE), `${p} is excluded`);
   }
-  for (const p of ['package.json', 'package-lock.json', 'sidecar/cli.ts', 'deploy/injector/server.ts']) t.notOk(ignored(p, IGNORE), `${p} is included`);
+  for (const p of ['package.json', 'package-lock.json', 'sidecar/cli.ts', 'scripts/build-js.ts', 'deploy/injector/server.ts']) t.notOk(ignored(p, IGNORE), `${p} is included`);
 });

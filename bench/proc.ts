@@ -5,8 +5,9 @@
 import { type ChildProcess, execFileSync, spawn, spawnSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
-import { dirname, join } from 'node:path';
+import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { buildJs } from '../scripts/build-js.ts';
 
 export const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
 /** Node 24 from the project (the system node may be older). */
@@ -115,18 +116,42 @@ export function memory(pid: number): { rssMB: number; hwmMB: number; anonMB: num
   return { rssMB: kb('VmRSS') / 1024, hwmMB: kb('VmHWM') / 1024, anonMB: kb('RssAnon') / 1024 };
 }
 
-/**
- * The V8 flags the sidecar's image starts node with (deploy/Dockerfile's ENTRYPOINT): the bench
- * runs every Node.js process under test with them, so memory is measured as deployed.
- */
-export function imageNodeFlags(): string[] {
+/** The sidecar stage of deploy/Dockerfile: its ENTRYPOINT and ENV, as the image runs it. */
+function imageStage(): { entrypoint: string[]; env: Record<string, string> } {
   try {
     const dockerfile = readFileSync(join(ROOT, 'deploy/Dockerfile'), 'utf8');
-    const entry = [...dockerfile.matchAll(/^ENTRYPOINT\s+(\[.*\])\s*$/gm)].map((m) => JSON.parse(m[1]) as string[]).find((args) => args.some((a) => a.endsWith('sidecar/cli.ts')));
-    return entry ? entry.filter((a) => /^--max-(old|semi)-space-size=\d+$/.test(a)) : [];
+    const stage = dockerfile.split(/^FROM /m).find((s) => /^\S+\s+AS\s+sidecar\s*$/im.test(s.split('\n')[0])) ?? '';
+    const entry = /^ENTRYPOINT\s+(\[.*\])\s*$/m.exec(stage);
+    const env: Record<string, string> = {};
+    for (const m of stage.matchAll(/^ENV\s+([A-Z_][A-Z0-9_]*)=(\S+)\s*$/gm)) env[m[1]] = m[2];
+    return { entrypoint: entry ? (JSON.parse(entry[1]) as string[]) : [], env };
   } catch {
-    return [];
+    return { entrypoint: [], env: {} };
   }
+}
+
+/**
+ * The node flags the sidecar's image starts node with (deploy/Dockerfile's ENTRYPOINT, between
+ * node and the script): the bench runs every Node.js process under test with them, so memory
+ * and CPU are measured as deployed.
+ */
+export function imageNodeFlags(): string[] {
+  return imageStage().entrypoint.slice(1, -1);
+}
+
+/** The environment the image sets (its ENV lines: GLIBC_TUNABLES, NODE_ENV), given to every process under test. */
+export function imageEnv(): Record<string, string> {
+  return imageStage().env;
+}
+
+/**
+ * The sidecar as the image ships it: JavaScript built by scripts/build-js.ts, under the
+ * repository (packages resolve from its node_modules). Returns the CLI's path, relative to ROOT.
+ */
+export function buildImageJs(): string {
+  const out = join(ROOT, '.scratch/bench-js');
+  buildJs(out);
+  return relative(ROOT, join(out, 'sidecar/cli.js'));
 }
 
 /** Busy and total jiffies of one core, from /proc/stat. */

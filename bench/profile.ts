@@ -13,7 +13,7 @@ import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { parseArgs } from 'node:util';
 import { type BackendSpec, sidecarYaml } from './configs.ts';
-import { cpuMs, ensureTools, freePort, imageNodeFlags, installCleanup, LOAD_CORE, NODE, PROXY_CORE, pinSelf, ROOT, spawnPinned, waitReady } from './proc.ts';
+import { cpuMs, ensureTools, freePort, imageEnv, imageNodeFlags, installCleanup, LOAD_CORE, NODE, PROXY_CORE, pinSelf, ROOT, spawnPinned, waitReady } from './proc.ts';
 import { fmt, table } from './stats.ts';
 import { PATHS, REQUEST_JSON, STREAM_REQUEST_JSON, startNginx } from './upstream.ts';
 import { runWrk } from './wrk.ts';
@@ -207,8 +207,9 @@ export async function main(argv: string[]): Promise<void> {
       writeFileSync(config, sidecarYaml(w.backends(nginx.port), `127.0.0.1:${port}`, `127.0.0.1:${admin}`, w.logLevel ?? 'warn'));
       const profDir = join(work, w.id);
       rmSync(profDir, { recursive: true, force: true });
-      const env: NodeJS.ProcessEnv = {};
-      for (const [k, v] of Object.entries(process.env)) if (!k.startsWith('OTEL_')) env[k] = v;
+      // the image's environment; the TypeScript sources (not the image's JavaScript), so the profile names them
+      const env: NodeJS.ProcessEnv = { ...imageEnv() };
+      for (const [k, v] of Object.entries(process.env)) if (!k.startsWith('OTEL_')) env[k] ??= v;
       if (w.tracing) env.OTEL_EXPORTER_OTLP_ENDPOINT = nginx.origin;
       const prof = [...flags, '--cpu-prof', `--cpu-prof-dir=${profDir}`, `--cpu-prof-interval=${values.interval}`];
       const proc = w.floor

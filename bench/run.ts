@@ -28,7 +28,9 @@ import {
   ensureTools,
   ForeignCpu,
   freePort,
+  imageEnv,
   imageNodeFlags,
+  buildImageJs,
   installCleanup,
   LOAD_CORE,
   memory,
@@ -75,6 +77,8 @@ interface System {
   logLevel?: string;
   /** V8 flags instead of the run's (Settings.nodeFlags). */
   nodeFlags?: string[];
+  /** Run the TypeScript sources (node's type stripping) instead of the image's JavaScript. */
+  typescript?: boolean;
   workloads: Workload[];
   /** In the quick run too. */
   quick: boolean;
@@ -95,10 +99,14 @@ interface Settings {
   retries: number;
   /** V8 flags for every Node.js process under test (default: the image's, deploy/Dockerfile). */
   nodeFlags: string[];
+  /** Environment for every Node.js process under test (the image's ENV lines). */
+  env: Record<string, string>;
+  /** The sidecar CLI the image runs (built JavaScript), relative to the repository. */
+  cli: string;
 }
 
-const FULL: Settings = { rounds: 3, firstWarmUpMs: 1000, warmUpMs: 400, satSeconds: 2, latSeconds: 4, latRate: 1000, ttftSeconds: 2, ttftRate: 200, disturbed: 0.05, retries: 2, nodeFlags: [] };
-const QUICK: Settings = { rounds: 1, firstWarmUpMs: 1000, warmUpMs: 300, satSeconds: 2, latSeconds: 2, latRate: 1000, ttftSeconds: 1.5, ttftRate: 200, disturbed: 0.08, retries: 1, nodeFlags: [] };
+const FULL: Settings = { rounds: 3, firstWarmUpMs: 1000, warmUpMs: 400, satSeconds: 2, latSeconds: 4, latRate: 1000, ttftSeconds: 2, ttftRate: 200, disturbed: 0.05, retries: 2, nodeFlags: [], env: {}, cli: 'sidecar/cli.ts' };
+const QUICK: Settings = { rounds: 1, firstWarmUpMs: 1000, warmUpMs: 300, satSeconds: 2, latSeconds: 2, latRate: 1000, ttftSeconds: 1.5, ttftRate: 200, disturbed: 0.08, retries: 1, nodeFlags: [], env: {}, cli: 'sidecar/cli.ts' };
 
 function systems(nginxPort: number, pacedPort: number, events: { openai: number; anthropic: number }): System[] {
   const p = (name: string, kind: 'openai' | 'anthropic', path: string, port = nginxPort): ProviderSpec => ({
@@ -150,6 +158,7 @@ function systems(nginxPort: number, pacedPort: number, events: { openai: number;
       workloads: [W.lat(PATHS.openaiJson), W.ttft('/paced/openai/v1/chat/completions')],
     },
     { id: 'sidecar', label: 'sidecar, OpenAI, 1 group', kind: 'sidecar', quick: true, backends: openai, workloads: openaiWork },
+    { id: 'sidecar-ts', label: 'sidecar, OpenAI, 1 group, from the TypeScript sources (npm start) instead of the image\'s JavaScript', kind: 'sidecar', quick: true, backends: openai, typescript: true, workloads: openaiWork },
     { id: 'sidecar-otel', label: 'sidecar, OpenAI, 1 group, tracing on', kind: 'sidecar', quick: true, backends: openai, tracing: true, workloads: openaiWork },
     {
       id: 'sidecar-anthropic',
@@ -378,15 +387,17 @@ async function startSystem(sys: System, s: Settings, nginx: Upstream, pacedPort:
   const port = await freePort();
   const v8 = sys.nodeFlags ?? s.nodeFlags;
   if (sys.kind === 'floor') {
-    const proc = spawnPinned(PROXY_CORE, NODE, [...v8, 'bench/floor.ts', '--listen', `127.0.0.1:${port}`, '--route', `/paced/=http://127.0.0.1:${pacedPort}`, '--route', `/=${nginx.origin}`]);
+    const proc = spawnPinned(PROXY_CORE, NODE, [...v8, 'bench/floor.ts', '--listen', `127.0.0.1:${port}`, '--route', `/paced/=http://127.0.0.1:${pacedPort}`, '--route', `/=${nginx.origin}`], {
+      env: { ...process.env, ...s.env },
+    });
     const ready = await waitReady(`http://127.0.0.1:${port}/__ready`, proc);
     return { proc, url: `http://127.0.0.1:${port}`, readyMs: ready - proc.startedAt };
   }
   const adminPort = await freePort();
   const config = join(dir, `${sys.id}.yaml`);
   writeFileSync(config, sidecarYaml(sys.backends!, `127.0.0.1:${port}`, `127.0.0.1:${adminPort}`, sys.logLevel ?? 'warn'));
-  const env: NodeJS.ProcessEnv = {};
-  for (const [k, v] of Object.entries(process.env)) if (!k.startsWith('OTEL_')) env[k] = v;
+  const env: NodeJS.ProcessEnv = { ...s.env };
+  for (const [k, v] of Object.entries(process.env)) if (!k.startsWith('OTEL_')) env[k] ??= v;
   if (sys.tracing) {
     env.OTEL_EXPORTER_OTLP_ENDPOINT = nginx.origin;
     env.OTEL_SERVICE_NAME = 'llm-failover-sidecar-bench';
@@ -394,7 +405,7 @@ async function startSystem(sys: System, s: Settings, nginx: Upstream, pacedPort:
   const proc = spawnPinned(
     PROXY_CORE,
     NODE,
-    [...v8, 'sidecar/cli.ts', '--config', config, '--listen', `127.0.0.1:${port}`, '--admin', `127.0.0.1:${adminPort}`, '--log-level', sys.logLevel ?? 'warn'],
+    [...v8, sys.typescript ? 'sidecar/cli.ts' : s.cli, '--config', config, '--listen', `127.0.0.1:${port}`, '--admin', `127.0.0.1:${adminPort}`, '--log-level', sys.logLevel ?? 'warn'],
     { env, stdout: 'ignore' },
   );
   const ready = await waitReady(`http://127.0.0.1:${adminPort}/readyz`, proc);
@@ -640,6 +651,8 @@ async function main(): Promise<void> {
   const s: Settings = { ...(values.quick ? QUICK : FULL) };
   if (values.rounds) s.rounds = Number(values.rounds);
   s.nodeFlags = values['node-flags'] !== undefined ? values['node-flags'].split(/\s+/).filter(Boolean) : imageNodeFlags();
+  s.env = imageEnv();
+  s.cli = buildImageJs();
   const dir = join(tmpdir(), `llm-failover-bench-${process.pid}`);
   mkdirSync(dir, { recursive: true });
 
@@ -657,6 +670,8 @@ async function main(): Promise<void> {
   process.stdout.write(`llm-failover-sidecar bench: ${m.cpu}, ${m.nproc} cores, ${m.kernel}, node ${m.node}, ${m.wrk}\n`);
   process.stdout.write(`commit ${m.commit}${m.dirty ? ` + ${m.dirty} uncommitted file(s) under sidecar/ probes/` : ''}, ${m.date}\n`);
   process.stdout.write(`node flags of every process under test: ${s.nodeFlags.join(' ') || '(none)'}${values['node-flags'] === undefined ? ' (deploy/Dockerfile)' : ''}\n`);
+  process.stdout.write(`environment of every process under test (deploy/Dockerfile): ${Object.entries(s.env).map(([k, v]) => `${k}=${v}`).join(' ') || '(none)'}\n`);
+  process.stdout.write(`the sidecar runs as the image ships it: ${s.cli} (scripts/build-js.ts); sidecar-ts runs sidecar/cli.ts\n`);
   process.stdout.write(`${s.rounds} round(s) of ${chosen.length} systems: ${chosen.map((x) => x.id).join(', ')}\n\n`);
 
   const runs: RunResult[] = [];

@@ -9,14 +9,11 @@
  * 2 invalid configuration or usage.
  */
 import { parseArgs } from 'node:util';
-import { check } from './check.ts';
-import { fetchStatus, renderStatus } from './status.ts';
 import { loadPlanFromPath } from '../config/load.ts';
 import type { Plan } from '../config/plan.ts';
 import { ConfigError } from '../config/problems.ts';
 import { redact } from '../config/secret.ts';
 import { DEFAULT_SECRETS_DIR } from '../config/secrets.ts';
-import { printSwitches, startDemo } from '../demo.ts';
 import { type Sidecar, startSidecar } from '../main.ts';
 
 interface Flag {
@@ -105,6 +102,8 @@ async function serve(flags: Values): Promise<void> {
       // a changed ConfigMap is applied without a restart (an invalid one is rejected and logged)
       sidecar = await startSidecar({ plan: applyOverrides(plan, flags), watch: { path: flags.config, secretsDir, adjust: (p) => applyOverrides(p, flags) } });
     } else {
+      // the demo, check and status load only when asked for: the serving process never needs them
+      const { printSwitches, startDemo } = await import('../demo.ts');
       const demo = await startDemo(typeof flags.listen === 'string' ? flags.listen : '127.0.0.1:8080', typeof flags.admin === 'string' ? flags.admin : '127.0.0.1:15000');
       const plan = applyOverrides(demo.plan, { ...flags, 'log-level': flags['log-level'] ?? 'warn' });
       sidecar = await startSidecar({ plan });
@@ -153,6 +152,7 @@ async function serve(flags: Values): Promise<void> {
 async function status(flags: Values): Promise<void> {
   const admin = typeof flags.admin === 'string' ? flags.admin : 'http://127.0.0.1:15000';
   const url = /^https?:\/\//.test(admin) ? admin : `http://${admin}`;
+  const { fetchStatus, renderStatus } = await import('./status.ts');
   const once = async () => {
     const doc = await fetchStatus(url);
     if (flags.json) return `${JSON.stringify(doc, null, 2)}\n`;
@@ -198,6 +198,7 @@ async function main(argv: string[]): Promise<void> {
       process.stderr.write(`check needs --config PATH\n\n${usage('check')}`);
       process.exit(2);
     }
+    const { check } = await import('./check.ts');
     const result = check(flags.config, typeof flags['secrets-dir'] === 'string' ? flags['secrets-dir'] : DEFAULT_SECRETS_DIR);
     (result.ok ? process.stdout : process.stderr).write(`${result.text}\n`);
     process.exit(result.ok ? 0 : 2);

@@ -3,10 +3,13 @@
  * not draining; never "every provider healthy": one provider's outage must not unready a pod),
  * /status (every model's health, readable with curl | jq). Nothing here can spend a key.
  */
-import { createServer, type Server } from 'node:http';
+import type { Server } from 'node:http';
 import type { BackendPlan } from '../config/plan.ts';
 import type { Registry } from 'prom-client';
 import type { HealthMonitor } from '../health/monitor.ts';
+
+// the CommonJS object, not the ESM namespace (see listen.ts)
+const { createServer } = process.getBuiltinModule('node:http');
 
 export interface AdminState {
   ready(): boolean;

@@ -2,9 +2,14 @@
  * One port, two protocols: HTTP/1.1 and cleartext HTTP/2 with prior knowledge. The first bytes
  * of a connection decide (HTTP/2's preface starts with "PRI"); node's own servers do the rest.
  */
-import http from 'node:http';
-import http2 from 'node:http2';
+import type * as http from 'node:http';
+import type * as http2 from 'node:http2';
 import { createServer as createNetServer, type Server as NetServer, type Socket } from 'node:net';
+
+// The CommonJS objects, not ESM namespaces: building node:http's namespace runs its lazy
+// WebSocket getters, which load node's bundled undici (~1.5 MB of RSS; nodejs/node#59686).
+const { createServer: createH1Server } = process.getBuiltinModule('node:http');
+const { createServer: createH2Server } = process.getBuiltinModule('node:http2');
 
 export type RequestHandler = (req: http.IncomingMessage | http2.Http2ServerRequest, res: http.ServerResponse | http2.Http2ServerResponse) => void;
 
@@ -39,7 +44,7 @@ function clientErrorReply(code: string | undefined): { status: number; reason: s
 
 /** `onClientError`: node's parser refused a request (malformed, headers too large, too slow). */
 export function createDualServer(handler: RequestHandler, limits: ListenLimits = DEFAULT_LIMITS, onClientError?: (status: number, code: string) => void): DualServer {
-  const h1 = http.createServer(
+  const h1 = createH1Server(
     {
       headersTimeout: limits.headersTimeoutMs,
       requestTimeout: limits.requestTimeoutMs,
@@ -62,7 +67,7 @@ export function createDualServer(handler: RequestHandler, limits: ListenLimits =
     const body = JSON.stringify({ error: { message: r.message, type: 'invalid_request_error', param: null, code: r.error } });
     socket.end(`HTTP/1.1 ${r.status} ${r.reason}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`);
   });
-  const h2 = http2.createServer({ settings: { maxHeaderListSize: limits.maxHeaderBytes } }, handler);
+  const h2 = createH2Server({ settings: { maxHeaderListSize: limits.maxHeaderBytes } }, handler);
   const sockets = new Set<Socket>();
   const sessions = new Set<http2.ServerHttp2Session>();
   h2.on('session', (s) => {

@@ -154,6 +154,13 @@ const WORKLOADS: ProfileWorkload[] = [
     body: STREAM_REQUEST_JSON,
   },
   {
+    id: 'openai-json-info',
+    backends: (port) => [{ name: 'oa-json', route: '/oa-json', groups: [[{ name: 'gpt-4o', kind: 'openai', model: 'gpt-4o', port, path: PATHS.openaiJson }]] }],
+    path: '/oa-json/model',
+    body: REQUEST_JSON,
+    logLevel: 'info',
+  },
+  {
     id: 'openai-json-tracing',
     backends: (port) => [{ name: 'oa-json', route: '/oa-json', groups: [[{ name: 'gpt-4o', kind: 'openai', model: 'gpt-4o', port, path: PATHS.openaiJson }]] }],
     path: '/oa-json/model',

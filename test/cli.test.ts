@@ -110,3 +110,25 @@ t.test('SIGTERM: stop accepting, let in-flight streams finish, then exit 0', asy
   t.equal(code, 0);
   await t.rejects(fetch(`http://${listen}/model`, { method: 'POST', body: '{}' }), 'no longer accepting');
 });
+
+t.test('log lines are written in batches, yet each arrives within the flush interval and none is lost at exit', async (t) => {
+  const sim = await startOpenAISimulator({ model: 'primary' });
+  t.teardown(() => sim.close());
+  const dir = mkdtempSync(join(tmpdir(), 'cli-'));
+  const file = join(dir, 'config.yaml');
+  writeFileSync(file, backendYaml([{ name: 'primary', group: 0 }], { primary: sim.port }));
+  const p = run(['--config', file, '--listen', '127.0.0.1:0', '--admin', '127.0.0.1:0', '--log-level', 'info']);
+  t.teardown(() => p.child.kill('SIGKILL'));
+  const [, listen] = await waitFor(() => p.out().match(/"listen":"([\d.:]+)"/), 'the ready log line');
+  const requestLines = () => p.out().split('\n').filter((l) => l.includes('"event":"request"'));
+  t.equal((await post(`http://${listen}/model`, { messages: HELLO })).status, 200);
+  // one quiet request: its line is not held for a full buffer (LOG_FLUSH_MS is 250 ms)
+  await waitFor(() => (requestLines().length === 1 ? ['ok'] : null), 'the request line, flushed on time', 3000);
+  const burst = await Promise.all(Array.from({ length: 40 }, () => post(`http://${listen}/model`, { messages: HELLO })));
+  t.ok(burst.every((r) => r.status === 200));
+  p.child.kill('SIGTERM');
+  const [code] = await once(p.child, 'exit');
+  t.equal(code, 0);
+  t.equal(requestLines().length, 41, 'every request has its line, the last ones flushed at exit');
+  for (const line of requestLines()) t.doesNotThrow(() => JSON.parse(line), 'whole JSON lines');
+});

@@ -8,10 +8,16 @@ import type { Events } from './events.ts';
 
 /** Log lines a slow reader of stdout may leave waiting before newer ones are dropped (never unbounded memory). */
 export const MAX_PENDING_LOG_BYTES = 16 * 1024 * 1024;
+/**
+ * Lines are gathered into writes of up to 8 KiB and flushed at least this often: a write per
+ * line was ~10 % of a request's CPU at `info` (one line per request). A line reaches stdout
+ * within this time; on exit the CLI flushes what is pending.
+ */
+export const LOG_FLUSH_MS = 250;
 
 /** Logs to `destination`, or to stdout through pino's own buffered writer, bounded. */
 export function createLogger(level: string, destination?: NodeJS.WritableStream): Logger {
-  const out = destination ?? pino.destination({ dest: 1, sync: false, minLength: 0, maxLength: MAX_PENDING_LOG_BYTES });
+  const out = destination ?? pino.destination({ dest: 1, sync: false, minLength: 8192, maxLength: MAX_PENDING_LOG_BYTES, periodicFlush: LOG_FLUSH_MS });
   return pino(
     {
       level,
@@ -37,9 +43,12 @@ export function logEvents(events: Events, log: Logger): void {
     if (e.ok) log.info({ event: 'config', generation: e.generation }, `configuration ${e.generation} applied`);
     else log.error({ event: 'config', generation: e.generation, problems: e.problems }, `configuration change rejected, still serving configuration ${e.generation}: ${e.problems?.join('; ')}`);
   });
+  // The request line is built here from names, ids, numbers and already-redacted messages: no
+  // field can hold a header or a token, so pino's path redaction (half of the line's cost) is off.
+  const requestLog = log.child({}, { redact: { paths: [] } });
   events.on('request', (e) => {
-    if (!log.isLevelEnabled('info')) return;
-    log.info(
+    if (!requestLog.isLevelEnabled('info')) return;
+    requestLog.info(
       { event: 'request', requestId: e.requestId, route: e.route, stream: e.stream, status: e.status, outcome: e.outcome, servedBy: e.servedBy, attempts: e.attempts, durationMs: Math.round(e.durationMs) },
       'request',
     );

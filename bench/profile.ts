@@ -168,6 +168,12 @@ const WORKLOADS: ProfileWorkload[] = [
     tracing: true,
   },
   {
+    id: 'anthropic-json',
+    backends: (port) => [{ name: 'an-json', route: '/an-json', groups: [[{ name: 'claude', kind: 'anthropic', model: 'claude-sonnet-4-20250514', port, path: PATHS.anthropicJson }]] }],
+    path: '/an-json/model',
+    body: REQUEST_JSON,
+  },
+  {
     id: 'anthropic-sse',
     backends: (port) => [{ name: 'an-sse', route: '/an-sse', groups: [[{ name: 'claude', kind: 'anthropic', model: 'claude-sonnet-4-20250514', port, path: PATHS.anthropicSse }]] }],
     path: '/an-sse/model',

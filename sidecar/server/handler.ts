@@ -35,7 +35,8 @@ export function createHandler(state: HandlerState) {
     // the request is served by the configuration current when it arrived, to the end
     const generation = state.current();
     const leave = generation.enter();
-    res.once('close', () => {
+    // on, not once: 'close' comes once per response, and once() wraps every listener (allocations per request)
+    res.on('close', () => {
       state.inFlight--;
       leave();
     });
@@ -77,7 +78,7 @@ async function handle(state: HandlerState, generation: Generation, req: AnyReque
   const onClose = () => {
     if (!res.writableEnded) gone.abort(new ClientGone());
   };
-  res.once('close', onClose);
+  res.on('close', onClose);
 
   // Bounded: a slot before the body is read, so memory is bounded by slots x body limit.
   const admitted = await state.admission.acquire(gone.signal);
@@ -87,7 +88,7 @@ async function handle(state: HandlerState, generation: Generation, req: AnyReque
     }
     return;
   }
-  res.once('close', admitted.release);
+  res.on('close', admitted.release);
 
   let raw: Buffer;
   try {

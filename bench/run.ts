@@ -204,7 +204,7 @@ function systems(nginxPort: number, pacedPort: number, events: { openai: number;
     },
     {
       id: 'sidecar-v8-defaults',
-      label: 'sidecar, OpenAI, 1 group, node without the image\'s heap flags',
+      label: 'sidecar, OpenAI, 1 group, node without the image\'s flags (heap caps, --no-maglev)',
       kind: 'sidecar',
       quick: false,
       backends: [openai[0]],

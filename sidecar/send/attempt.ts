@@ -77,10 +77,9 @@ export async function runAttempt(input: AttemptInput): Promise<AttemptOutcome> {
   const phaseMs = Math.min(req.stream ? target.timeouts.firstTokenMs : target.timeouts.responseMs, input.remainingMs);
   const phaseReason = req.stream ? 'first_token_timeout' : 'response_timeout';
   const phaseTimer = setTimeout(() => controller.abort(new AttemptAbort(phaseReason, `no ${req.stream ? 'first token' : 'answer'} within ${phaseMs} ms`)), phaseMs);
-  let idleTimer: NodeJS.Timeout | undefined;
   const started = performance.now();
   let response: Dispatcher.ResponseData | undefined;
-  /** The answer is complete and the upstream's end of body is being read, not cut. */
+  /** The stream's answer is complete and the upstream's end of body is being read, not cut. */
   let draining = false;
 
   const outcomeOf = (err: unknown): AttemptOutcome => {
@@ -148,51 +147,39 @@ export async function runAttempt(input: AttemptInput): Promise<AttemptOutcome> {
       body.destroy();
       return { kind: 'failed', failure: { reason: 'bad_response', message: `a stream was asked for, the answer came as ${contentType || 'no content type'}` } };
     }
-    const idleMs = target.timeouts.streamIdleMs;
-    // While the client is slow to take what was sent, the model is not silent: no stall then.
-    let waitingForClient = false;
-    idleTimer = setTimeout(function onIdle(this: NodeJS.Timeout) {
-      if (waitingForClient) this.refresh();
-      else controller.abort(new AttemptAbort('stream_stalled', `stream silent for ${idleMs} ms`));
-    }, idleMs);
-    const outcome = await relayStream(input, body, idleTimer, started, phaseTimer, (waiting) => {
-      waitingForClient = waiting;
-    });
-    if (outcome.kind === 'answered' && !body.readableEnded) {
-      // The answer is complete; what is left is the upstream's end of body, usually already in
-      // the socket. Let it arrive so the connection goes back to the pool (destroying the body
-      // would close it), bounded by the stream limit and, through the idle timer, by time.
-      const timer = idleTimer;
-      idleTimer = undefined;
-      draining = true;
-      body.dump({ limit: settings.maxStreamBytes, signal }).then(
-        () => clearTimeout(timer),
-        () => clearTimeout(timer),
-      );
-    }
-    return outcome;
+    const relayed = await relayStream(input, body, started, phaseTimer);
+    draining = relayed.draining;
+    return relayed.outcome;
   } finally {
     clearTimeout(phaseTimer);
-    if (idleTimer) clearTimeout(idleTimer);
     if (response && !draining && !response.body.readableEnded) response.body.destroy();
   }
 }
 
 /**
  * Reads the upstream's SSE body as it arrives: events parsed, translated and handed to the
- * client in one write per upstream read; the upstream is paused while the client is slow.
- * Resolves with the attempt's outcome at the stream's final event or at its first failure.
+ * client in one write per upstream read; the upstream is paused while the client is slow, and
+ * aborted after `streamIdle` of silence. Resolves with the attempt's outcome at the stream's
+ * final event or at its first failure. After the final event the upstream's end of body is
+ * still read (`draining`): the connection then goes back to the pool (destroying the body would
+ * close it), bounded by the stream limit and, through the idle timer, by time.
  */
 function relayStream(
   input: AttemptInput,
   body: Dispatcher.ResponseData['body'],
-  idleTimer: NodeJS.Timeout,
   started: number,
   phaseTimer: NodeJS.Timeout,
-  setWaiting: (waiting: boolean) => void,
-): Promise<AttemptOutcome> {
+): Promise<{ outcome: AttemptOutcome; draining: boolean }> {
   const { req, target, adapter, sink, settings, controller } = input;
   const signal = controller.signal;
+  const idleMs = target.timeouts.streamIdleMs;
+  // While the client is slow to take what was sent, the model is not silent: no stall then.
+  let waitingForClient = false;
+  const idleTimer = setTimeout(function onIdle(this: NodeJS.Timeout) {
+    if (waitingForClient) this.refresh();
+    else controller.abort(new AttemptAbort('stream_stalled', `stream silent for ${idleMs} ms`));
+  }, idleMs);
+  const stopIdle = () => clearTimeout(idleTimer);
   const parser = new SseParser();
   const translator = adapter.streamTranslator(req, target);
   const held: string[] = [];
@@ -201,7 +188,7 @@ function relayStream(
   let usage: Usage | undefined;
   let streamed = 0;
 
-  return new Promise<AttemptOutcome>((resolve, reject) => {
+  return new Promise((resolve, reject) => {
     let over = false;
     const stop = () => {
       over = true;
@@ -214,7 +201,13 @@ function relayStream(
     const finish = (outcome: AttemptOutcome) => {
       if (over) return;
       stop();
-      resolve(outcome);
+      if (outcome.kind !== 'answered' || body.readableEnded) {
+        stopIdle();
+        resolve({ outcome, draining: false });
+        return;
+      }
+      body.dump({ limit: settings.maxStreamBytes, signal }).then(stopIdle, stopIdle);
+      resolve({ outcome, draining: true });
     };
     const fail = (failure: Failure) => {
       body.destroy();
@@ -235,6 +228,7 @@ function relayStream(
         // a bug on our side (a translator threw): the attempt throws, as it would anywhere else
         if (over) return;
         stop();
+        stopIdle();
         body.destroy();
         reject(err);
       }
@@ -281,15 +275,15 @@ function relayStream(
       if (!batch || sink.write(batch)) return;
       // the client is slow: hold the upstream until it has taken what was sent
       body.pause();
-      setWaiting(true);
+      waitingForClient = true;
       sink.waitDrain(signal).then(
         () => {
-          setWaiting(false);
+          waitingForClient = false;
           idleTimer.refresh();
           body.resume();
         },
         () => {
-          setWaiting(false);
+          waitingForClient = false;
           // the client went away (the signal aborted): the body errors with it
         },
       );

@@ -8,6 +8,7 @@ import { createServer } from 'node:net';
 import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { buildJs } from '../scripts/build-js.ts';
+import { type DockerStage, dockerStage } from '../scripts/dockerfile.ts';
 
 export const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
 /** Node 24 from the project (the system node may be older). */
@@ -117,14 +118,9 @@ export function memory(pid: number): { rssMB: number; hwmMB: number; anonMB: num
 }
 
 /** The sidecar stage of deploy/Dockerfile: its ENTRYPOINT and ENV, as the image runs it. */
-function imageStage(): { entrypoint: string[]; env: Record<string, string> } {
+function imageStage(): DockerStage {
   try {
-    const dockerfile = readFileSync(join(ROOT, 'deploy/Dockerfile'), 'utf8');
-    const stage = dockerfile.split(/^FROM /m).find((s) => /^\S+\s+AS\s+sidecar\s*$/im.test(s.split('\n')[0])) ?? '';
-    const entry = /^ENTRYPOINT\s+(\[.*\])\s*$/m.exec(stage);
-    const env: Record<string, string> = {};
-    for (const m of stage.matchAll(/^ENV\s+([A-Z_][A-Z0-9_]*)=(\S+)\s*$/gm)) env[m[1]] = m[2];
-    return { entrypoint: entry ? (JSON.parse(entry[1]) as string[]) : [], env };
+    return dockerStage(readFileSync(join(ROOT, 'deploy/Dockerfile'), 'utf8'), 'sidecar');
   } catch {
     return { entrypoint: [], env: {} };
   }

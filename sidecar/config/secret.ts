@@ -8,12 +8,20 @@ import { inspect } from 'node:util';
  */
 /** Every key value in use, so text from elsewhere (a provider's error message) can be scrubbed of them. */
 const LIVE = new Set<string>();
-/** Key-shaped strings, masked or not, as providers echo them: sk-..., sk-ant-..., sk-proj-***abcd. */
-const KEY_SHAPE = /\b(sk|rk|pk)-[A-Za-z0-9_*.-]{6,}/g;
+/**
+ * Credential-shaped strings, masked or not, as providers and proxies echo them: OpenAI and
+ * Anthropic keys (sk-..., sk-ant-..., sk-proj-***abcd), AWS access key ids (AKIA..., ASIA...),
+ * Google API keys (AIza...), and whatever follows a Bearer scheme.
+ */
+const KEY_SHAPE = /\b(?:(?:sk|rk|pk)-[A-Za-z0-9_*.-]{6,}|(?:AKIA|ASIA)[A-Z0-9]{16}|AIza[A-Za-z0-9_-]{30,})|(?<=\bBearer\s+)[A-Za-z0-9._~+/=-]{8,}/g;
 
 /**
- * Removes every known key, anything shaped like one, and the caller's `client` credential (an
- * Authorization header value, with or without its scheme). Used on text that leaves the process.
+ * The one scrubber: removes every credential the plan holds (every key value ever loaded,
+ * rotated ones included), anything shaped like a credential, and the caller's `client`
+ * credential (an Authorization header value, with or without its scheme). Every string that
+ * leaves the process goes through it: client bodies and error events, log lines, /status,
+ * metric labels, span attributes. Text quoted from elsewhere must be scrubbed *before* it is
+ * cut (see `excerpt`): a cut key is no longer found.
  */
 export function redact(text: string, client?: string): string {
   let out = text;
@@ -26,6 +34,16 @@ export function redact(text: string, client?: string): string {
     scrub(client.replace(/^\S+\s+/, ''));
   }
   return out.replace(KEY_SHAPE, '[redacted]');
+}
+
+/**
+ * A short quote of text from outside (an upstream error body, a malformed event): scrubbed
+ * first, then on one line and cut to `max` characters. Never cut first: a key that crosses the
+ * cut would survive as a fragment no scrubber recognises.
+ */
+export function excerpt(text: string, max: number, client?: string): string {
+  const oneLine = redact(text, client).replace(/\s+/g, ' ').trim();
+  return oneLine.length > max ? `${oneLine.slice(0, max)}…` : oneLine;
 }
 
 export class Secret {

@@ -55,7 +55,7 @@ export class PassiveHealth {
   }
 
   onFailure(model: ModelTarget, failure: Failure, settings: FailoverSettings, origin?: Origin): void {
-    if (failure.reason === 'client_error' || failure.reason === 'context_length' || failure.reason === 'untranslatable' || failure.reason === 'internal') return;
+    if (failure.reason === 'client_error' || failure.reason === 'context_length' || failure.reason === 'untranslatable' || failure.reason === 'internal' || failure.reason === 'deadline_exceeded') return;
     const view = this.#view;
     view.recordFailure(model, failure.status, failure.message);
     const now = this.#now();

@@ -4,6 +4,7 @@
  * message and type from its own wire format and asks here.
  */
 import type { Failure } from './failure.ts';
+import { excerpt } from '../config/secret.ts';
 import { retryAfterMs } from './retry-after.ts';
 
 const CONTEXT_LENGTH = /context[_ ]length|context window|maximum context|prompt is too long|too many tokens|input is too long|exceeds? the (?:maximum|model)/i;
@@ -19,9 +20,11 @@ export interface UpstreamError {
 
 export function classifyStatus(err: UpstreamError, maxRetryAfterMs: number): Failure {
   const { status } = err;
-  const message = `upstream ${status}${err.type ? ` ${err.type}` : ''}: ${truncate(err.message)}`;
+  const message = `upstream ${status}${err.type ? ` ${err.type}` : ''}: ${excerpt(err.message, 300)}`;
   if (status === 429) return { reason: 'rate_limited', status, message, retryAfterMs: retryAfterMs(err.headers, maxRetryAfterMs) };
   if (status === 529) return { reason: 'overloaded', status, message, retryAfterMs: retryAfterMs(err.headers, maxRetryAfterMs) };
+  // a redirect from a provider's API is the provider's (or its configuration's) fault, not the request's
+  if (status < 400) return { reason: 'upstream_redirect', status, message };
   if (status >= 500) return { reason: 'upstream_5xx', status, message, retryAfterMs: retryAfterMs(err.headers, maxRetryAfterMs) };
   if (status === 408) return { reason: 'request_timeout', status, message };
   // 402: no credit left on this key; like a revoked key, it cannot serve until someone acts
@@ -30,9 +33,4 @@ export function classifyStatus(err: UpstreamError, maxRetryAfterMs: number): Fai
   if (status === 400 && (err.code === 'context_length_exceeded' || CONTEXT_LENGTH.test(err.message)))
     return { reason: 'context_length', status, message };
   return { reason: 'client_error', status, message };
-}
-
-export function truncate(text: string, max = 300): string {
-  const oneLine = text.replace(/\s+/g, ' ').trim();
-  return oneLine.length > max ? `${oneLine.slice(0, max)}…` : oneLine;
 }

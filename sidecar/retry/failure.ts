@@ -12,6 +12,8 @@ export type FailureReason =
   | 'first_token_timeout'
   | 'stream_stalled'
   | 'upstream_5xx'
+  /** A 3xx from the provider's API: a misconfigured endpoint or a provider fault, never the request's. */
+  | 'upstream_redirect'
   | 'overloaded'
   | 'rate_limited'
   | 'request_timeout'
@@ -22,6 +24,8 @@ export type FailureReason =
   | 'stream_error'
   | 'marked_down'
   | 'untranslatable'
+  /** The request's own deadline (`timeouts.request`) ran out during the attempt: not the model's fault. */
+  | 'deadline_exceeded'
   /** The sidecar itself failed on this attempt (a bug): not the model's fault. */
   | 'internal'
   | 'client_error';

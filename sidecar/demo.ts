@@ -5,6 +5,7 @@
  */
 import { loadPlan } from './config/load.ts';
 import type { Plan } from './config/plan.ts';
+import { redact } from './config/secret.ts';
 import type { Events } from './observe/events.ts';
 import { failoverYaml } from '../simulator/config.ts';
 import { type Fault, type SimulatedProvider, startOpenAISimulator } from '../simulator/index.ts';
@@ -84,7 +85,7 @@ export async function startDemo(listen: string, admin: string): Promise<Demo> {
 /** Human lines for the demo's terminal: every switch and every health change. */
 export function printSwitches(events: Events, print: (line: string) => void): void {
   events.on('switch', (e) => print(`[switch] ${e.from.name} -> ${e.to.name} (${e.reason}${e.status ? ` ${e.status}` : ''})`));
-  events.on('health', (e) => print(`[health] ${e.model.name}: ${e.from} -> ${e.to} (${e.cause})`));
+  events.on('health', (e) => print(`[health] ${e.model.name}: ${e.from} -> ${e.to} (${redact(e.cause)})`));
   events.on('request', (e) => {
     if (e.outcome !== 'ok') print(`[request] ${e.route} -> ${e.status} ${e.outcome}`);
   });

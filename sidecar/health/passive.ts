@@ -63,7 +63,7 @@ export class PassiveHealth {
     const cause = failure.status ? `${failure.reason} (upstream ${failure.status})` : failure.reason;
     const detail = { status: failure.status, error: failure.message, origin };
     if (failure.reason === 'rate_limited' || failure.reason === 'overloaded') {
-      view.set(model, 'cooling', cause, { ...detail, until: now + (failure.retryAfterMs ?? settings.cooldownAfterFailureMs) });
+      view.set(model, 'cooling', cause, { ...detail, until: now + (failure.retryAfterMs ?? settings.cooldownAfterFailureMs), assumedWait: failure.retryAfterMs === undefined });
       return;
     }
     if (isAuthOrConfig(failure.reason)) {
@@ -75,6 +75,6 @@ export class PassiveHealth {
       return;
     }
     if (model.health.breaker.enabled) this.#breakers.record(model, false, origin);
-    else view.set(model, 'cooling', cause, { ...detail, until: now + settings.cooldownAfterFailureMs });
+    else view.set(model, 'cooling', cause, { ...detail, until: now + settings.cooldownAfterFailureMs, assumedWait: true });
   }
 }

@@ -13,6 +13,8 @@ export interface ModelHealth {
   cause: string;
   /** When a timed state (cooling, or unhealthy without probes) ends by itself. */
   until?: number;
+  /** `until` is the provider's own stated wait (Retry-After and kin), not a default cooldown: the model is not called before it, not even as a last resort. */
+  statedWait?: boolean;
   lastStatus?: number;
   lastError?: string;
   lastSuccessAt?: number;
@@ -45,6 +47,8 @@ const EWMA_WEIGHT = 0.2;
 
 export interface SetOptions {
   until?: number;
+  /** `until` is a default cooldown the sidecar chose, not a wait the provider stated. */
+  assumedWait?: boolean;
   status?: number;
   error?: string;
   /** The probe or request attempt that caused the change (for the health trace's link). */
@@ -96,6 +100,7 @@ export class HealthView {
       entry.timer = undefined;
     }
     h.until = options.until;
+    h.statedWait = options.until !== undefined && state === 'cooling' && !options.assumedWait;
     if (options.until !== undefined) {
       this.#arm(model, entry);
     }
@@ -159,14 +164,30 @@ export class HealthView {
     h.lastError = error;
   }
 
-  /** The earliest moment one of these models is expected back, for a 503's Retry-After. */
-  earliestRecovery(models: Iterable<ModelTarget>): number | undefined {
-    let earliest: number | undefined;
+  /** The provider asked us to wait and the wait is not over: the model is not called, not even as a last resort. */
+  isHeldBack(model: ModelTarget): boolean {
+    const h = this.#entry(model).health;
+    return h.state === 'cooling' && h.statedWait === true && h.until !== undefined && h.until > this.#now();
+  }
+
+  /**
+   * The earliest moment one of these models is expected back, for a refusal's Retry-After: a
+   * timed state's end (a cooldown, a provider's Retry-After); an open breaker's trial; a down
+   * model's next probe. Models still usable say nothing (they just failed this request): with
+   * none down, a second. Never less than a second from now.
+   */
+  earliestRecovery(models: Iterable<ModelTarget>): number {
+    const now = this.#now();
+    let earliest = Number.POSITIVE_INFINITY;
     for (const m of models) {
-      const until = this.#entry(m).health.until;
-      if (until !== undefined && (earliest === undefined || until < earliest)) earliest = until;
+      const h = this.#entry(m).health;
+      let at: number | undefined;
+      if (h.until !== undefined) at = h.until;
+      else if (h.state === 'open') at = h.since + m.health.breaker.resetTimeoutMs;
+      else if (h.state === 'unhealthy') at = now + m.health.probe.intervalMs;
+      if (at !== undefined && at < earliest) earliest = at;
     }
-    return earliest;
+    return Math.max(Number.isFinite(earliest) ? earliest : now, now + 1000);
   }
 
   /**

@@ -94,8 +94,8 @@ export async function serveWithFailover(deps: FailoverDeps, r: FailoverRequest):
         remainingMs,
         servedHeaders: (contentType) => ({
           'content-type': contentType,
-          'x-llm-failover-provider': model.name,
-          'x-llm-failover-model': model.model ?? String(r.req.json.model ?? ''),
+          'x-llm-failover-provider': headerValue(model.name),
+          'x-llm-failover-model': headerValue(model.model ?? String(r.req.json.model ?? '')),
           'x-llm-failover-group': String(model.group + 1),
           'x-llm-failover-attempts': String(attemptNo),
         }),
@@ -171,13 +171,37 @@ function recordOf(model: ModelTarget, outcome: AttemptOutcome, durationMs: numbe
   }
 }
 
+/**
+ * A header value as HTTP carries it: visible ASCII as it is; anything else (a model named
+ * `qwen-通义千问`, a client's model with CR/LF) percent-encoded, so the answer never breaks on
+ * its own headers. The body carries the name as it is.
+ */
+export function headerValue(text: string): string {
+  return /^[\x20-\x7e]*$/.test(text) ? text : encodeURIComponent(text);
+}
+
+/**
+ * The answer when no model served: 504 when the request's deadline ran out; 429 when every
+ * model is waiting out a rate limit (each failed with a 429, or was not called because its
+ * provider's stated wait is not over): the app is sending more than its keys allow, and its
+ * SDK's rate-limit handling applies; 503 otherwise. Every one carries Retry-After: the earliest
+ * moment a model of the Backend may serve again.
+ */
 function noModelReply(deps: FailoverDeps, r: FailoverRequest, failures: { model: ModelTarget; failure: Failure }[], deadlineHit: boolean, budgetSpent: boolean): ErrorReply {
   const tried = failures.map(({ model, failure }) => ({ provider: model.name, model: model.model ?? null, reason: failure.reason, status: failure.status ?? null, message: failure.message }));
   const story = failures.map(({ model, failure }) => `${model.name}: ${failure.message}`).join('; ');
-  const headers: Record<string, string> = {};
-  const recovery = deps.health.view.earliestRecovery(r.backend.groups.flat());
-  if (recovery !== undefined) headers['retry-after'] = String(Math.max(1, Math.ceil((recovery - Date.now()) / 1000)));
+  const models = r.backend.groups.flat();
+  const view = deps.health.view;
+  const recovery = view.earliestRecovery(models);
+  const headers: Record<string, string> = { 'retry-after': String(Math.max(1, Math.ceil((recovery - Date.now()) / 1000))) };
   if (deadlineHit) return errorReply(504, 'request_deadline_exceeded', `no model answered within the request deadline${story ? ` (${story})` : ''}`, headers, { attempts: tried });
+  const failedOn = new Set(failures.map((f) => f.model));
+  const heldBack = models.filter((m) => !failedOn.has(m) && view.isHeldBack(m));
+  if (!budgetSpent && failures.every((f) => f.failure.reason === 'rate_limited') && failures.length + heldBack.length === models.length) {
+    const waiting = heldBack.map((m) => m.name).join(', ');
+    return errorReply(429, 'all_models_rate_limited', `every model is rate-limited: ${[story, waiting && `${waiting}: waiting out the provider's Retry-After`].filter(Boolean).join('; ')}`, headers, { attempts: tried });
+  }
   const why = budgetSpent ? `the attempt budget (${failures.length}) was spent` : 'every model failed';
-  return errorReply(503, 'all_models_failed', `no model could serve the request: ${why}${story ? `: ${story}` : ''}`, headers, { attempts: tried });
+  const skipped = heldBack.length > 0 ? `; not called inside their provider's Retry-After: ${heldBack.map((m) => m.name).join(', ')}` : '';
+  return errorReply(503, 'all_models_failed', `no model could serve the request: ${why}${story ? `: ${story}` : ''}${skipped}`, headers, { attempts: tried });
 }

@@ -2,7 +2,9 @@
  * Selection: which model a request tries next. Priority groups in order; round robin over the
  * usable models of a group (counters shared by all requests); the next group only when a group
  * has nothing usable left. When nothing anywhere is usable, every model not yet tried is tried
- * anyway, in priority order: health can be wrong, and an attempt beats a certain 503.
+ * anyway, in priority order: health can be wrong, and an attempt beats a certain 503. Except a
+ * model the provider told to wait (a 429's Retry-After that is not over): calling it inside its
+ * stated wait spends quota and earns another 429.
  */
 import type { BackendPlan, ModelTarget } from '../config/plan.ts';
 import type { HealthView } from '../health/view.ts';
@@ -66,7 +68,7 @@ export class Cursor {
       return this.#take(pool[offset % pool.length], false);
     }
     for (const group of groups) {
-      for (const model of group) if (!this.tried.has(model)) return this.#take(model, true);
+      for (const model of group) if (!this.tried.has(model) && !this.#health.isHeldBack(model)) return this.#take(model, true);
     }
     return undefined;
   }

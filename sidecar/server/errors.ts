@@ -1,9 +1,12 @@
+import { redact } from '../config/secret.ts';
+
 /**
  * Errors as OpenAI clients expect them: `{"error":{"message","type","code"}}` with the right
- * status, so an SDK raises its usual typed error. Messages never carry secrets.
+ * status, so an SDK raises its usual typed error. Every error body and error event passes the
+ * one scrubber on its way out, whatever its message quotes.
  */
 export function openaiErrorBody(message: string, type: string, code: string | null, extra?: Record<string, unknown>): string {
-  return JSON.stringify({ error: { message, type, param: null, code, ...extra } });
+  return redact(JSON.stringify({ error: { message, type, param: null, code, ...extra } }));
 }
 
 export interface ErrorReply {
@@ -22,6 +25,7 @@ export const STATUS_TYPE: Record<number, string> = {
   408: 'timeout',
   413: 'invalid_request_error',
   415: 'invalid_request_error',
+  429: 'rate_limit_error',
   431: 'invalid_request_error',
   500: 'server_error',
   503: 'service_unavailable',

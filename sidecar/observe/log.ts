@@ -4,6 +4,7 @@
  * are logged by name, and tokens are Secret objects that serialise as "[redacted]".
  */
 import { pino, type Logger } from 'pino';
+import { redact } from '../config/secret.ts';
 import type { Events } from './events.ts';
 
 /** Log lines a slow reader of stdout may leave waiting before newer ones are dropped (never unbounded memory). */
@@ -25,6 +26,8 @@ export function createLogger(level: string, destination?: NodeJS.WritableStream)
       timestamp: pino.stdTimeFunctions.isoTime,
       formatters: { level: (label) => ({ level: label }) },
       redact: { paths: ['*.authorization', '*.Authorization', '*["x-api-key"]', '*.token', '*.inline'], censor: '[redacted]' },
+      // every line, at every level, passes the one scrubber on its way out (config/secret.ts)
+      hooks: { streamWrite: (line) => redact(line) },
     },
     out as pino.DestinationStream,
   );

@@ -7,6 +7,7 @@ import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom
 import type { BackendPlan, ModelTarget } from '../config/plan.ts';
 import type { HealthMonitor } from '../health/monitor.ts';
 import type { HealthState } from '../health/state.ts';
+import { redact } from '../config/secret.ts';
 import type { Events } from './events.ts';
 import { TalliedCounter, TalliedHistogram } from './tally.ts';
 
@@ -33,8 +34,15 @@ export interface MetricsSources {
   inFlight(): number;
 }
 
+/** The exposition passes the one scrubber at scrape: labels are configuration names, and stay so. */
+class ScrubbedRegistry extends Registry {
+  override async metrics(): Promise<string> {
+    return redact(await super.metrics());
+  }
+}
+
 export function createMetrics(events: Events, sources: MetricsSources): Registry {
-  const registry = new Registry();
+  const registry = new ScrubbedRegistry();
   /** Every model of the configuration being served now (gauges read health at scrape time). */
   const eachModel = (fn: (m: ModelTarget, monitor: HealthMonitor) => void) => {
     const { plan, monitor } = sources.current();

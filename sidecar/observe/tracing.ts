@@ -21,6 +21,7 @@ import {
   trace,
 } from '@opentelemetry/api';
 import { W3CTraceContextPropagator } from '@opentelemetry/core';
+import { redact } from '../config/secret.ts';
 import type { Events, ProbeEvent } from './events.ts';
 
 const MAX_OPEN_REQUESTS = 10_000;
@@ -92,7 +93,7 @@ export function subscribeTracing(events: Events, tracer: Tracer, propagator: Tex
       {
         kind: SpanKind.SERVER,
         startTime: e.at,
-        attributes: { 'http.request.method': e.method, 'url.path': e.path, 'http.route': e.route, 'llm_failover.stream': e.stream },
+        attributes: { 'http.request.method': e.method, 'url.path': redact(e.path), 'http.route': e.route, 'llm_failover.stream': e.stream },
       },
       parent,
     );
@@ -142,7 +143,7 @@ export function subscribeTracing(events: Events, tracer: Tracer, propagator: Tex
     span.setAttribute('llm_failover.outcome', e.outcome);
     if (e.outcome !== 'success') {
       span.setAttribute('error.type', e.outcome);
-      span.setStatus({ code: SpanStatusCode.ERROR, message: e.message });
+      span.setStatus({ code: SpanStatusCode.ERROR, message: e.message === undefined ? undefined : redact(e.message) });
     }
     span.end(e.at);
   });
@@ -203,7 +204,7 @@ export function subscribeTracing(events: Events, tracer: Tracer, propagator: Tex
           'llm_failover.priority_group': e.model.group + 1,
           'llm_failover.health.from': e.from,
           'llm_failover.health.to': e.to,
-          'llm_failover.health.cause': e.cause,
+          'llm_failover.health.cause': redact(e.cause),
           ...(e.until !== undefined ? { 'llm_failover.health.until': new Date(e.until).toISOString() } : {}),
           'gen_ai.provider.name': e.model.provider,
           ...(e.model.model ? { 'gen_ai.request.model': e.model.model } : {}),
@@ -211,7 +212,7 @@ export function subscribeTracing(events: Events, tracer: Tracer, propagator: Tex
       },
       ROOT_CONTEXT,
     );
-    if (e.to !== 'healthy') span.setStatus({ code: SpanStatusCode.ERROR, message: e.cause });
+    if (e.to !== 'healthy') span.setStatus({ code: SpanStatusCode.ERROR, message: redact(e.cause) });
     span.end(e.at);
   });
 }

@@ -59,7 +59,8 @@ function parseError(body: Buffer): { type?: string; message: string } {
   } catch {
     // not JSON: use the text
   }
-  return { message: text.replace(/\s+/g, ' ').trim().slice(0, 300) || 'empty body' };
+  // the whole text: classifyStatus scrubs it, then cuts it (a cut first would leave a key's fragment)
+  return { message: text || 'empty body' };
 }
 
 function translateError(status: number, headers: Record<string, string | string[] | undefined>, body: Buffer, maxRetryAfterMs: number): ErrorTranslation {

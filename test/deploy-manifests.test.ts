@@ -10,6 +10,7 @@ import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import t from 'tap';
+import { unlessTool } from './tools.ts';
 import { stringify } from 'yaml';
 import {
   CONFIG_DIR,
@@ -366,7 +367,7 @@ t.test('the kustomize component: the same sidecar, on labelled Deployments only'
   t.same(podSpec.volumes, sidecarVolumes(spec), 'the same volumes');
   t.equal(patch.spec.template.metadata.labels['llm-failover.dev/sidecar'], 'true', 'the PodMonitor label');
 
-  await t.test('built into a Deployment by kubectl kustomize', { skip: hasKubectl ? false : 'kubectl (with its built-in kustomize) is not installed' }, async (t) => {
+  await t.test('built into a Deployment by kubectl kustomize', { skip: unlessTool(hasKubectl, 'kubectl (with its built-in kustomize) is not installed') }, async (t) => {
     const work = mkdtempSync(join(tmpdir(), 'llm-kustomize-'));
     const app = (name: string, labelled: boolean) => ({
       apiVersion: 'apps/v1',
@@ -413,7 +414,7 @@ t.test('the kustomize component: the same sidecar, on labelled Deployments only'
   });
 });
 
-t.test('the kustomizations build with kubectl kustomize', { skip: hasKubectl ? false : 'kubectl (with its built-in kustomize) is not installed' }, async (t) => {
+t.test('the kustomizations build with kubectl kustomize', { skip: unlessTool(hasKubectl, 'kubectl (with its built-in kustomize) is not installed') }, async (t) => {
   for (const dir of ['kubernetes', 'injector/manifests']) {
     const out = kustomize(join(DEPLOY, dir));
     t.ok(out.length >= 3, `deploy/${dir}: ${out.length} objects`);

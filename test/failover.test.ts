@@ -94,7 +94,10 @@ t.test('a 400 that is the request\'s own fault goes back to the client unchanged
   t.equal(res.json.error?.type, 'invalid_request_error');
   t.match(res.json.error?.message, /temperature/);
   t.equal(h.sims.fallback.requests.length, 0, 'not retried on the fallback');
-  t.equal(h.sidecar.health.state(h.sidecar.health.models()[0]), 'healthy', 'a client error says nothing of the model');
+  const primary = h.sidecar.health.models()[0];
+  t.equal(h.sidecar.health.state(primary), 'healthy', 'a client error says nothing of the model');
+  t.equal(h.sidecar.health.get(primary).failures, 0, 'no failure is recorded against it');
+  t.same(h.sidecar.monitor.breakers.stats(primary), { state: 'closed', fires: 0, failures: 0, successes: 0 }, 'and its breaker counted nothing, neither a failure nor a success');
 });
 
 t.test('round robin inside a group is even', async (t) => {

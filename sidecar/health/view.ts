@@ -112,6 +112,12 @@ export class HealthView {
     h.state = state;
     h.since = now;
     h.cause = cause;
+    // Streaks count evidence since the last transition, whoever made it: a model taken down by
+    // user traffic still needs healthyThreshold probes in a row, not one more than it had.
+    h.probe.okStreak = 0;
+    h.probe.failStreak = 0;
+    h.slowStreak = 0;
+    h.fastStreak = 0;
     this.#events.emit('health', { model, from, to: state, cause, until: options.until, at: now, origin: options.origin });
   }
 

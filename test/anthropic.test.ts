@@ -425,7 +425,7 @@ t.test("a 400 that is the request's own fault comes back in the OpenAI shape, no
 
 const FAILOVER: { name: string; fault: Fault; reason: string }[] = [
   { name: '401 authentication_error', fault: { kind: 'status', status: 401 }, reason: 'auth' },
-  { name: '402 billing_error', fault: { kind: 'status', status: 402 }, reason: 'auth' },
+  { name: '402 billing_error', fault: { kind: 'status', status: 402 }, reason: 'quota_exhausted' },
   { name: '403 permission_error', fault: { kind: 'status', status: 403 }, reason: 'auth' },
   { name: '404 not_found_error', fault: { kind: 'status', status: 404 }, reason: 'model_not_found' },
   { name: '429 rate_limit_error with retry-after', fault: { kind: 'status', status: 429, headers: { 'retry-after': '30' } }, reason: 'rate_limited' },

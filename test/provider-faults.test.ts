@@ -108,3 +108,17 @@ t.test('a client model with CR/LF (passed through to a provider entry without a 
   }
   t.equal(h.sims.primary.requests[0].body.model, model, 'the provider got the client\'s model as it is');
 });
+
+t.test('OpenAI\'s insufficient_quota 429 is no short cooldown: the key has no credit left, like a 402', async (t) => {
+  const h = await startRig(TWO, { policy: '  cooldown:\n    afterFailure: 2s\n    afterAuthFailure: 10m\n' });
+  t.teardown(() => h.close());
+  h.sims.primary.setFault({ kind: 'status', status: 429, errorType: 'insufficient_quota', message: 'You exceeded your current quota, please check your plan and billing details.' });
+  const reasons: string[] = [];
+  h.sidecar.events.on('switch', (e) => reasons.push(e.reason));
+  const res = await post(`${h.sidecar.url}/model`, { messages: HELLO });
+  t.equal(res.status, 200, 'the request failed over');
+  t.same(reasons, ['quota_exhausted']);
+  const health = h.sidecar.health.get(h.sidecar.health.models()[0]);
+  t.equal(health.state, 'unhealthy', 'out of the rotation, not cooling');
+  t.ok((health.until ?? 0) - Date.now() > 5 * 60_000, 'for the auth/quota cooldown (probes off), not the short afterFailure');
+});

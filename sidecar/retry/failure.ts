@@ -16,6 +16,8 @@ export type FailureReason =
   | 'upstream_redirect'
   | 'overloaded'
   | 'rate_limited'
+  /** Out of credit or quota (OpenAI's `insufficient_quota` 429, a 402): no short wait fixes it, someone must pay. */
+  | 'quota_exhausted'
   | 'request_timeout'
   | 'auth'
   | 'model_not_found'
@@ -45,7 +47,7 @@ export function isRetryable(reason: FailureReason): boolean {
   return reason !== 'client_error';
 }
 
-/** Failures that say the model itself cannot serve (credentials, model gone), not a passing fault. */
+/** Failures that say the model itself cannot serve (credentials, quota, model gone), not a passing fault. */
 export function isAuthOrConfig(reason: FailureReason): boolean {
-  return reason === 'auth' || reason === 'model_not_found';
+  return reason === 'auth' || reason === 'model_not_found' || reason === 'quota_exhausted';
 }

@@ -69,7 +69,7 @@ function translateError(status: number, headers: Record<string, string | string[
   const code = status === 400 && OUTPUT_LIMIT.test(e.message) ? 'context_length_exceeded' : undefined;
   let failure: Failure = classifyStatus({ status, headers, type, code, message: e.message }, maxRetryAfterMs);
   // No credit left (billing_error, whatever the status): the key cannot serve until someone pays, as with a revoked key.
-  if (type === 'billing_error' && failure.reason === 'client_error') failure = { ...failure, reason: 'auth' };
+  if (type === 'billing_error' && failure.reason === 'client_error') failure = { ...failure, reason: 'quota_exhausted' };
   // own keys only: an error type of "constructor" is just unknown
   const mapped = Object.hasOwn(OPENAI_ERROR, type) ? OPENAI_ERROR[type] : status >= 500 ? OPENAI_ERROR.api_error : OPENAI_ERROR.invalid_request_error;
   const clientCode = failure.reason === 'context_length' ? 'context_length_exceeded' : mapped.code;

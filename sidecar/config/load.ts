@@ -28,11 +28,13 @@ import {
   type BackendDoc,
   DOCUMENT_KINDS,
   type FailoverPolicyDoc,
+  headerValueProblem,
   type HTTPRouteDoc,
   type LLMProviderDoc,
   type SidecarConfigDoc,
 } from './schema.ts';
-import { Secret } from './secret.ts';
+import { compileRouteRegex } from '../server/routes.ts';
+import { FileSecret, Secret } from './secret.ts';
 import { DEFAULT_SECRETS_DIR, resolveSecret } from './secrets.ts';
 
 export interface LoadOptions {
@@ -89,6 +91,8 @@ export function loadPlan(sources: SourceFile[], options: LoadOptions = {}): Plan
   const routes: Located<HTTPRouteDoc>[] = [];
   const policies: Located<FailoverPolicyDoc>[] = [];
   const sidecars: Located<SidecarConfigDoc>[] = [];
+  /** "namespace/name" of every Backend document present but invalid (its problems are already reported). */
+  const invalidBackends = new Set<string>();
 
   for (const source of sources) {
     // logLevel error: the yaml library would otherwise print warnings quoting the text (which may hold a key)
@@ -141,6 +145,11 @@ export function loadPlan(sources: SourceFile[], options: LoadOptions = {}): Plan
         for (const issue of parsed.error.issues) {
           problems.push({ file: source.name, document: label, path: formatPath(issue.path), message: issue.message });
         }
+        if (kind === 'Backend' && typeof name === 'string') {
+          // reported once, here: references to it (HTTPRoute, FailoverPolicy) must not add "no Backend" problems
+          const ns = (raw.metadata as { namespace?: unknown }).namespace;
+          invalidBackends.add(`${typeof ns === 'string' && ns ? ns : 'default'}/${name}`);
+        }
         return;
       }
       const located = { doc: parsed.data, file: source.name, label };
@@ -151,8 +160,12 @@ export function loadPlan(sources: SourceFile[], options: LoadOptions = {}): Plan
     });
   }
 
-  const plan = resolve(backends, routes, policies, sidecars, options, problems);
-  if (problems.length > 0) throw new ConfigError(problems);
+  const plan = resolve(backends, routes, policies, sidecars, options, problems, invalidBackends);
+  if (problems.length > 0) {
+    // a rejected configuration (at start, or a reload) leaves no secret file watched
+    for (const m of plan.backends.flatMap((b) => b.groups.flat())) if (m.auth.kind === 'static' && m.auth.token instanceof FileSecret) m.auth.token.close();
+    throw new ConfigError(problems);
+  }
   return plan;
 }
 
@@ -163,6 +176,7 @@ function resolve(
   sidecarDocs: Located<SidecarConfigDoc>[],
   options: LoadOptions,
   problems: Problem[],
+  invalidBackends: ReadonlySet<string>,
 ): Plan {
   if (backendDocs.length === 0 && problems.length === 0) {
     problems.push({ file: '(configuration)', message: 'no Backend document: at least one gateway.kgateway.dev/v1alpha1 Backend with spec.ai is required' });
@@ -188,7 +202,9 @@ function resolve(
   }
   for (const p of policyDocs) {
     for (const [i, ref] of p.doc.spec.targetRefs.entries()) {
-      if (!backendDocs.some((b) => b.doc.metadata.name === ref.name))
+      // (a FailoverPolicy names its Backend without a namespace)
+      const invalid = [...invalidBackends].some((id) => id.slice(id.indexOf('/') + 1) === ref.name);
+      if (!invalid && !backendDocs.some((b) => b.doc.metadata.name === ref.name))
         problems.push({ file: p.file, document: p.label, path: `spec.targetRefs[${i}].name`, message: `no Backend named "${ref.name}" in the configuration` });
     }
   }
@@ -201,6 +217,8 @@ function resolve(
       const refNs = ref.namespace ?? routeNs;
       const target = backends.find((b) => b.name === ref.name && b.namespace === refNs);
       if (!target) {
+        // a Backend that is there but invalid was reported already: one problem, not two
+        if (invalidBackends.has(`${refNs}/${ref.name}`)) return;
         problems.push({
           file: located.file,
           document: located.label,
@@ -214,9 +232,14 @@ function resolve(
         const match = m.path ?? { type: 'PathPrefix' as const, value: '/' };
         if (match.type === 'RegularExpression') {
           try {
-            new RegExp(match.value);
+            compileRouteRegex(match.value);
           } catch (err) {
-            problems.push({ file: located.file, document: located.label, path: `spec.rules[${r}].matches[${i}].path.value`, message: `invalid regular expression: ${(err as Error).message}` });
+            problems.push({
+              file: located.file,
+              document: located.label,
+              path: `spec.rules[${r}].matches[${i}].path.value`,
+              message: `invalid regular expression (RE2 syntax, as Envoy uses): ${(err as Error).message.replace(/^error parsing regexp: /, '')}`,
+            });
             return;
           }
         }
@@ -396,9 +419,17 @@ function resolveAuth(
   problems: Problem[],
 ): AuthPlan {
   if (token.kind === 'Passthrough') return { kind: 'passthrough', header, prefix };
-  if (token.kind === 'Inline') return { kind: 'static', header, prefix, token: new Secret(token.inline!), source: 'Inline' };
+  if (token.kind === 'Inline') {
+    const problem = headerValueProblem(token.inline!);
+    if (problem) problems.push({ file: located.file, document: located.label, path: `${path}.inline`, message: `the Inline token is not a valid header value: ${problem}` });
+    return { kind: 'static', header, prefix, token: new Secret(problem ? '' : token.inline!), source: 'Inline' };
+  }
   const secretName = token.secretRef!.name;
   const found = resolveSecret(secretName, options.secretsDir ?? DEFAULT_SECRETS_DIR, options.env, options.secretPollMs);
+  if (!found.ok && 'problem' in found) {
+    problems.push({ file: located.file, document: located.label, path: `${path}.secretRef.name`, message: found.problem });
+    return { kind: 'static', header, prefix, token: new Secret(''), source: 'SecretRef', secretName };
+  }
   if (!found.ok) {
     problems.push({
       file: located.file,

@@ -13,6 +13,33 @@ export const duration = z.string().regex(DURATION, 'a duration above zero, such 
 
 const name = z.string().min(1, 'a non-empty name');
 
+/** RFC 9110 field names: tokens (no spaces, no colon, no separators). */
+const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+/** Header fields the sidecar (or undici) writes itself, or that frame the message: never an auth header. */
+export const RESERVED_HEADERS = ['host', 'content-length', 'content-type', 'transfer-encoding', 'connection', 'keep-alive', 'upgrade', 'expect', 'te', 'trailer', 'proxy-connection'];
+
+/**
+ * What an HTTP header value may hold (RFC 9110 field-content, as undici checks it): tabs,
+ * visible ASCII, spaces and Latin-1. Why not, in words that never quote the value (it may be a key).
+ */
+export function headerValueProblem(value: string): string | undefined {
+  for (let i = 0; i < value.length; i++) {
+    const c = value.charCodeAt(i);
+    if (c === 9 || (c >= 0x20 && c <= 0x7e) || (c >= 0x80 && c <= 0xff)) continue;
+    if (c === 10 || c === 13) return 'it holds a line break (a value of more than one line?); a header value is one line';
+    if (c < 0x20 || c === 0x7f) return `it holds a control character (0x${c.toString(16).padStart(2, '0')})`;
+    return `it holds a character that cannot be sent in an HTTP header (U+${c.toString(16).toUpperCase().padStart(4, '0')})`;
+  }
+  return undefined;
+}
+
+/** A string sent as (part of) an HTTP header value. */
+const headerValue = (what: string, min?: number) =>
+  (min === undefined ? z.string() : z.string().min(min)).superRefine((value, ctx) => {
+    const problem = headerValueProblem(value);
+    if (problem) ctx.addIssue({ code: 'custom', message: `${what} is not a valid header value: ${problem}` });
+  });
+
 /** DNS names (labels of letters, digits, hyphens), IPv4, or IPv6 without brackets. */
 const HOST = /^(?:(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(?:\.(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?))*\.?|[0-9A-Fa-f:.]*:[0-9A-Fa-f:.]*)$/;
 
@@ -46,7 +73,7 @@ export const anthropicProvider = z
   .strictObject({
     authToken,
     model: modelField,
-    apiVersion: z.string().min(1).optional().meta({ description: 'The anthropic-version header.', default: '2023-06-01' }),
+    apiVersion: headerValue('the anthropic-version', 1).optional().meta({ description: 'The anthropic-version header.', default: '2023-06-01' }),
   })
   .meta({ description: 'Anthropic\'s Messages API; requests and answers are translated (docs/translation.md).' });
 
@@ -68,7 +95,16 @@ const providerFields = {
     .optional()
     .meta({ description: 'The chat path at the provider (default /v1/chat/completions, or /v1/messages for Anthropic).' }),
   authHeaderOverride: z
-    .strictObject({ headerName: z.string().min(1).optional(), prefix: z.string().optional() })
+    .strictObject({
+      headerName: z
+        .string()
+        .regex(TOKEN, 'not a valid HTTP header name: letters, digits and !#$%&\'*+-.^_`|~ only (no spaces, no colon)')
+        .superRefine((h, ctx) => {
+          if (RESERVED_HEADERS.includes(h.toLowerCase())) ctx.addIssue({ code: 'custom', message: `not an auth header: the sidecar sets ${h.toLowerCase()} itself` });
+        })
+        .optional(),
+      prefix: headerValue('the prefix').optional(),
+    })
     .optional()
     .meta({ description: 'The header (default Authorization, or x-api-key for Anthropic) and prefix (default "Bearer") the token is sent with.' }),
 };
@@ -142,7 +178,7 @@ export const httpRoute = z
                 path: z
                   .strictObject({
                     type: z.enum(['PathPrefix', 'Exact', 'RegularExpression']).default('PathPrefix'),
-                    value: z.string().startsWith('/', 'a path starting with "/"').default('/'),
+                    value: z.string().startsWith('/', 'a path starting with "/"').max(1024, 'at most 1024 characters (as Gateway API)').default('/'),
                   })
                   .optional(),
               }),

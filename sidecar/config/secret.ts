@@ -80,21 +80,42 @@ export class FileSecret extends Secret {
   readonly #path: string;
   readonly #parse: (raw: string) => string;
   readonly #listener: (cur: Stats) => void;
+  #rejected: string | undefined;
 
+  /**
+   * `parse` turns the file's content into the key, and throws (with a message that never quotes
+   * the content) for content that must not replace the key in use: the old key then stays.
+   */
   constructor(path: string, value: string, parse: (raw: string) => string, pollMs: number) {
     super(value);
     this.#path = path;
     this.#parse = parse;
     this.#listener = (cur) => {
       if (cur.mtimeMs === 0) return; // removed for a moment during the swap: keep the old key
+      let raw: string;
       try {
-        const next = this.#parse(readFileSync(this.#path, 'utf8'));
-        if (next) this.replace(next);
+        raw = readFileSync(this.#path, 'utf8');
       } catch {
-        // unreadable mid-swap: the next change or poll reads it
+        return; // unreadable mid-swap: the next change or poll reads it
       }
+      let next: string;
+      try {
+        next = this.#parse(raw);
+      } catch (err) {
+        // invalid content (two lines, a control character): the old key keeps serving
+        this.#rejected = redact(err instanceof Error ? err.message : String(err));
+        return;
+      }
+      if (!next) return;
+      this.#rejected = undefined;
+      this.replace(next);
     };
     watchFile(path, { interval: pollMs, persistent: false }, this.#listener);
+  }
+
+  /** Why the file's latest content was refused (the old key is still in use); undefined when it was not. */
+  get rejected(): string | undefined {
+    return this.#rejected;
   }
 
   close(): void {

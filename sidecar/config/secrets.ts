@@ -6,6 +6,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { headerValueProblem } from './schema.ts';
 import { FileSecret, Secret } from './secret.ts';
 
 export const DEFAULT_SECRETS_DIR = '/var/run/secrets/llm-failover';
@@ -15,13 +16,30 @@ export function secretEnvName(secretName: string): string {
   return secretName.toUpperCase().replace(/[^A-Z0-9]/g, '_');
 }
 
-/** The bare token: a leading "Bearer " in the stored value is removed (providers differ in how they send it). */
+/**
+ * The bare token: surrounding whitespace (a file's trailing newline) and a leading "Bearer " are
+ * removed (providers differ in how they send it). What is left must be a valid header value.
+ */
 export function tokenFromStoredValue(raw: string): string {
   const value = raw.trim();
   return /^bearer\s+/i.test(value) ? value.replace(/^bearer\s+/i, '') : value;
 }
 
-export type SecretLookup = { ok: true; secret: Secret; source: string } | { ok: false; tried: string[] };
+/**
+ * Why a stored value cannot be sent as a header value (a line break, a control character), in
+ * words that name where it came from and never quote it; undefined when it can.
+ */
+export function storedValueProblem(secretName: string, source: string, token: string): string | undefined {
+  const problem = headerValueProblem(token);
+  return problem && `secret "${secretName}" in ${source} is not a valid header value: ${problem}`;
+}
+
+export type SecretLookup =
+  | { ok: true; secret: Secret; source: string }
+  /** Not found anywhere. */
+  | { ok: false; tried: string[] }
+  /** Found, but not a valid header value: `problem` names the source, never the value. */
+  | { ok: false; problem: string; source: string };
 
 /** How often a mounted secret file is checked for rotation. */
 export const SECRET_POLL_MS = 2_000;
@@ -33,16 +51,31 @@ export function resolveSecret(
   pollMs: number = SECRET_POLL_MS,
 ): SecretLookup {
   const file = join(secretsDir, secretName, SECRET_KEY);
+  let raw: string | undefined;
   try {
-    const token = tokenFromStoredValue(readFileSync(file, 'utf8'));
-    if (token) return { ok: true, secret: new FileSecret(file, token, tokenFromStoredValue, pollMs), source: file };
+    raw = readFileSync(file, 'utf8');
   } catch {
     // not mounted: fall through to the environment
   }
+  const fromFile = raw === undefined ? '' : tokenFromStoredValue(raw);
+  if (fromFile) {
+    const problem = storedValueProblem(secretName, file, fromFile);
+    if (problem) return { ok: false, problem, source: file };
+    // a rotated value that is not a valid header value is refused: the key in use stays
+    const parse = (next: string) => {
+      const token = tokenFromStoredValue(next);
+      const rejected = storedValueProblem(secretName, file, token);
+      if (rejected) throw new Error(rejected);
+      return token;
+    };
+    return { ok: true, secret: new FileSecret(file, fromFile, parse, pollMs), source: file };
+  }
   const envName = secretEnvName(secretName);
-  const fromEnv = env[envName];
-  if (fromEnv && tokenFromStoredValue(fromEnv)) {
-    return { ok: true, secret: new Secret(tokenFromStoredValue(fromEnv)), source: `env ${envName}` };
+  const fromEnv = tokenFromStoredValue(env[envName] ?? '');
+  if (fromEnv) {
+    const problem = storedValueProblem(secretName, `env ${envName}`, fromEnv);
+    if (problem) return { ok: false, problem, source: `env ${envName}` };
+    return { ok: true, secret: new Secret(fromEnv), source: `env ${envName}` };
   }
   return { ok: false, tried: [file, `env ${envName}`] };
 }

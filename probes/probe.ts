@@ -8,7 +8,9 @@
  */
 import { DEFAULT_FAILOVER, type ModelTarget } from '../sidecar/config/plan.ts';
 import type { ProbeResult } from '../sidecar/health/active.ts';
+import { redact } from '../sidecar/config/secret.ts';
 import { classifyStatus } from '../sidecar/retry/classify.ts';
+import type { Failure } from '../sidecar/retry/failure.ts';
 import { failureFromError } from '../sidecar/send/abort.ts';
 import { runAttempt } from '../sidecar/send/attempt.ts';
 import type { Pools } from '../sidecar/send/pools.ts';
@@ -27,6 +29,29 @@ function probeRequest(model: ModelTarget): ChatRequest {
     stream: true,
   };
   return { raw: Buffer.from(JSON.stringify(json)), json, stream: true, hasModel: false, bodies: new Map() };
+}
+
+/** How much of a failed model-list answer is read (the provider error body bound of the request path). */
+const MAX_ERROR_BODY = 64 * 1024;
+
+/** At most `max` bytes of a body, as text; the rest is not read (the connection is dropped instead). */
+async function boundedText(body: AsyncIterable<Buffer> & { destroy(err?: Error): unknown }, max: number): Promise<string> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of body) {
+    chunks.push(chunk);
+    size += chunk.length;
+    if (size >= max) {
+      body.destroy();
+      break;
+    }
+  }
+  return Buffer.concat(chunks).subarray(0, max).toString('utf8');
+}
+
+/** Every probe failure message ends up on /status and in logs: scrubbed, whatever produced it. */
+function scrubbed(failure: Failure): Failure {
+  return { ...failure, message: redact(failure.message) };
 }
 
 /** The model-list path beside the chat path: /v1/chat/completions -> /v1/models, /v1/messages -> /v1/models. */
@@ -59,11 +84,11 @@ export async function chatProbe(model: ModelTarget, deps: ProbeDeps, signal: Abo
     case 'client_error':
       // The model answered; only our probe request displeased it. Reachable, and the operator
       // sees the probe's error on /status.
-      return { kind: 'chat', ok: true, durationMs, failure: outcome.failure };
+      return { kind: 'chat', ok: true, durationMs, failure: scrubbed(outcome.failure) };
     case 'client_gone':
       return { kind: 'chat', ok: false, durationMs, failure: { reason: 'marked_down', message: 'probe cancelled' } };
     default:
-      return { kind: 'chat', ok: false, durationMs, failure: outcome.failure };
+      return { kind: 'chat', ok: false, durationMs, failure: scrubbed(outcome.failure) };
   }
 }
 
@@ -77,17 +102,18 @@ export async function modelsProbe(model: ModelTarget, deps: ProbeDeps, signal: A
   if (model.provider === 'anthropic') headers['anthropic-version'] = model.apiVersion ?? '2023-06-01';
   try {
     const res = await deps.pools.for(model).request({ path: modelsPath(model), method: 'GET', headers, signal: controller.signal });
-    const text = await res.body.text();
+    const text = await boundedText(res.body, MAX_ERROR_BODY);
     const durationMs = performance.now() - started;
     // Passthrough auth has no key of ours to probe with: any HTTP answer proves reachability.
     if (res.statusCode < 300 || model.auth.kind === 'passthrough') return { kind: 'models', ok: true, durationMs };
-    const failure = classifyStatus({ status: res.statusCode, headers: res.headers, message: text.slice(0, 200) }, DEFAULT_FAILOVER.maxRetryAfterMs);
-    return { kind: 'models', ok: false, durationMs, failure };
+    // the whole text: classifyStatus scrubs it, then cuts it (a key cut first would survive as a piece)
+    const failure = classifyStatus({ status: res.statusCode, headers: res.headers, message: text }, DEFAULT_FAILOVER.maxRetryAfterMs);
+    return { kind: 'models', ok: false, durationMs, failure: scrubbed(failure) };
   } catch (err) {
     const failure = controller.signal.aborted && !signal.aborted
       ? { reason: 'response_timeout' as const, message: `no answer within ${model.health.probe.timeoutMs} ms` }
       : failureFromError(err, controller.signal);
-    return { kind: 'models', ok: false, durationMs: performance.now() - started, failure };
+    return { kind: 'models', ok: false, durationMs: performance.now() - started, failure: scrubbed(failure) };
   } finally {
     clearTimeout(timer);
     signal.removeEventListener('abort', onAbort);

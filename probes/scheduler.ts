@@ -13,7 +13,7 @@ import type { ActiveHealth, ProbeResult } from '../sidecar/health/active.ts';
 import { isUsable } from '../sidecar/health/state.ts';
 import type { HealthView } from '../sidecar/health/view.ts';
 import type { Events } from '../sidecar/observe/events.ts';
-import { chatProbe, modelsProbe, type ProbeDeps } from './probe.ts';
+import { chatProbe, modelsPath, modelsProbe, type ProbeDeps } from './probe.ts';
 
 type Kind = 'chat' | 'models';
 
@@ -23,7 +23,23 @@ interface Slot {
   timer?: NodeJS.Timeout;
   running?: Promise<void>;
   suspicionPending?: boolean;
+  /**
+   * The server has no model list (GET .../models answered 404 or 405, as many OpenAI-compatible
+   * servers do): that says nothing about the model, so it is probed with chat probes from then on.
+   */
+  noModelList?: { status: number; at: number };
 }
+
+/** What a model is probed with, and why, for /status. */
+export interface ProbeMode {
+  /** The probe kind used for this model: the configured one, or chat where the server has no model list. */
+  using: 'auto' | 'chat' | 'models' | 'none';
+  /** Why `using` differs from the configured kind; null when it does not. */
+  note: string | null;
+}
+
+/** A model list that does not exist (404) or takes no GET (405) says nothing about the model. */
+const NO_MODEL_LIST = new Set([404, 405]);
 
 export class ProbeScheduler {
   readonly #slots = new Map<string, Slot>();
@@ -86,8 +102,24 @@ export class ProbeScheduler {
     else void this.#run(slot, 'chat', 'trial');
   }
 
+  /** What the model is probed with, and why (for /status: `probe.using`, `probe.note`). */
+  mode(model: ModelTarget): ProbeMode {
+    const configured = model.health.probe.kind;
+    const slot = this.#slots.get(model.key);
+    if (!slot?.noModelList) return { using: configured, note: null };
+    return {
+      using: 'chat',
+      note: `GET ${modelsPath(model)} answered ${slot.noModelList.status} at ${new Date(slot.noModelList.at).toISOString()}: the server has no model list, so this model is probed with chat probes`,
+    };
+  }
+
   /** What a scheduled tick should do now for this model, if anything. */
   plan(slot: Slot): Kind | undefined {
+    const kind = this.#planned(slot);
+    return kind === 'models' && slot.noModelList ? 'chat' : kind;
+  }
+
+  #planned(slot: Slot): Kind | undefined {
     const { model } = slot;
     const h = this.#view.get(model);
     const configured = model.health.probe.kind;
@@ -132,13 +164,23 @@ export class ProbeScheduler {
     }
   }
 
-  #run(slot: Slot, kind: Kind, trigger: ProbeResult['trigger']): Promise<void> {
+  #run(slot: Slot, requested: Kind, trigger: ProbeResult['trigger']): Promise<void> {
     const run = (async () => {
+      let kind: Kind = requested === 'models' && slot.noModelList ? 'chat' : requested;
       const probe = kind === 'chat' ? chatProbe : modelsProbe;
       // a probe that throws is a bug, not a verdict on the model: it is dropped (see .catch below)
-      const startedAt = Date.now();
-      const result = await probe(slot.model, this.#deps, this.#stop.signal);
+      let startedAt = Date.now();
+      let result = await probe(slot.model, this.#deps, this.#stop.signal);
       if (this.#stop.signal.aborted) return;
+      const status = result.failure?.status;
+      if (kind === 'models' && !result.ok && status !== undefined && NO_MODEL_LIST.has(status)) {
+        // no model list on this server: not a failure of the model; prove it with a chat probe now
+        slot.noModelList = { status, at: this.#now() };
+        kind = 'chat';
+        startedAt = Date.now();
+        result = await chatProbe(slot.model, this.#deps, this.#stop.signal);
+        if (this.#stop.signal.aborted) return;
+      }
       const id = `probe-${++this.#seq}`;
       this.log.push({ model: slot.model.name, kind, trigger, ok: result.ok, startedAt, at: this.#now() });
       if (this.log.length > 1000) this.log.splice(0, 500);

@@ -4,6 +4,7 @@
  * suspected (a user request is stuck on it) marks it down at once: two independent signals.
  */
 import type { ModelTarget } from '../config/plan.ts';
+import { redact } from '../config/secret.ts';
 import type { Failure } from '../retry/failure.ts';
 import type { Breakers } from './breaker.ts';
 import { observeFirstToken } from './latency.ts';
@@ -45,7 +46,9 @@ export class ActiveHealth {
     h.probe.kind = r.kind;
     h.probe.ok = r.ok;
     h.probe.durationMs = r.durationMs;
-    h.probe.error = r.failure?.message;
+    // the one place a probe's words reach /status: scrubbed here too, whoever produced them
+    const error = r.failure && redact(r.failure.message);
+    h.probe.error = error;
 
     if (r.ok) {
       h.probe.okStreak++;
@@ -65,7 +68,7 @@ export class ActiveHealth {
     h.probe.okStreak = 0;
     const f = r.failure!;
     const cause = `probe failed: ${f.reason}${f.status ? ` (upstream ${f.status})` : ''}`;
-    const detail = { status: f.status, error: f.message, origin };
+    const detail = { status: f.status, error, origin };
     if (view.state(model) === 'open') {
       if (this.#breakers.isHalfOpen(model)) this.#breakers.record(model, false, origin);
       return;

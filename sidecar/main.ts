@@ -11,7 +11,7 @@ import type { Registry } from 'prom-client';
 import { type Plan, withoutProbes } from './config/plan.ts';
 import { ConfigError } from './config/problems.ts';
 import { redact } from './config/secret.ts';
-import { watchConfig } from './config/watch.ts';
+import { type CheckResult, watchConfig } from './config/watch.ts';
 import { Generation } from './generation.ts';
 import type { HealthMonitor } from './health/monitor.ts';
 import type { HealthView } from './health/view.ts';
@@ -20,7 +20,7 @@ import { createLogger, logEvents } from './observe/log.ts';
 import { createMetrics } from './observe/metrics.ts';
 import { startTracing } from './observe/telemetry.ts';
 import { createAdminServer } from './server/admin.ts';
-import { createHandler, type HandlerState } from './server/handler.ts';
+import { createHandler, type HandlerState, interruptInFlight } from './server/handler.ts';
 import { Admission } from './server/admission.ts';
 import { createDualServer, DEFAULT_LIMITS, isLoopback, parseHostPort } from './server/listen.ts';
 
@@ -55,11 +55,31 @@ export interface Sidecar {
   inFlight(): number;
   /** Serve a new configuration from now on; requests in flight finish on the old one. */
   reload(plan: Plan): void;
-  /** Stop accepting, let in-flight requests finish within graceMs, then close everything. */
-  drain(graceMs?: number): Promise<void>;
+  /**
+   * Stop accepting, let in-flight requests finish within graceMs; then answer what is left
+   * (streams end with a `sidecar_shutting_down` error event, requests that sent nothing get a
+   * 503), give those answers a moment to flush, and close everything.
+   */
+  drain(graceMs?: number): Promise<DrainResult>;
+  /**
+   * Read the watched configuration now (SIGHUP) and apply it if it changed and is valid.
+   * 'unwatched' when the sidecar was started without a configuration path (the demo).
+   */
+  recheckConfig(): CheckResult | 'unwatched';
   /** Close everything now. */
   close(): Promise<void>;
 }
+
+/** What a drain left unfinished when its grace ended (both 0: everything finished). */
+export interface DrainResult {
+  /** Committed streams ended with the shutting-down error event. */
+  cut: number;
+  /** Requests that had sent nothing yet, answered 503 sidecar_shutting_down. */
+  refused: number;
+}
+
+/** How long the answers sent when the drain grace ends may take to reach their clients. */
+const FLUSH_MS = 1000;
 
 export async function startSidecar(options: StartOptions): Promise<Sidecar> {
   const prepare = (p: Plan) => (options.probes === false ? withoutProbes(p) : p);
@@ -80,18 +100,20 @@ export async function startSidecar(options: StartOptions): Promise<Sidecar> {
     maxBodyBytes: server0.maxBodyBytes,
     draining: false,
     inFlight: 0,
+    live: new Set(),
     onError: (err) => logger.error({ err: err instanceof Error ? { name: err.name, message: redact(err.message), stack: redact(err.stack ?? '') } : redact(String(err)) }, 'request handler failed'),
   };
-  const server = createDualServer(createHandler(state), {
+  const limits = {
     headersTimeoutMs: server0.headersTimeoutMs,
     requestTimeoutMs: server0.requestBodyTimeoutMs,
     keepAliveTimeoutMs: DEFAULT_LIMITS.keepAliveTimeoutMs,
     maxHeaderBytes: DEFAULT_LIMITS.maxHeaderBytes,
     maxConnections: server0.maxConnections,
-  }, (status, code) => events.emit('rejected', { status, code, at: Date.now() }));
+  };
+  const server = createDualServer(createHandler(state), limits, (status, code) => events.emit('rejected', { status, code, at: Date.now() }));
   let ready = false;
   const metrics = createMetrics(events, { current: () => current, inFlight: () => state.inFlight });
-  const admin = createAdminServer({ ready: () => ready && !state.draining, backends: () => current.plan.backends, monitor: () => current.monitor, metrics: () => metrics });
+  const admin = createAdminServer({ ready: () => ready && !state.draining, backends: () => current.plan.backends, monitor: () => current.monitor, metrics: () => metrics }, limits);
 
   const listen = parseHostPort(server0.listen);
   const adminAt = parseHostPort(server0.admin);
@@ -134,6 +156,7 @@ export async function startSidecar(options: StartOptions): Promise<Sidecar> {
             }
           },
           onRejected: (err) => events.emit('config', { generation: current.number, ok: false, problems: problemsOf(err), at: Date.now() }),
+          onRecovered: () => logger.info({ event: 'config', generation: current.number }, `the configuration can be read again and is unchanged: still serving configuration ${current.number}`),
         },
       )
     : undefined;
@@ -176,9 +199,14 @@ export async function startSidecar(options: StartOptions): Promise<Sidecar> {
       server.stopAccepting();
       const deadline = Date.now() + graceMs;
       while (state.inFlight > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
-      if (state.inFlight > 0) logger.warn({ inFlight: state.inFlight }, 'drain grace period ended with requests still in flight');
+      const result = state.inFlight > 0 ? interruptInFlight(state, graceMs) : { cut: 0, refused: 0 };
+      // the error events and 503s just sent get a moment to reach their clients
+      const flushed = Date.now() + FLUSH_MS;
+      while (state.inFlight > 0 && Date.now() < flushed) await new Promise((r) => setTimeout(r, 10));
       await close();
+      return result;
     },
+    recheckConfig: () => (watcher ? watcher.check(true) : 'unwatched'),
     close,
   };
 }

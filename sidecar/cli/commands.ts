@@ -5,8 +5,12 @@
  *   llm-failover-sidecar status [--admin URL]  every model's health from a running sidecar
  * Every serve/check flag has an environment variable twin (flags win).
  *
- * Exit codes: 0 success / clean shutdown, 1 runtime failure (sidecar failed, admin unreachable),
- * 2 invalid configuration or usage.
+ * Exit codes: 0 success / clean shutdown (every request drained), 1 runtime failure (sidecar
+ * failed, admin unreachable, or the drain grace ended with requests still in flight), 2 invalid
+ * configuration or usage.
+ *
+ * Signals: SIGTERM / SIGINT drain, then exit; SIGHUP re-reads the configuration (streams in
+ * flight continue).
  */
 import { parseArgs } from 'node:util';
 import { loadPlanFromPath } from '../config/load.ts';
@@ -49,7 +53,7 @@ const COMMANDS = {
 } as const;
 type Command = keyof typeof COMMANDS;
 
-const EXIT = '\nExit codes: 0 success, 1 runtime failure, 2 invalid configuration or usage.\n';
+const EXIT = '\nExit codes: 0 success, 1 runtime failure, 2 invalid configuration or usage.\nAfter SIGTERM or SIGINT: 0 when every request drained, 1 when the drain grace ended and requests were cut.\nSIGHUP re-reads the configuration; streams in flight continue.\n';
 
 export function usage(command?: Command): string {
   if (!command) {
@@ -92,9 +96,13 @@ function applyOverrides(plan: Plan, flags: Values): Plan {
   return { ...plan, server };
 }
 
+const plural = (n: number, one: string) => `${n} ${one}${n === 1 ? '' : 's'}`;
+
 async function serve(flags: Values): Promise<void> {
   let sidecar: Sidecar;
   let stopDemo: (() => Promise<void>) | undefined;
+  /** Lines about the process itself (signals, shutdown): a log line, or in the demo a printed one. */
+  let notice: (level: 'info' | 'warn', fields: Record<string, unknown>, line: string) => void = (level, fields, line) => sidecar.logger[level](fields, line);
   try {
     if (typeof flags.config === 'string') {
       const secretsDir = typeof flags['secrets-dir'] === 'string' ? flags['secrets-dir'] : DEFAULT_SECRETS_DIR;
@@ -112,6 +120,7 @@ async function serve(flags: Values): Promise<void> {
       print(`demo: 3 simulated OpenAI models in 3 priority groups (${demo.plan.backends[0].groups.map((g) => g[0].name).join(' > ')}); the primary fails on a schedule`);
       print(`try:  curl -s ${sidecar.url}/model -H content-type:application/json -d '{"messages":[{"role":"user","content":"What is kubernetes?"}]}'`);
       print(`      curl -s ${sidecar.adminUrl}/status`);
+      notice = (_level, _fields, line) => print(line);
       const stop = demo.schedule(print);
       stopDemo = async () => {
         stop();
@@ -141,12 +150,27 @@ async function serve(flags: Values): Promise<void> {
     if (stopping) return;
     stopping = true;
     sidecar.logger.info({ signal, inFlight: sidecar.inFlight() }, 'draining');
-    await sidecar.drain();
+    const { cut, refused } = await sidecar.drain();
     await stopDemo?.();
-    sidecar.logger.flush(() => process.exit(0));
+    // the last line, and the exit code, say whether anything was cut
+    if (cut + refused > 0) notice('warn', { signal, cut, refused }, `shutdown: drain grace ended; cut ${plural(cut, 'stream')}, refused ${plural(refused, 'request')}`);
+    else notice('info', { signal }, 'shutdown: every request drained');
+    sidecar.logger.flush(() => process.exit(cut + refused > 0 ? 1 : 0));
   };
   process.on('SIGTERM', () => void stop('SIGTERM'));
   process.on('SIGINT', () => void stop('SIGINT'));
+  // as daemons do: SIGHUP re-reads the configuration; nothing in flight is touched
+  process.on('SIGHUP', () => {
+    const result = sidecar.recheckConfig();
+    const line = {
+      unwatched: 'SIGHUP: no --config (the demo): nothing to reload',
+      unchanged: `SIGHUP: configuration re-read: unchanged, still serving configuration ${sidecar.generation}`,
+      changed: `SIGHUP: configuration re-read: changed, now serving configuration ${sidecar.generation}`,
+      rejected: `SIGHUP: configuration re-read: invalid (the error above), still serving configuration ${sidecar.generation}`,
+      unreadable: `SIGHUP: the configuration cannot be read (the error above), still serving configuration ${sidecar.generation}`,
+    }[result];
+    notice(result === 'rejected' || result === 'unreadable' ? 'warn' : 'info', { signal: 'SIGHUP', result }, line);
+  });
 }
 
 async function status(flags: Values): Promise<void> {

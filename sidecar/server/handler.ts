@@ -7,9 +7,26 @@ import type { Generation } from '../generation.ts';
 import { serveWithFailover } from '../retry/failover.ts';
 import { ClientGone } from '../send/abort.ts';
 import { type AnyRequest, BodyTooLarge, parseChatRequest, readBody } from './body.ts';
-import { type ErrorReply, errorReply, openaiErrorBody } from './errors.ts';
+import { type ErrorReply, errorReply, openaiErrorBody, streamErrorEvent } from './errors.ts';
 import type { Admission } from './admission.ts';
-import { type AnyResponse, ClientSink, sendWhole } from './sink.ts';
+import { type AnyResponse, ClientSink, type Interrupted, sendWhole } from './sink.ts';
+
+/**
+ * The abort reason of a request cut by shutdown (drain grace ended). Not an AttemptAbort: the
+ * attempt ends as if the client had gone (nothing charged to the model, no other model tried).
+ */
+export class ShuttingDown extends Error {
+  constructor() {
+    super('the sidecar is shutting down');
+    this.name = 'ShuttingDown';
+  }
+}
+
+/** A request the drain can still interrupt: its response, and the abort of its upstream work. */
+interface LiveRequest {
+  sink: ClientSink;
+  gone: AbortController;
+}
 
 export interface HandlerState {
   /** The configuration generation new requests are served by. */
@@ -18,7 +35,41 @@ export interface HandlerState {
   maxBodyBytes: number;
   draining: boolean;
   inFlight: number;
+  /** Requests past the route checks whose response has not closed yet (shutdown walks them). */
+  live: Set<LiveRequest>;
+  /** Set when the drain grace ended: whatever arrives from now on is refused at once. */
+  closing?: { graceMs: number };
   onError(err: unknown): void;
+}
+
+function interrupt(live: LiveRequest, graceMs: number): Interrupted {
+  const message = `the sidecar is shutting down and its drain grace (${graceMs} ms) ended before this request finished; retry it`;
+  const done = live.sink.interrupt(streamErrorEvent(message, 'sidecar_shutting_down'), {
+    status: 503,
+    // no connection header (HTTP/2 forbids it): over HTTP/1.1 the sink closes the connection after this
+    headers: { 'content-type': 'application/json', 'retry-after': '1' },
+    body: openaiErrorBody(message, 'service_unavailable', 'sidecar_shutting_down'),
+  });
+  live.gone.abort(new ShuttingDown());
+  return done;
+}
+
+/**
+ * Drain grace ended: every request still in flight is answered now. A committed stream ends with
+ * a `sidecar_shutting_down` error event (no [DONE]); a request that sent nothing yet (queued,
+ * reading its body, waiting upstream) gets a 503 with Retry-After. Then its upstream work is
+ * aborted. Returns how many of each.
+ */
+export function interruptInFlight(state: HandlerState, graceMs: number): { cut: number; refused: number } {
+  state.closing = { graceMs };
+  const counts = { cut: 0, refused: 0 };
+  for (const live of [...state.live]) {
+    const done = interrupt(live, graceMs);
+    if (done === 'cut') counts.cut++;
+    else if (done === 'refused') counts.refused++;
+  }
+  state.live.clear();
+  return counts;
 }
 
 export function sendError(res: AnyResponse, reply: ErrorReply, extraHeaders?: Record<string, string>): void {
@@ -67,18 +118,26 @@ async function handle(state: HandlerState, generation: Generation, req: AnyReque
     reject(errorReply(405, 'method_not_allowed', `${req.method} is not allowed on ${path}: use POST`), { allow: 'POST' });
     return;
   }
+  // As OpenAI's own API does: a body that is JSON is accepted whatever the content type says
+  // (`curl -d` sends application/x-www-form-urlencoded); only a body that is not JSON under a
+  // non-JSON type gets the 415 (parseChatRequest decides, once the body is read).
   const contentType = req.headers['content-type'];
-  if (contentType !== undefined && !/^application\/(.+\+)?json\b/i.test(contentType)) {
-    reject(errorReply(415, 'unsupported_media_type', `content-type must be application/json, got ${contentType.slice(0, 100)}`));
-    return;
-  }
+  const otherType = contentType !== undefined && !/^application\/(.+\+)?json\b/i.test(contentType) ? contentType : undefined;
 
   const gone = new AbortController();
+  const sink = new ClientSink(res);
+  const live: LiveRequest = { sink, gone };
+  state.live.add(live);
   // writableEnded, not writableFinished: node's HTTP/2 layer reports a cancelled stream as finished
   const onClose = () => {
+    state.live.delete(live);
     if (!res.writableEnded) gone.abort(new ClientGone());
   };
   res.on('close', onClose);
+  if (state.closing) {
+    interrupt(live, state.closing.graceMs);
+    return;
+  }
 
   // Bounded: a slot before the body is read, so memory is bounded by slots x body limit.
   const admitted = await state.admission.acquire(gone.signal);
@@ -101,8 +160,9 @@ async function handle(state: HandlerState, generation: Generation, req: AnyReque
     }
     return; // the client went away while sending
   }
+  if (gone.signal.aborted) return; // answered already (shutdown)
   const authorization = req.headers.authorization;
-  const parsed = parseChatRequest(raw, typeof authorization === 'string' ? authorization : undefined);
+  const parsed = parseChatRequest(raw, typeof authorization === 'string' ? authorization : undefined, otherType);
   if ('status' in parsed) {
     reject(parsed);
     return;
@@ -110,7 +170,6 @@ async function handle(state: HandlerState, generation: Generation, req: AnyReque
   // Our own id, always: a client's x-request-id need not be unique.
   const requestId = randomUUID();
   if (generation.deps.events.wants('request-start')) generation.deps.events.emit('request-start', { requestId, route: route.match.value, path, method: req.method ?? 'POST', stream: parsed.stream, headers: req.headers, at: Date.now() });
-  const sink = new ClientSink(res);
   const reply = await serveWithFailover(generation.deps, { requestId, route: route.match.value, backend: route.backend, req: parsed, sink, signal: gone.signal });
   if (reply && !gone.signal.aborted) sendError(res, reply);
 }

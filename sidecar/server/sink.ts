@@ -43,9 +43,14 @@ export class DiscardSink implements Sink {
   end(): void {}
 }
 
+/** What `ClientSink.interrupt` did: ended a committed stream, answered instead, or nothing (already answered). */
+export type Interrupted = 'cut' | 'refused' | 'none';
+
 export class ClientSink implements Sink {
   readonly #res: AnyResponse;
   #committed = false;
+  /** Interrupted (shutdown): every later commit, write and end is a no-op. */
+  #closed = false;
   status = 0;
 
   constructor(res: AnyResponse) {
@@ -57,6 +62,7 @@ export class ClientSink implements Sink {
   }
 
   commit(status: number, headers: Record<string, string>): void {
+    if (this.#closed) return;
     this.#committed = true;
     this.status = status;
     // writeHead's typing differs between the two response classes; both accept this call.
@@ -64,12 +70,14 @@ export class ClientSink implements Sink {
   }
 
   reply(status: number, headers: Record<string, string>, body: string | Buffer): void {
+    if (this.#closed) return;
     this.#committed = true;
     this.status = status;
     sendWhole(this.#res, status, headers, body);
   }
 
   write(chunk: string | Buffer): boolean {
+    if (this.#closed) return true;
     return (this.#res as ServerResponse).write(chunk);
   }
 
@@ -79,8 +87,29 @@ export class ClientSink implements Sink {
   }
 
   end(chunk?: string | Buffer): void {
+    if (this.#closed) return;
     if (chunk === undefined) this.#res.end();
     else (this.#res as ServerResponse).end(chunk);
+  }
+
+  /**
+   * Ends the response now, whatever the attempt is doing: a committed stream gets `streamEvent`
+   * as its last event (no [DONE]); a response that sent nothing yet gets `reply` (status,
+   * headers, body). From then on every commit, write and end is a no-op, so the attempt's
+   * pending writes cannot throw or splice anything after it.
+   */
+  interrupt(streamEvent: string, reply: { status: number; headers: Record<string, string>; body: string }): Interrupted {
+    if (this.#closed || this.#res.writableEnded || this.#res.destroyed) return 'none';
+    this.#closed = true;
+    if ('shouldKeepAlive' in this.#res) this.#res.shouldKeepAlive = false;
+    if (this.#res.headersSent) {
+      (this.#res as ServerResponse).end(streamEvent);
+      return 'cut';
+    }
+    this.#committed = true;
+    this.status = reply.status;
+    sendWhole(this.#res, reply.status, reply.headers, reply.body);
+    return 'refused';
   }
 }
 

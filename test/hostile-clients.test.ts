@@ -5,12 +5,14 @@
  * phase. Each gets the OpenAI error shape with the right status where it can still receive one,
  * no upstream request is left behind, and the sidecar keeps serving everyone else.
  */
+import { execFile } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
 import http2 from 'node:http2';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { promisify } from 'node:util';
 import t from 'tap';
 import type { RequestEvent } from '../sidecar/observe/events.ts';
 import { startOpenAISimulator } from '../simulator/index.ts';
@@ -22,6 +24,7 @@ const TWO = [
   { name: 'fallback', group: 1 },
 ];
 const BODY = JSON.stringify({ messages: HELLO });
+const execFileP = promisify(execFile);
 const portOf = (h: Harness) => Number(new URL(h.sidecar.url).port);
 
 function request(body: string | Buffer, headers: Record<string, string> = { 'content-type': 'application/json' }): Buffer {
@@ -59,9 +62,10 @@ t.test('bad bodies and content types get the OpenAI error shape with the right s
     { name: 'invalid UTF-8 (overlong encoding of "/")', body: Buffer.concat([Buffer.from('{"messages":[{"role":"user","content":"'), Buffer.from([0xc0, 0xaf]), Buffer.from('"}]}')]), status: 400, code: 'invalid_utf8' },
     { name: '100k unclosed [', body: deepOpen, status: 400 },
     { name: '100k nested arrays as the body', body: deepClosed, status: 400 },
-    { name: 'wrong content type (form)', body: 'messages=hi', headers: { 'content-type': 'application/x-www-form-urlencoded' }, status: 415, code: 'unsupported_media_type' },
-    { name: 'wrong content type (text/plain)', body: BODY, headers: { 'content-type': 'text/plain' }, status: 415, code: 'unsupported_media_type' },
-    { name: 'wrong content type (application/jsonp)', body: BODY, headers: { 'content-type': 'application/jsonp' }, status: 415, code: 'unsupported_media_type' },
+    { name: 'a form body (form)', body: 'messages=hi', headers: { 'content-type': 'application/x-www-form-urlencoded' }, status: 415, code: 'unsupported_media_type' },
+    { name: 'not JSON (text/plain)', body: 'hello', headers: { 'content-type': 'text/plain' }, status: 415, code: 'unsupported_media_type' },
+    { name: 'not JSON (multipart)', body: '--x\r\ncontent-disposition: form-data; name="messages"\r\n\r\nhi\r\n--x--\r\n', headers: { 'content-type': 'multipart/form-data; boundary=x' }, status: 415, code: 'unsupported_media_type' },
+    { name: 'malformed JSON under a JSON type', body: '{"messages": [', headers: { 'content-type': 'application/json; charset=utf-8' }, status: 400, code: 'invalid_json' },
   ];
   for (const c of cases) {
     const raw = await rawExchange(portOf(h), request(c.body, c.headers ?? { 'content-type': 'application/json' }));
@@ -74,16 +78,45 @@ t.test('bad bodies and content types get the OpenAI error shape with the right s
     t.equal(json.error?.type, 'invalid_request_error', `${c.name}: type`);
     t.type(json.error?.message, 'string', `${c.name}: message`);
     t.ok((json.error?.message?.length ?? 0) < 500, `${c.name}: a short message (the input is not echoed whole)`);
+    if (c.status === 415) t.match(json.error?.message, /not JSON .*content-type is .*application\/json/, `${c.name}: says the body is not JSON and what to send`);
   }
   t.equal(h.sims.primary.requests.length + h.sims.fallback.requests.length, 0, 'nothing reached a provider');
 
-  // accepted by design: no content type at all, a charset, a +json type
-  for (const headers of [{}, { 'content-type': 'application/json; charset=utf-8' }, { 'content-type': 'application/vnd.api+json' }] as Record<string, string>[]) {
+  // accepted by design, as OpenAI's API does: a JSON body whatever the content type says (curl -d
+  // sends form-urlencoded), no content type at all, a charset, a +json type
+  const accepted = [
+    {},
+    { 'content-type': 'application/json; charset=utf-8' },
+    { 'content-type': 'application/vnd.api+json' },
+    { 'content-type': 'application/x-www-form-urlencoded' },
+    { 'content-type': 'text/plain' },
+    { 'content-type': 'application/jsonp' },
+  ] as Record<string, string>[];
+  for (const headers of accepted) {
     const res = parseRawResponse(await rawExchange(portOf(h), request(BODY, headers)));
     t.equal(res.status, 200, `content type ${headers['content-type'] ?? '(none)'} is accepted`);
   }
   const after = await post(`${h.sidecar.url}/model`, { messages: HELLO });
   t.equal(after.status, 200, 'and the sidecar serves normally');
+});
+
+const CURL = ['/usr/bin/curl', '/usr/local/bin/curl'].find((p) => existsSync(p));
+
+t.test('plain `curl -d` (form-urlencoded) with a JSON body is served; with a form body it is told to send JSON', { skip: CURL ? false : 'no curl here' }, async (t) => {
+  const h = await startRig(TWO);
+  t.teardown(() => h.close());
+  const curl = async (data: string) => {
+    const { stdout } = await execFileP(CURL!, ['-s', '--noproxy', '*', '-w', '\n%{http_code}', '-d', data, `${h.sidecar.url}/model`]);
+    const nl = stdout.lastIndexOf('\n');
+    return { status: Number(stdout.slice(nl + 1)), json: JSON.parse(stdout.slice(0, nl)) as ErrorJson & { choices?: { message: { content: string } }[] } };
+  };
+  const served = await curl(BODY);
+  t.equal(served.status, 200, 'a JSON body is served');
+  t.equal(served.json.choices?.[0]?.message.content, 'Hello from primary', 'with the answer');
+  const form = await curl('messages=hi');
+  t.equal(form.status, 415, 'a form body: 415');
+  t.equal(form.json.error?.code, 'unsupported_media_type');
+  t.match(form.json.error?.message, /not JSON .*application\/x-www-form-urlencoded.*send a JSON chat request/, 'the message says what is wrong and what to send');
 });
 
 t.test('a valid request carrying 100k levels of nesting in an extra field is served or refused as the client\'s fault', async (t) => {
@@ -411,4 +444,40 @@ t.test('an HTTP/2 client that cancels its stream: the upstream request is aborte
       t.equal(h.sidecar.monitor.breakers.stats(h.sidecar.health.models()[0])?.failures, 0, 'nothing is charged to the model');
     });
   }
+});
+
+t.test('the admin port is bounded like the proxy port: silent and half-sent connections are closed after headersTimeout', async (t) => {
+  const h = await startRig(TWO, { server: '  headersTimeout: 500ms\n' });
+  t.teardown(() => h.close());
+  const adminPort = Number(new URL(h.sidecar.adminUrl).port);
+  const silent = await rawConnect(adminPort);
+  const half = await rawConnect(adminPort);
+  half.socket.write('GET /status HTTP/1.1\r\nhost: x\r\n');
+  t.ok(await eventually(() => silent.isClosed(), 5000), 'a connection that never sends a byte is closed');
+  t.ok(await eventually(() => half.isClosed(), 5000), 'a request whose headers never end is closed');
+  const ok = await fetch(`${h.sidecar.adminUrl}/healthz`);
+  t.equal(ok.status, 200, 'and the admin port still answers');
+  await ok.text();
+});
+
+t.test('the admin port caps its connections; /status is scrubbed of keys', async (t) => {
+  const h = await startRig(TWO, { server: '  headersTimeout: 10s\n  maxConnections: 4\n' });
+  t.teardown(() => h.close());
+  const adminPort = Number(new URL(h.sidecar.adminUrl).port);
+  const held = await Promise.all(Array.from({ length: 4 }, () => rawConnect(adminPort)));
+  t.ok(await eventually(() => held.every((c) => !c.isClosed()), 200), 'four idle connections are held');
+  const over = await rawConnect(adminPort);
+  t.ok(await eventually(() => over.isClosed(), 3000), 'a fifth is closed at once (well before the 10 s header timeout)');
+  for (const c of held) c.socket.destroy();
+  await Promise.all(held.map((c) => c.closed));
+
+  // a provider (or a probe) that echoed the key: /status quotes its message, scrubbed
+  const model = h.sidecar.health.models()[0];
+  h.sidecar.health.set(model, 'unhealthy', `the provider said: bad key Bearer ${TEST_KEY}`, { error: `401 for key ${TEST_KEY}` });
+  const status = await fetch(`${h.sidecar.adminUrl}/status`);
+  t.equal(status.status, 200, 'once the held connections are gone, the admin port answers');
+  const text = await status.text();
+  t.notOk(text.includes(TEST_KEY), 'no key in /status');
+  t.match(text, /\[redacted\]/, 'where the key was');
+  t.doesNotThrow(() => JSON.parse(text), 'still JSON');
 });

@@ -43,16 +43,22 @@ export function readBody(req: AnyRequest, limit: number): Promise<Buffer> {
   });
 }
 
-/** Parses and checks the body; returns the request, or the 4xx to send. */
-export function parseChatRequest(received: Buffer, clientAuthorization: string | undefined): ChatRequest | ErrorReply {
+/**
+ * Parses and checks the body; returns the request, or the 4xx to send. `otherType`: the client
+ * declared a content type that is not JSON (curl -d sends form-urlencoded): a body that is JSON
+ * anyway is accepted, one that is not gets a 415 rather than a 400.
+ */
+export function parseChatRequest(received: Buffer, clientAuthorization: string | undefined, otherType?: string): ChatRequest | ErrorReply {
+  const notJson = (reply: ErrorReply) =>
+    otherType === undefined ? reply : errorReply(415, 'unsupported_media_type', `the request body is not JSON and its content-type is ${JSON.stringify(otherType.slice(0, 100))}: send a JSON chat request (content-type: application/json)`);
   // A UTF-8 byte order mark is tolerated, and not forwarded (providers reject it)
   const raw = received[0] === 0xef && received[1] === 0xbb && received[2] === 0xbf ? received.subarray(3) : received;
-  if (!isUtf8(raw)) return errorReply(400, 'invalid_utf8', 'the request body is not valid UTF-8');
+  if (!isUtf8(raw)) return notJson(errorReply(400, 'invalid_utf8', 'the request body is not valid UTF-8'));
   let json: unknown;
   try {
     json = JSON.parse(raw.toString('utf8'));
   } catch (err) {
-    return errorReply(400, 'invalid_json', `the request body is not valid JSON: ${(err as Error).message}`);
+    return notJson(errorReply(400, 'invalid_json', `the request body is not valid JSON: ${(err as Error).message}`));
   }
   if (json === null || typeof json !== 'object' || Array.isArray(json)) return errorReply(400, 'invalid_request_body', 'the request body must be a JSON object');
   const body = json as Record<string, unknown>;

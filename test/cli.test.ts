@@ -4,15 +4,16 @@
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
 import { printSwitches, startDemo } from '../sidecar/demo.ts';
+import { loadPlanFromPath } from '../sidecar/config/load.ts';
 import { startSidecar } from '../sidecar/main.ts';
 import { createLogger } from '../sidecar/observe/log.ts';
 import { startOpenAISimulator } from '../simulator/index.ts';
-import { backendYaml, HELLO, post, TEST_KEY } from './helpers.ts';
+import { backendYaml, capturingLogger, HELLO, LOOPBACK_SERVER, post, TEST_KEY } from './helpers.ts';
 
 const CLI = join(import.meta.dirname, '../sidecar/cli.ts');
 
@@ -131,4 +132,31 @@ t.test('log lines are written in batches, yet each arrives within the flush inte
   t.equal(code, 0);
   t.equal(requestLines().length, 41, 'every request has its line, the last ones flushed at exit');
   for (const line of requestLines()) t.doesNotThrow(() => JSON.parse(line), 'whole JSON lines');
+});
+
+t.test('a deleted configuration file is reported once, not at every poll; its return is reported too', async (t) => {
+  const sim = await startOpenAISimulator({ model: 'primary', apiKey: TEST_KEY });
+  t.teardown(() => sim.close());
+  const dir = mkdtempSync(join(tmpdir(), 'cli-'));
+  const file = join(dir, 'config.yaml');
+  const yaml = backendYaml([{ name: 'primary', group: 0 }], { primary: sim.port }) + LOOPBACK_SERVER;
+  writeFileSync(file, yaml);
+  const logs: string[] = [];
+  const sidecar = await startSidecar({ plan: loadPlanFromPath(file), logger: capturingLogger(logs), probes: false, watch: { path: file, pollMs: 25 } });
+  t.teardown(() => sidecar.close());
+  const errors = () => logs.filter((l) => l.includes('"level":"error"') && l.includes('configuration change rejected'));
+
+  rmSync(file);
+  t.ok(await waitFor(() => (errors().length > 0 ? ['seen'] : null), 'the error line', 3000), 'the missing file is reported');
+  await new Promise((r) => setTimeout(r, 500)); // some twenty polls
+  t.equal(errors().length, 1, 'once, not at every poll');
+  t.equal((await post(`${sidecar.url}/model`, { messages: HELLO })).status, 200, 'the running configuration keeps serving');
+
+  writeFileSync(file, yaml);
+  await waitFor(() => (logs.some((l) => l.includes('the configuration can be read again and is unchanged')) ? ['back'] : null), 'the recovery line', 3000);
+  t.pass('its return is reported');
+  rmSync(file);
+  await waitFor(() => (errors().length === 2 ? ['again'] : null), 'the second error line', 3000);
+  t.pass('a new disappearance is reported again');
+  t.equal(sidecar.generation, 1, 'nothing was reloaded');
 });

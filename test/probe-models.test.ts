@@ -124,6 +124,10 @@ for (const status of [404, 405]) {
     t.equal(mode.using, 'chat');
     t.match(mode.note, new RegExp(`GET /v1/models answered ${status}`));
     t.same(scheduler.mode(sidecar.health.models()[0]), { using: 'auto', note: null }, 'the primary keeps its configured probes');
+    const statusDoc = (await (await fetch(`${sidecar.adminUrl}/status`)).json()) as { backends: { groups: { models: { name: string; probe: { using: string; note: string | null } }[] }[] }[] };
+    const shown = statusDoc.backends[0].groups.flatMap((g) => g.models).find((m) => m.name === 'fallback');
+    t.equal(shown?.probe.using, 'chat', '/status says the fallback is probed with chat');
+    t.match(shown?.probe.note, /has no model list/, 'and why');
     t.equal(sidecar.health.get(fallback).failures, 0, 'nothing was counted against it');
     primary.setFault({ kind: 'status', status: 503 });
     const res = await post(`${sidecar.url}/model`, { messages: HELLO });

@@ -177,7 +177,10 @@ export const httpRoute = z
               z.looseObject({
                 path: z
                   .strictObject({
-                    type: z.enum(['PathPrefix', 'Exact', 'RegularExpression']).default('PathPrefix'),
+                    type: z
+                      .enum(['PathPrefix', 'Exact', 'RegularExpression'])
+                      .default('PathPrefix')
+                      .meta({ description: 'RegularExpression: RE2 syntax (as Envoy uses; no backreferences or lookarounds), matched against the whole path in linear time; a path over 8 KiB never matches one.' }),
                     value: z.string().startsWith('/', 'a path starting with "/"').max(1024, 'at most 1024 characters (as Gateway API)').default('/'),
                   })
                   .optional(),

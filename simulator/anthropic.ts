@@ -215,6 +215,15 @@ export function createAnthropicDialect(model: string): Dialect {
         { kind: 'pre', text: event('ping', {}) },
       ];
       let index = 0;
+      if (reply.thinking) {
+        frames.push({ kind: 'pre', text: event('content_block_start', { index, content_block: { type: 'thinking', thinking: '', signature: '' } }) });
+        for (const thinking of splitText(reply.thinking)) {
+          frames.push({ kind: 'pre', text: event('content_block_delta', { index, delta: { type: 'thinking_delta', thinking } }) });
+        }
+        frames.push({ kind: 'pre', text: event('content_block_delta', { index, delta: { type: 'signature_delta', signature: 'EqQBCgIYAhIM' } }) });
+        frames.push({ kind: 'pre', text: event('content_block_stop', { index }) });
+        index += 1;
+      }
       if (reply.content) {
         frames.push({ kind: 'block', text: event('content_block_start', { index, content_block: { type: 'text', text: '' } }) });
         for (const text of splitText(reply.content)) {
@@ -250,6 +259,14 @@ export function createAnthropicDialect(model: string): Dialect {
 
     streamError(errorType) {
       return sse(JSON.stringify({ type: 'error', error: errorObject({ status: 529, type: errorType }) }), 'error');
+    },
+
+    errorThenDone(errorType) {
+      return this.streamError(errorType) + sse(JSON.stringify({ type: 'message_stop' }), 'message_stop');
+    },
+
+    keepAlive() {
+      return sse(JSON.stringify({ type: 'ping' }), 'ping');
     },
   };
 }

@@ -62,6 +62,10 @@ export interface Dialect {
   stream(body: JsonBody, reply: Reply): Frame[];
   /** The provider's in-stream error event. */
   streamError(errorType: string | undefined): string;
+  /** An error object followed by the stream's normal terminator (the errorThenDone fault). */
+  errorThenDone(errorType: string | undefined): string;
+  /** An event that keeps the stream open without progress (OpenAI: an empty-delta chunk; Anthropic: ping). */
+  keepAlive(): string;
 }
 
 export interface ResolvedUsage {

@@ -32,7 +32,33 @@ export type Fault =
   /** Stream: every event, the final one included, then the body ends `delayMs` later (its end arrives apart from its last event). */
   | { kind: 'slowEnd'; delayMs: number }
   /** 200 with a valid but enormous completion of about `bytes` bytes. */
-  | { kind: 'huge'; bytes: number };
+  | { kind: 'huge'; bytes: number }
+  /**
+   * 200 with exactly this body, whatever the request (after auth and validation). A string is
+   * sent whole; an array is written piece by piece (`chunkDelayMs` apart), e.g. hand-made SSE
+   * events. Content type: the request's (SSE for a stream, JSON otherwise) unless given.
+   */
+  | { kind: 'raw'; body: string | string[]; contentType?: string }
+  /**
+   * Stream: preamble + `afterChunks` content chunks, then only keep-alives every `everyMs`, for as
+   * long as the client listens: SSE comments (`as: 'comment'`, the default) or the provider's own
+   * non-progress event (`as: 'event'`: OpenAI a chunk with an empty delta, Anthropic `ping`).
+   * Non-stream: like stallMidStream.
+   */
+  | { kind: 'keepAliveStall'; afterChunks: number; everyMs: number; as?: 'comment' | 'event' }
+  /**
+   * Stream: half the content chunks, then an error object, then the stream's normal terminator
+   * (OpenAI: a chunk-shaped `{"id":…,"object":"chat.completion.chunk","choices":[],"error":{…}}`
+   * then `data: [DONE]`, as some OpenAI-compatible servers send it; Anthropic: an error event,
+   * then message_stop). Non-stream: like errorEventAfterFirstToken.
+   */
+  | { kind: 'errorThenDone'; errorType?: string }
+  /**
+   * Stream: half the content chunks, then one chunk cut in half (its line ended early, as a
+   * proxy that lost bytes sends it), then the rest of the stream, terminator included.
+   * Non-stream: like truncatedJson.
+   */
+  | { kind: 'truncatedChunk' };
 
 export type FaultKind = Fault['kind'];
 

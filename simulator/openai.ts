@@ -6,7 +6,7 @@
 import type { Dialect, ErrorReply, ErrorSpec, Frame } from './dialect.ts';
 import { headerValue, isRecord, resolveUsage, sse } from './dialect.ts';
 import { startSimulator } from './server.ts';
-import { randomId, splitArguments, splitText } from './text.ts';
+import { randomId, serializeJson, splitArguments, splitText } from './text.ts';
 import type { JsonBody, Reply, SimulatedProvider, SimulatorOptions } from './types.ts';
 
 const CONTEXT_LENGTH_MESSAGE =
@@ -94,7 +94,10 @@ function maskKey(key: string): string {
   return key.length <= 8 ? '*'.repeat(key.length) : `${key.slice(0, 3)}${'*'.repeat(8)}${key.slice(-4)}`;
 }
 
-export function createOpenAIDialect(model: string): Dialect {
+/** `options`: the wire style (SimulatorOptions.jsonStyle, keyOrder). */
+export function createOpenAIDialect(model: string, options: Pick<SimulatorOptions, 'jsonStyle' | 'keyOrder'> = {}): Dialect {
+  const style = { spacing: options.jsonStyle, keyOrder: options.keyOrder };
+  const json = (value: unknown) => serializeJson(value, style);
   const finishReasonOf = (reply: Reply) => reply.finishReason ?? (reply.toolCalls?.length ? 'tool_calls' : 'stop');
   const toolCallsOf = (reply: Reply) =>
     (reply.toolCalls ?? []).map((c) => ({ id: c.id ?? randomId('call_'), name: c.name, arguments: c.arguments }));
@@ -197,12 +200,12 @@ export function createOpenAIDialect(model: string): Dialect {
       return {
         status: spec.status,
         headers: { 'x-request-id': requestId, ...spec.headers },
-        body: JSON.stringify({ error: errorObject(spec, model) }),
+        body: json({ error: errorObject(spec, model) }),
       };
     },
 
     models() {
-      return JSON.stringify({
+      return json({
         object: 'list',
         data: [{ id: model, object: 'model', created: 1715367049, owned_by: 'system' }],
       });
@@ -223,7 +226,7 @@ export function createOpenAIDialect(model: string): Dialect {
           function: { name: c.name, arguments: c.arguments },
         }));
       }
-      return JSON.stringify({
+      return json({
         id: randomId('chatcmpl-', 29),
         object: 'chat.completion',
         created: Math.floor(Date.now() / 1000),
@@ -247,7 +250,7 @@ export function createOpenAIDialect(model: string): Dialect {
       };
       const chunk = (delta: Record<string, unknown>, finishReason: string | null = null) =>
         sse(
-          JSON.stringify({
+          json({
             ...base,
             choices: [{ index: 0, delta, logprobs: null, finish_reason: finishReason }],
             ...(includeUsage ? { usage: null } : {}),
@@ -255,6 +258,8 @@ export function createOpenAIDialect(model: string): Dialect {
         );
 
       const frames: Frame[] = [{ kind: 'pre', text: chunk({ role: 'assistant', content: '', refusal: null }) }];
+      // reasoning precedes the answer, as reasoning_content deltas (not content: faults count answer chunks)
+      for (const piece of splitText(reply.thinking ?? '')) frames.push({ kind: 'pre', text: chunk({ reasoning_content: piece }) });
       for (const piece of splitText(reply.content ?? '')) frames.push({ kind: 'delta', text: chunk({ content: piece }) });
       toolCallsOf(reply).forEach((call, index) => {
         frames.push({
@@ -269,18 +274,28 @@ export function createOpenAIDialect(model: string): Dialect {
       });
       frames.push({ kind: 'tail', text: chunk({}, finishReasonOf(reply)) });
       if (includeUsage) {
-        frames.push({ kind: 'tail', text: sse(JSON.stringify({ ...base, choices: [], usage: usageOf(body, reply) })) });
+        frames.push({ kind: 'tail', text: sse(json({ ...base, choices: [], usage: usageOf(body, reply) })) });
       }
       frames.push({ kind: 'tail', text: sse('[DONE]') });
       return frames;
     },
 
     streamError(errorType) {
-      return sse(JSON.stringify({ error: errorObject({ status: 500, type: errorType }, model) }));
+      return sse(json({ error: errorObject({ status: 500, type: errorType }, model) }));
+    },
+
+    errorThenDone(errorType) {
+      const chunk = { id: randomId('chatcmpl-', 29), object: 'chat.completion.chunk', created: Math.floor(Date.now() / 1000), model, choices: [] };
+      return sse(json({ ...chunk, error: errorObject({ status: 500, type: errorType }, model) })) + sse('[DONE]');
+    },
+
+    keepAlive() {
+      const chunk = { id: randomId('chatcmpl-', 29), object: 'chat.completion.chunk', created: Math.floor(Date.now() / 1000), model };
+      return sse(json({ ...chunk, choices: [{ index: 0, delta: {}, logprobs: null, finish_reason: null }] }));
     },
   };
 }
 
 export function startOpenAISimulator(opts: SimulatorOptions): Promise<SimulatedProvider> {
-  return startSimulator(createOpenAIDialect(opts.model), opts);
+  return startSimulator(createOpenAIDialect(opts.model, opts), opts);
 }

@@ -8,6 +8,7 @@ import { createServer } from 'node:http';
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { brotliCompressSync, createBrotliCompress, createDeflate, createGzip, deflateSync, gzipSync } from 'node:zlib';
 import type { Dialect, ErrorSpec, Frame } from './dialect.ts';
 import { isRecord } from './dialect.ts';
 import { FaultSchedule } from './faults.ts';
@@ -67,9 +68,67 @@ function write(res: ServerResponse, data: string | Buffer, signal: AbortSignal):
   });
 }
 
+type Encoding = NonNullable<SimulatorOptions['compress']>['encoding'];
+
+/** The content coding each answer to a request gets (SimulatorOptions.compress), by response. */
+const ENCODING = new WeakMap<ServerResponse, Encoding>();
+
+function compressed(encoding: Encoding, body: string | Buffer): Buffer {
+  const buf = typeof body === 'string' ? Buffer.from(body) : body;
+  return encoding === 'gzip' ? gzipSync(buf) : encoding === 'br' ? brotliCompressSync(buf) : deflateSync(buf);
+}
+
+/** The body as it goes on the wire (compressed when this response is), and its headers. */
+function encoded(res: ServerResponse, body: string | Buffer, headers: Record<string, string>): { body: string | Buffer; headers: Record<string, string> } {
+  const encoding = ENCODING.get(res);
+  if (!encoding) return { body, headers };
+  return { body: compressed(encoding, body), headers: { ...headers, 'content-encoding': encoding } };
+}
+
 function sendBody(res: ServerResponse, status: number, contentType: string, body: string | Buffer, headers?: Record<string, string>): void {
-  res.writeHead(status, { 'content-type': contentType, 'content-length': String(Buffer.byteLength(body)), ...headers });
-  res.end(body);
+  const wire = encoded(res, body, { 'content-type': contentType, ...headers });
+  res.writeHead(status, { ...wire.headers, 'content-length': String(Buffer.byteLength(wire.body)) });
+  res.end(wire.body);
+}
+
+/** Whether an accept-encoding header admits `encoding` (no header admits any, RFC 9110 §12.5.3). */
+function admits(header: string | undefined, encoding: Encoding): boolean {
+  if (header === undefined) return true;
+  return header.split(',').some((item) => {
+    const [name, ...params] = item.trim().toLowerCase().split(';');
+    const q = params.map((p) => p.trim()).find((p) => p.startsWith('q='));
+    return (name === encoding || name === '*') && (q === undefined || Number(q.slice(2)) > 0);
+  });
+}
+
+/** Where a stream's events go: the response itself, or a compressor flushed after every write. */
+interface StreamOut {
+  write(data: string, signal: AbortSignal): Promise<boolean>;
+  end(): void;
+}
+
+function streamOut(res: ServerResponse): StreamOut {
+  const encoding = ENCODING.get(res);
+  if (!encoding) return { write: (data, signal) => write(res, data, signal), end: () => res.end() };
+  const z = encoding === 'gzip' ? createGzip() : encoding === 'br' ? createBrotliCompress() : createDeflate();
+  z.pipe(res);
+  res.once('close', () => z.destroy());
+  return {
+    write(data, signal) {
+      if (signal.aborted || res.destroyed) return Promise.resolve(false);
+      return new Promise((resolve) => {
+        const onAbort = () => resolve(false);
+        signal.addEventListener('abort', onAbort, { once: true });
+        z.write(data);
+        // flushed event by event, as a streaming server must, so each arrives when written
+        z.flush(() => {
+          signal.removeEventListener('abort', onAbort);
+          resolve(!signal.aborted && !res.destroyed);
+        });
+      });
+    },
+    end: () => z.end(),
+  };
 }
 
 /** Index just past the `n`th 'delta' frame; with fewer deltas, the index of the first 'tail' frame. */
@@ -221,6 +280,9 @@ class Simulator implements SimulatedProvider {
     const pathname = (req.url ?? '/').split('?')[0];
     const requestId = this.#dialect.newRequestId();
     res.setHeader(this.#dialect.requestIdHeader, requestId);
+    const compress = this.#opts.compress;
+    const accept = req.headers['accept-encoding'];
+    if (compress && (compress.always || admits(Array.isArray(accept) ? accept.join(',') : accept, compress.encoding))) ENCODING.set(res, compress.encoding);
     const route = this.#dialect.route(method, pathname);
     const handler =
       route === 'chat'
@@ -267,6 +329,7 @@ class Simulator implements SimulatedProvider {
       path: req.url ?? '/',
       headers: { ...req.headers },
       body: undefined,
+      raw: '',
       at: Date.now(),
     };
     this.requests.push(record);
@@ -276,6 +339,7 @@ class Simulator implements SimulatedProvider {
     if (raw === undefined) return;
     const body = parseJson(raw);
     record.body = body;
+    record.raw = raw;
     const stream = isRecord(body) && body.stream === true;
 
     // Faults that replace the answer entirely come before auth and validation.
@@ -289,6 +353,7 @@ class Simulator implements SimulatedProvider {
         return this.#sendError(res, requestId, statusSpec(fault));
       case 'errorEventBeforeFirstToken':
       case 'errorEventAfterFirstToken':
+      case 'errorThenDone':
         if (!stream) {
           return this.#sendError(res, requestId, { status: this.#dialect.streamErrorStatus, type: fault.errorType });
         }
@@ -299,6 +364,7 @@ class Simulator implements SimulatedProvider {
     if (problem) return this.#sendError(res, requestId, problem);
 
     if (fault.kind === 'slowFirstToken' && !(await pause(fault.delayMs, life.signal))) return;
+    if (fault.kind === 'raw') return this.#raw(res, fault, stream, life.signal);
 
     let reply: Reply;
     try {
@@ -315,14 +381,30 @@ class Simulator implements SimulatedProvider {
     return this.#opts.reply ? this.#opts.reply(body) : { content: `Hello from ${this.model}` };
   }
 
+  /** The 'raw' fault: exactly the body given, piece by piece when it is a list. */
+  async #raw(res: ServerResponse, fault: Extract<Fault, { kind: 'raw' }>, stream: boolean, signal: AbortSignal): Promise<void> {
+    const contentType = fault.contentType ?? (stream ? SSE_HEADERS['content-type'] : JSON_TYPE);
+    if (typeof fault.body === 'string') return sendBody(res, 200, contentType, fault.body);
+    res.writeHead(200, encoded(res, '', { ...SSE_HEADERS, 'content-type': contentType }).headers);
+    res.flushHeaders();
+    const out = streamOut(res);
+    const delayMs = this.#opts.chunkDelayMs ?? 0;
+    for (let i = 0; i < fault.body.length; i++) {
+      if (i > 0 && delayMs > 0 && !(await pause(delayMs, signal))) return;
+      if (!(await out.write(fault.body[i], signal))) return;
+    }
+    out.end();
+  }
+
   /** Non-stream answer, shaped by the fault. */
   #complete(req: IncomingMessage, res: ServerResponse, fault: Fault, json: string): void {
-    const full = Buffer.from(json);
+    const full = Buffer.from(encoded(res, json, {}).body);
     const half = full.subarray(0, Math.floor(full.length / 2));
     switch (fault.kind) {
       case 'resetMidBody':
       case 'stallMidStream':
-        res.writeHead(200, { 'content-type': JSON_TYPE, 'content-length': String(full.length) });
+      case 'keepAliveStall':
+        res.writeHead(200, { ...encoded(res, '', { 'content-type': JSON_TYPE }).headers, 'content-length': String(full.length) });
         res.write(half, () => {
           if (fault.kind === 'resetMidBody') req.socket.destroy();
         });
@@ -331,13 +413,14 @@ class Simulator implements SimulatedProvider {
         sendBody(res, 200, JSON_TYPE, '{not json: the simulator answered garbage');
         return;
       case 'truncatedJson':
-        sendBody(res, 200, JSON_TYPE, half);
+      case 'truncatedChunk':
+        sendBody(res, 200, JSON_TYPE, Buffer.from(json).subarray(0, Math.floor(Buffer.byteLength(json) / 2)));
         return;
       case 'emptyBody':
         sendBody(res, 200, JSON_TYPE, '');
         return;
       default:
-        sendBody(res, 200, JSON_TYPE, full);
+        sendBody(res, 200, JSON_TYPE, json);
     }
   }
 
@@ -346,7 +429,9 @@ class Simulator implements SimulatedProvider {
     const deltas = frames.filter((f) => f.kind === 'delta').length;
     let upto = frames.length;
     let extra: string | undefined;
-    let ending: 'end' | 'destroy' | 'stall' = 'end';
+    let ending: 'end' | 'destroy' | 'stall' | 'keepAlive' = 'end';
+    /** Frames after `extra`: the rest of the stream (truncatedChunk). */
+    let rest: Frame[] = [];
     switch (fault.kind) {
       case 'emptyBody':
         upto = 0;
@@ -374,19 +459,44 @@ class Simulator implements SimulatedProvider {
       case 'truncatedJson':
         upto = cutAfterDeltas(frames, Math.ceil(deltas / 2));
         break;
+      case 'keepAliveStall':
+        upto = cutAfterDeltas(frames, fault.afterChunks);
+        ending = 'keepAlive';
+        break;
+      case 'errorThenDone':
+        upto = cutAfterDeltas(frames, Math.max(1, Math.ceil(deltas / 2)));
+        extra = this.#dialect.errorThenDone(fault.errorType);
+        break;
+      case 'truncatedChunk': {
+        // the chunk after half the deltas, cut in the middle of its JSON, its event ended early
+        upto = cutAfterDeltas(frames, Math.max(1, Math.ceil(deltas / 2)));
+        const cut = frames[upto];
+        if (cut) {
+          extra = `${cut.text.slice(0, Math.floor(cut.text.trimEnd().length / 2))}\n\n`;
+          rest = frames.slice(upto + 1);
+        }
+        break;
+      }
     }
     const out = frames.slice(0, upto).map((f) => f.text);
     if (extra !== undefined) out.push(extra);
+    for (const f of rest) out.push(f.text);
 
-    res.writeHead(200, SSE_HEADERS);
+    res.writeHead(200, encoded(res, '', SSE_HEADERS).headers);
     res.flushHeaders();
+    const stream = streamOut(res);
     const delayMs = this.#opts.chunkDelayMs ?? 0;
     for (let i = 0; i < out.length; i++) {
       if (i > 0 && delayMs > 0 && !(await pause(delayMs, signal))) return;
-      if (!(await write(res, out[i], signal))) return;
+      if (!(await stream.write(out[i], signal))) return;
+    }
+    if (fault.kind === 'keepAliveStall') {
+      const ping = fault.as === 'event' ? this.#dialect.keepAlive() : ': keep-alive\n\n';
+      while (await pause(fault.everyMs, signal)) if (!(await stream.write(ping, signal))) return;
+      return;
     }
     if (fault.kind === 'slowEnd' && !(await pause(fault.delayMs, signal))) return;
-    if (ending === 'end') res.end();
+    if (ending === 'end') stream.end();
     else if (ending === 'destroy') res.socket?.destroy();
   }
 }

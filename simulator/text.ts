@@ -40,3 +40,32 @@ export function fillerText(bytes: number): string {
   const n = Math.max(1, Math.floor(bytes));
   return sentence.repeat(Math.ceil(n / sentence.length)).slice(0, n);
 }
+
+export interface JsonStyle {
+  /** 'spaced': `", "` and `": "` between items, as Python's json.dumps writes them. */
+  spacing?: 'compact' | 'spaced';
+  /** 'reversed': every object's keys in reverse order. */
+  keyOrder?: 'openai' | 'reversed';
+}
+
+/** JSON text of `value` in a server's style; compact and in order is JSON.stringify itself. */
+export function serializeJson(value: unknown, style: JsonStyle = {}): string {
+  const spaced = style.spacing === 'spaced';
+  const reversed = style.keyOrder === 'reversed';
+  if (!spaced && !reversed) return JSON.stringify(value);
+  const comma = spaced ? ', ' : ',';
+  const colon = spaced ? ': ' : ':';
+  const write = (v: unknown): string | undefined => {
+    if (v === null || typeof v !== 'object') return JSON.stringify(v);
+    if (Array.isArray(v)) return `[${v.map((x) => write(x) ?? 'null').join(comma)}]`;
+    const entries = Object.entries(v as Record<string, unknown>);
+    if (reversed) entries.reverse();
+    const items: string[] = [];
+    for (const [k, x] of entries) {
+      const text = write(x);
+      if (text !== undefined) items.push(`${JSON.stringify(k)}${colon}${text}`);
+    }
+    return `{${items.join(comma)}}`;
+  };
+  return write(value) ?? 'null';
+}

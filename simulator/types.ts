@@ -12,12 +12,19 @@ export interface RecordedRequest {
   headers: Record<string, string | string[] | undefined>;
   /** Parsed JSON body, or undefined when it was empty or not JSON. */
   body: JsonBody;
+  /** The body exactly as received (UTF-8), to check bytes a parse would hide (number spellings, key order). */
+  raw: string;
   /** Date.now() when the request arrived. */
   at: number;
 }
 
 export interface Reply {
   content?: string;
+  /**
+   * Reasoning streamed before the answer: Anthropic a thinking block (thinking_delta events),
+   * OpenAI-compatible servers `reasoning_content` deltas (as DeepSeek and vLLM send them).
+   */
+  thinking?: string;
   toolCalls?: { id?: string; name: string; arguments: string }[];
   /** In the provider's own terms: OpenAI finish_reason, Anthropic stop_reason. */
   finishReason?: string;
@@ -39,6 +46,20 @@ export interface SimulatorOptions {
   chunkDelayMs?: number;
   /** When set, requests without this key get the provider's real 401. */
   apiKey?: string;
+  /**
+   * Compress every answer (JSON, SSE streams flushed event by event, error bodies, /v1/models)
+   * with this content coding: when the request's accept-encoding admits it (no header admits
+   * anything, RFC 9110), or with `always`, whatever the request asked (as some servers and
+   * proxies do).
+   */
+  compress?: { encoding: 'gzip' | 'br' | 'deflate'; always?: boolean };
+  /**
+   * OpenAI dialect: how its JSON is written. 'compact' (OpenAI's own) or 'spaced' (`", "` and
+   * `": "`, as Python servers built on json.dumps write it: vLLM, LiteLLM, many proxies).
+   */
+  jsonStyle?: 'compact' | 'spaced';
+  /** OpenAI dialect: key order of every object, OpenAI's own or reversed (`id` last, `usage` first). */
+  keyOrder?: 'openai' | 'reversed';
 }
 
 export interface SimulatedProvider {

@@ -577,3 +577,121 @@ for (const p of providers) {
     t.equal((await post(sim.url + p.path, p.body, p.headers)).status, 200, 'every fault was used up');
   });
 }
+
+// ---- what real servers send: compression, JSON styles, reasoning, hand-made streams ----
+
+/** A streamed OpenAI request read to its end (or for `ms`, for streams that never end). */
+async function readStream(sim: SimulatedProvider, headers: Record<string, string> = {}, ms = 3000, body: Record<string, unknown> = {}): Promise<{ res: Response; text: string }> {
+  const ac = new AbortController();
+  const timer = setTimeout(() => ac.abort(), ms);
+  const res = await post(`${sim.url}/v1/chat/completions`, { model: 'gpt-sim', messages: USER, stream: true, ...body }, headers, ac.signal);
+  let text = '';
+  try {
+    const reader = res.body!.getReader();
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      text += Buffer.from(value).toString();
+    }
+  } catch {
+    // aborted: what arrived is the answer
+  }
+  clearTimeout(timer);
+  return { res, text };
+}
+
+t.test('compress: honours accept-encoding unless `always`; streams, bodies and errors are compressed', async (t) => {
+  for (const encoding of ['gzip', 'br', 'deflate'] as const) {
+    const { sim, client } = await openaiSim(t, { compress: { encoding } });
+    const identity = await post(`${sim.url}/v1/chat/completions`, { model: 'gpt-sim', messages: USER }, { 'accept-encoding': 'identity' });
+    t.equal(identity.headers.get('content-encoding'), null, `${encoding}: identity asked, none sent`);
+    const plain = await post(`${sim.url}/v1/chat/completions`, { model: 'gpt-sim', messages: USER }, { 'accept-encoding': encoding });
+    t.equal(plain.headers.get('content-encoding'), encoding, `${encoding}: sent when admitted`);
+    t.equal(((await plain.json()) as { choices: { message: { content: string } }[] }).choices[0].message.content, 'Hello from gpt-sim', 'fetch decodes it');
+    const chunks = [];
+    for await (const c of await client.chat.completions.create({ model: 'gpt-sim', messages: USER, stream: true })) chunks.push(c);
+    t.equal(chunks.map((c) => c.choices[0]?.delta.content ?? '').join(''), 'Hello from gpt-sim', `${encoding}: the SDK reads the compressed stream`);
+
+    const { sim: always } = await openaiSim(t, { compress: { encoding, always: true } });
+    const forced = await readStream(always, { 'accept-encoding': 'identity' });
+    t.equal(forced.res.headers.get('content-encoding'), encoding, `${encoding}: always, whatever was asked`);
+    t.match(forced.text, /data: \[DONE\]/);
+    always.setFault({ kind: 'status', status: 429 }, { times: 1 });
+    const limited = await post(`${always.url}/v1/chat/completions`, { model: 'gpt-sim', messages: USER }, { 'accept-encoding': 'identity' });
+    t.equal(limited.headers.get('content-encoding'), encoding, 'error bodies too');
+    t.match(await limited.text(), /rate_limit_exceeded/);
+  }
+});
+
+t.test('openai: jsonStyle spaced and keyOrder reversed write what Python servers write; the SDK reads both', async (t) => {
+  const { sim, client } = await openaiSim(t, { jsonStyle: 'spaced', keyOrder: 'reversed' });
+  const { text } = await readStream(sim, {}, 3000, { stream_options: { include_usage: true } });
+  t.match(text, /"usage": \{/, 'spaced: ": " and ", "');
+  t.match(text, /"object": "chat\.completion\.chunk", "id": "chatcmpl-/, 'keys reversed: id comes late');
+  const chunks = [];
+  for await (const c of await client.chat.completions.create({ model: 'gpt-sim', messages: USER, stream: true, stream_options: { include_usage: true } })) chunks.push(c);
+  t.equal(chunks.map((c) => c.choices[0]?.delta.content ?? '').join(''), 'Hello from gpt-sim');
+  t.ok(chunks.at(-1)?.usage?.completion_tokens, 'usage read');
+  const res = await client.chat.completions.create({ model: 'gpt-sim', messages: USER });
+  t.equal(res.choices[0].message.content, 'Hello from gpt-sim');
+});
+
+t.test('thinking: Anthropic streams a thinking block, OpenAI reasoning_content deltas, before the answer', async (t) => {
+  const reply = () => ({ thinking: 'let me think', content: 'Answer' });
+  const { client } = await anthropicSim(t, { reply });
+  const events = [];
+  for await (const e of client.messages.stream({ model: 'claude-sim', max_tokens: 100, messages: USER })) events.push(e);
+  const thinking = events.filter((e) => e.type === 'content_block_delta' && e.delta.type === 'thinking_delta');
+  t.ok(thinking.length >= 2, 'several thinking deltas');
+  const { sim } = await openaiSim(t, { reply });
+  const { text } = await readStream(sim);
+  t.ok(text.indexOf('"reasoning_content":"let"') < text.indexOf('"content":"Answer"'), 'reasoning first');
+});
+
+t.test('faults for honest streams: raw, keepAliveStall, errorThenDone, truncatedChunk; the raw body is recorded', async (t) => {
+  const { sim } = await openaiSim(t);
+  sim.setFault({ kind: 'raw', body: ['data: {"foo":"bar"}\n\n', 'data: [DONE]\n\n'] }, { times: 1 });
+  t.equal((await readStream(sim)).text, 'data: {"foo":"bar"}\n\ndata: [DONE]\n\n', 'raw: exactly the events given');
+  sim.setFault({ kind: 'raw', body: '{"choices":[]}' }, { times: 1 });
+  t.equal(await (await post(`${sim.url}/v1/chat/completions`, { model: 'gpt-sim', messages: USER })).text(), '{"choices":[]}');
+  t.equal(sim.requests.at(-1)?.raw, JSON.stringify({ model: 'gpt-sim', messages: USER }), 'the raw body, as received');
+
+  for (const as of ['comment', 'event'] as const) {
+    sim.setFault({ kind: 'keepAliveStall', afterChunks: 1, everyMs: 20, as }, { times: 1 });
+    const { text } = await readStream(sim, {}, 200);
+    t.match(text, /"content":"Hello"/);
+    t.notMatch(text, /\[DONE\]/, `${as}: never ends`);
+    t.ok(((as === 'comment' ? text.match(/^: keep-alive$/gm) : text.match(/"delta":\{\}/g))?.length ?? 0) >= 3, `${as}: keep-alives keep coming`);
+  }
+  await waitFor(() => sim.inFlight() === 0);
+
+  sim.setFault({ kind: 'errorThenDone' }, { times: 1 });
+  const errored = (await readStream(sim)).text;
+  t.match(errored, /"content":"Hello"[\s\S]*data: \{"id":"chatcmpl-[^"]+","object":"chat\.completion\.chunk".*"error":\{[\s\S]*data: \[DONE\]\n\n$/, 'content, a chunk-shaped error, then [DONE]');
+
+  sim.setFault({ kind: 'truncatedChunk' }, { times: 1 });
+  const cut = (await readStream(sim)).text;
+  const bad = cut.split('\n\n').filter((e) => e.startsWith('data: ') && e !== 'data: [DONE]').filter((e) => {
+    try {
+      JSON.parse(e.slice(6));
+      return false;
+    } catch {
+      return true;
+    }
+  });
+  t.equal(bad.length, 1, 'one chunk cut short');
+  t.match(cut, /data: \[DONE\]\n\n$/, 'and the stream goes on to its end');
+
+  const { sim: claude } = await anthropicSim(t);
+  claude.setFault({ kind: 'keepAliveStall', afterChunks: 1, everyMs: 20, as: 'event' }, { times: 1 });
+  const ac = new AbortController();
+  setTimeout(() => ac.abort(), 200);
+  const res = await post(`${claude.url}/v1/messages`, { model: 'claude-sim', max_tokens: 10, messages: USER, stream: true }, { 'x-api-key': 'k', 'anthropic-version': '2023-06-01' }, ac.signal);
+  let text = '';
+  try {
+    for await (const c of res.body!) text += Buffer.from(c).toString();
+  } catch {
+    // aborted
+  }
+  t.ok((text.match(/event: ping/g)?.length ?? 0) >= 3, 'anthropic: pings keep coming');
+});

@@ -593,8 +593,8 @@ t.test('the stream translator on its own', (t) => {
     t.equal(first.model, HAIKU, 'the model is known from message_start');
     t.match(first.out, /"role":"assistant"/);
     t.same(s.push(ev('content_block_start', { index: 0, content_block: { type: 'thinking', thinking: '' } })), {});
-    t.same(s.push(ev('content_block_delta', { index: 0, delta: { type: 'thinking_delta', thinking: 'hmm' } })), {});
-    t.same(s.push(ev('content_block_delta', { index: 0, delta: { type: 'signature_delta', signature: 'x' } })), {});
+    t.same(s.push(ev('content_block_delta', { index: 0, delta: { type: 'thinking_delta', thinking: 'hmm' } })), { progress: true }, 'thinking is progress (it holds off the idle timer), not content');
+    t.same(s.push(ev('content_block_delta', { index: 0, delta: { type: 'signature_delta', signature: 'x' } })), { progress: true });
     t.same(s.push({ event: 'ping', data: '{"type":"ping"}' }), {});
     const text = s.push(ev('content_block_delta', { index: 1, delta: { type: 'text_delta', text: 'Hi' } }));
     t.ok(text.content);

@@ -51,10 +51,13 @@ interface Case {
 }
 
 const COOLDOWN_MS = 9000;
+// The request deadline is 4x the longest phase timeout: a fault that made any attempt wait for a
+// default timeout (30 s and more) would end in a 504, which fails the "200" of every case below.
 const POLICY = `  timeouts:
     response: 500ms
     firstToken: 500ms
     streamIdle: 300ms
+    request: 2s
   cooldown:
     afterFailure: 9s
   maxResponseBytes: 65536
@@ -177,6 +180,10 @@ const CASES: Case[] = [
     health: () => ({ state: 'cooling', forMs: COOLDOWN_MS }),
   },
   { name: 'a 200 with an empty body', fault: () => ({ kind: 'emptyBody' }), ...both(failover('bad_response')), health: () => ({ state: 'breaker' }) },
+  { name: 'a 200 that proves nothing: events without choices, then [DONE]', fault: () => ({ kind: 'raw', body: 'data: {"foo":"bar"}\n\ndata: [DONE]\n\n' }), ...both(failover('bad_response')), health: () => ({ state: 'breaker' }) },
+  { name: 'keep-alives only after the first token', fault: () => ({ kind: 'keepAliveStall', afterChunks: 2, everyMs: 50 }), nonStreamed: failover('response_timeout'), streamed: cut('stream_stalled'), health: () => ({ state: 'breaker' }) },
+  { name: 'an error object inside a chunk after the first token, then [DONE]', fault: () => ({ kind: 'errorThenDone' }), nonStreamed: failover('upstream_5xx'), streamed: cut('stream_error'), health: () => ({ state: 'breaker' }) },
+  { name: 'a chunk cut short after the first token, the stream going on to [DONE]', fault: () => ({ kind: 'truncatedChunk' }), nonStreamed: failover('bad_response'), streamed: cut('bad_response'), health: () => ({ state: 'breaker' }) },
   {
     name: 'a response far larger than any sane completion (maxResponseBytes / maxStreamBytes 64 KiB)',
     fault: () => ({ kind: 'huge', bytes: 1 << 20 }),
@@ -201,6 +208,7 @@ async function runCase(t: TapTest, c: Case, stream: boolean): Promise<void> {
   }
   const expected = stream ? c.streamed : c.nonStreamed;
 
+  // the request's start and end bound a cooldown's `until` (a window, not a timing assertion)
   const before = Date.now();
   const res = await fetch(`${h.sidecar.url}/model`, {
     method: 'POST',
@@ -235,7 +243,6 @@ async function runCase(t: TapTest, c: Case, stream: boolean): Promise<void> {
     t.notOk(events.includes('[DONE]'), 'and no [DONE]');
     t.equal(h.sims.fallback.requests.length, 0, 'a committed stream is never replayed elsewhere');
   }
-  t.ok(after - before < 10_000, 'bounded: nothing waited for anything near a default timeout');
 
   // health
   const health = h.sidecar.health.get(primary);

@@ -23,6 +23,7 @@ import { anthropicAdapter } from '../sidecar/translate/anthropic.ts';
 import { openaiAdapter } from '../sidecar/translate/openai.ts';
 import type { ChatRequest, ProviderAdapter } from '../sidecar/translate/provider.ts';
 import { type SseEvent, SseParser } from '../sidecar/translate/sse.ts';
+import { serializeJson } from '../simulator/text.ts';
 import { backendYaml } from './helpers.ts';
 
 /** RELIABILITY_FUZZ_SCALE=20 runs every property 20 times as long (a deeper hunt than the suite's ~4 s). */
@@ -62,6 +63,8 @@ const REASONS: ReadonlySet<FailureReason> = new Set<FailureReason>([
   'marked_down',
   'untranslatable',
   'client_error',
+  'upstream_redirect',
+  'quota_exhausted',
 ]);
 
 /** fast-check builds some objects without a prototype, which the yaml stringifier mishandles: plain JSON values only. */
@@ -482,6 +485,16 @@ t.test('openai buildRequest: the body is the client\'s request with the provider
       const expected = { ...(JSON.parse(raw.toString()) as Record<string, unknown>), model: 'gpt-4o' };
       const byKey = (o: Record<string, unknown>) => JSON.stringify(Object.entries(o).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
       if (byKey(body) !== byKey(expected)) throw new Error(`body differs: ${up.body.toString().slice(0, 300)}`);
+      const model = (JSON.parse(raw.toString()) as { model?: unknown }).model;
+      if (typeof model === 'string') {
+        // byte for byte but for the model's value: one changed region, no larger than the values swapped
+        const out = Buffer.from(up.body);
+        let pre = 0;
+        while (pre < raw.length && pre < out.length && raw[pre] === out[pre]) pre++;
+        let suf = 0;
+        while (suf < raw.length - pre && suf < out.length - pre && raw[raw.length - 1 - suf] === out[out.length - 1 - suf]) suf++;
+        if (raw.length - pre - suf > Buffer.byteLength(JSON.stringify(model)) || out.length - pre - suf > '"gpt-4o"'.length) throw new Error(`more than the model changed: ${up.body.toString().slice(0, 300)}`);
+      }
       if (up.path !== OPENAI_TARGET.path || up.headers.authorization !== 'Bearer sk-test-planted-secret-0123456789' || up.headers['content-type'] !== 'application/json') throw new Error('headers');
       // a second model of the same request reuses nothing it should not
       const again = openaiAdapter.buildRequest(req, OPENAI_TARGET);
@@ -582,6 +595,8 @@ t.test('translateResponse on arbitrary bytes: a chat.completion or a failure, ne
         counts.ok++;
         const json = JSON.parse(r.body.toString()) as { choices?: { message?: { role?: string }; finish_reason?: unknown }[]; object?: string };
         if (!Array.isArray(json.choices)) throw new Error('no choices');
+        // docs/reliability.md: a 200 whose choices are empty, or not objects with a message object, is a bad_response
+        if (json.choices.length === 0 || !json.choices.every((c) => c !== null && typeof c === 'object' && c.message !== null && typeof c.message === 'object' && !Array.isArray(c.message))) throw new Error(`choices that prove nothing served: ${r.body}`);
         if (name === 'anthropic') {
           if (json.object !== 'chat.completion' || json.choices.length !== 1 || json.choices[0].message?.role !== 'assistant') throw new Error(`not a chat.completion: ${r.body}`);
           if (!['stop', 'length', 'tool_calls', 'function_call', 'content_filter'].includes(String(json.choices[0].finish_reason))) throw new Error(`finish_reason ${json.choices[0].finish_reason}`);
@@ -643,28 +658,62 @@ const chunkData = fc.record(
     id: fc.string({ maxLength: 6 }),
     object: fc.constant('chat.completion.chunk'),
     model: fc.string({ maxLength: 6 }),
-    choices: fc.oneof(fc.array(fc.record({ index: fc.nat(3), delta: fc.record({ role: fc.constant('assistant'), content: fc.oneof(text, fc.constant(null)), tool_calls: fc.oneof(fc.array(jsonish, { maxLength: 1 }), jsonish), refusal: text }, { requiredKeys: [] }), finish_reason: fc.oneof(fc.constantFrom('stop', null), jsonish) }, { requiredKeys: [] }), { maxLength: 2 }), jsonish),
+    choices: fc.oneof({ weight: 4, arbitrary: fc.array(fc.record({ index: fc.nat(3), delta: fc.record({ role: fc.constant('assistant'), content: fc.oneof(text, fc.constant(null)), tool_calls: fc.oneof(fc.array(jsonish, { maxLength: 1 }), jsonish), refusal: text }, { requiredKeys: [] }), finish_reason: fc.oneof(fc.constantFrom('stop', null), jsonish) }, { requiredKeys: [] }), { maxLength: 2 }) }, jsonish),
     usage: fc.oneof(fc.record({ prompt_tokens: fc.nat(), completion_tokens: fc.nat() }), jsonish),
     error: jsonish,
   },
   { requiredKeys: [] },
 );
 const singleLine = (s: string) => !/[\r\n]/.test(s);
+/** A chunk as servers write it: compact (OpenAI), spaced (Python's json.dumps), keys in another order, or cut short. */
+const chunkText = fc
+  .tuple(chunkData, fc.constantFrom('compact', 'spaced'), fc.constantFrom('openai', 'reversed'), fc.nat(), fc.nat(7), fc.nat(3))
+  .map(([chunk, spacing, keyOrder, cut, truncate, withError]) => {
+    // an error object in one chunk of eight: the attempt ends at the first
+    const { error, ...j } = chunk;
+    if (withError === 0 && error !== undefined) Object.assign(j, { error });
+    const text = serializeJson(j, { spacing: spacing as 'compact' | 'spaced', keyOrder: keyOrder as 'openai' | 'reversed' });
+    return truncate === 0 && text.length > 1 ? text.slice(0, 1 + (cut % (text.length - 1))) : text;
+  });
 const openaiEvent = fc.record({
-  event: fc.constantFrom('message', 'error', 'x'),
-  data: fc
-    .oneof({ weight: 4, arbitrary: chunkData.map((j) => JSON.stringify(j)) }, fc.constant('[DONE]'), fc.string({ maxLength: 30 }), fc.constant('{"id" not json'))
-    .filter(singleLine)
-    // choices holding null: pinned by a todo below
-    .filter((d) => {
-      try {
-        const j = JSON.parse(d) as { choices?: unknown };
-        return !(Array.isArray(j?.choices) && j.choices.some((c) => c === null));
-      } catch {
-        return true;
-      }
-    }),
+  event: fc.constantFrom('message', 'message', 'message', 'message', 'message', 'error', 'x'),
+  data: fc.oneof({ weight: 12, arbitrary: chunkText }, fc.constant('[DONE]'), fc.string({ maxLength: 30 }), fc.constant('{"id" not json')).filter(singleLine),
 });
+
+type ChunkJson = { error?: unknown; choices?: unknown; usage?: { prompt_tokens?: unknown; completion_tokens?: unknown } | null };
+const isObj = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+/** docs/reliability.md's commit point: text, a tool call, a refusal, reasoning, a finish reason. */
+function carriesContent(choices: Record<string, unknown>[]): boolean {
+  return choices.some((c) => {
+    if (c.finish_reason) return true;
+    const d = c.delta;
+    if (!isObj(d)) return false;
+    const s = (v: unknown) => typeof v === 'string' && v !== '';
+    return s(d.content) || (Array.isArray(d.tool_calls) && d.tool_calls.length > 0) || s(d.refusal) || s(d.reasoning_content) || Boolean(d.function_call);
+  });
+}
+
+/**
+ * What docs/reliability.md says an OpenAI-compatible stream's events mean, one at a time: every
+ * event is read, before and after the commit point. `committed`: content was seen before.
+ */
+function openaiOracle(e: SseEvent, committed: boolean): { error?: FailureReason; out?: string; content?: boolean; usage?: { inputTokens: number; outputTokens: number } } {
+  if (e.data === '[DONE]') return committed ? { out: 'data: [DONE]\n\n', content: true } : { error: 'bad_response' }; // ended with no content, no finish reason
+  let json: unknown;
+  try {
+    json = JSON.parse(e.data);
+  } catch {
+    return { error: 'bad_response' }; // malformed: before content a failover, after it a cut
+  }
+  if (!isObj(json)) return { error: 'bad_response' };
+  const chunk = json as ChunkJson;
+  if (chunk.error || e.event === 'error') return { error: 'stream_error' };
+  const u = chunk.usage;
+  const usage = isObj(u) && typeof u.prompt_tokens === 'number' && typeof u.completion_tokens === 'number' ? { inputTokens: u.prompt_tokens, outputTokens: u.completion_tokens } : undefined;
+  if (!Array.isArray(chunk.choices)) return { usage }; // not forwarded: chunk.choices[0] would throw in the app
+  if (!chunk.choices.every(isObj)) return { error: 'bad_response' };
+  return { out: `data: ${e.data}\n\n`, content: committed || carriesContent(chunk.choices as Record<string, unknown>[]), usage };
+}
 const anthropicData = fc.oneof(
   fc.record({ type: fc.constant('message_start'), message: fc.oneof(fc.record({ id: fc.string({ maxLength: 6 }), model: fc.oneof(fc.string({ maxLength: 6 }), jsonish), usage: anthropicUsage }, { requiredKeys: [] }), jsonish) }),
   fc.record({ type: fc.constant('content_block_start'), index: fc.oneof(fc.nat(3), jsonish), content_block: fc.oneof(anthropicBlock, jsonish) }),
@@ -694,31 +743,42 @@ function outEvents(out: string): string[] {
 
 t.test('the stream translators on arbitrary SSE events: well-framed output, failures from the vocabulary, never a throw', async (t) => {
   let outputs = 0;
+  const perTranslator: Record<string, number> = {};
   for (const [adapter, target, name] of TARGETS) {
     fc.assert(
       fc.property(fc.array((name === 'openai' ? openaiEvent : anthropicEvent) as fc.Arbitrary<SseEvent>, { maxLength: 12 }), fc.boolean(), (events, usage) => {
         const req = parsed(Buffer.from(JSON.stringify({ messages: [{ role: 'user', content: 'hi' }], stream: true, stream_options: { include_usage: usage } })))!;
         const translator = adapter.streamTranslator(req, target);
+        let committed = false;
         for (const e of events) {
           const step = translator.push(e);
+          if (name === 'openai') {
+            const want = openaiOracle(e, committed);
+            const got = { error: step.error?.reason, out: step.out, content: step.content || undefined, usage: step.usage };
+            if (JSON.stringify(got) !== JSON.stringify({ error: want.error, out: want.out, content: want.content || undefined, usage: want.usage }))
+              throw new Error(`${JSON.stringify(e)} (committed: ${committed}): got ${JSON.stringify(got)}, the docs say ${JSON.stringify(want)}`);
+            if (want.content) committed = true;
+          }
           if (step.error && (!REASONS.has(step.error.reason) || typeof step.error.message !== 'string')) throw new Error(`error ${JSON.stringify(step.error)}`);
+          // for OpenAI the attempt ends there (a failover, or a cut after content); Anthropic's translator is pushed on, to prove it never throws
+          if (step.error && name === 'openai') break;
           if (step.out === undefined) continue;
           outputs++;
+          perTranslator[name] = (perTranslator[name] ?? 0) + 1;
           for (const data of outEvents(step.out)) {
             if (data === '[DONE]') continue;
-            if (name === 'anthropic') {
-              const chunk = JSON.parse(data) as { object?: string; choices?: unknown };
-              if (chunk.object !== 'chat.completion.chunk' || !Array.isArray(chunk.choices)) throw new Error(`not a chunk: ${data.slice(0, 100)}`);
-            } else if (data !== e.data) throw new Error('an OpenAI event is forwarded as it came');
+            const chunk = JSON.parse(data) as { object?: string; choices?: unknown };
+            if (!Array.isArray(chunk.choices)) throw new Error(`a chunk without choices reached the client: ${data.slice(0, 100)}`);
+            if (name === 'anthropic' && chunk.object !== 'chat.completion.chunk') throw new Error(`not a chunk: ${data.slice(0, 100)}`);
           }
           if (step.done && !step.out.endsWith('data: [DONE]\n\n')) throw new Error('done without [DONE]');
-          if (step.error) break;
+          if ((step.done || step.error) && name === 'openai') break;
         }
       }),
       { numRuns: runs(500) },
     );
   }
-  t.ok(outputs > 300, `${outputs} outputs checked`);
+  t.ok(outputs > 300, `${outputs} outputs checked (${JSON.stringify(perTranslator)})`);
 });
 
 /** A valid SSE stream as text, and the events it holds. */
@@ -825,12 +885,16 @@ t.test('anthropic buildRequest never sends an empty conversation', async (t) => 
 
 t.test('an OpenAI stream chunk whose choices hold null fails the attempt as bad_response, it does not throw', async (t) => {
   const req = parsed(Buffer.from(JSON.stringify({ messages: [{ role: 'user', content: 'hi' }], stream: true })))!;
-  const translator = openaiAdapter.streamTranslator(req, OPENAI_TARGET);
-  let step: ReturnType<typeof translator.push> | undefined;
-  t.doesNotThrow(() => {
-    step = translator.push({ event: 'message', data: '{"id":"x","choices":[null]}' });
-  });
-  t.ok(step?.error === undefined || step.error.reason === 'bad_response', 'at most a bad_response');
+  for (const before of [[], ['{"id":"x","choices":[{"index":0,"delta":{"content":"hi"},"finish_reason":null}]}']]) {
+    const translator = openaiAdapter.streamTranslator(req, OPENAI_TARGET);
+    for (const data of before) translator.push({ event: 'message', data });
+    let step: ReturnType<typeof translator.push> | undefined;
+    t.doesNotThrow(() => {
+      step = translator.push({ event: 'message', data: '{"id":"x","choices":[null]}' });
+    });
+    t.equal(step?.error?.reason, 'bad_response', `${before.length ? 'after' : 'before'} content: a bad_response`);
+    t.equal(step?.out, undefined, 'nothing an app would crash on is forwarded');
+  }
 });
 
 t.test('untrusted strings that name Object.prototype members are no lookup keys', async (t) => {

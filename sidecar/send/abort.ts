@@ -23,6 +23,8 @@ export class ClientGone extends Error {
 }
 
 const TLS_CODE = /^(ERR_TLS|ERR_SSL|CERT_|UNABLE_TO_|DEPTH_ZERO|SELF_SIGNED|ERR_OSSL)/;
+/** node:zlib's errors decoding a compressed answer (gzip/deflate: Z_*, brotli: ERR__*, zstd: ZSTD_*). */
+const ZLIB_CODE = /^(Z_|ERR__|ERR_BROTLI|ZSTD_|ERR_ZSTD)/;
 
 function codeOf(err: unknown): string | undefined {
   let e = err as { code?: unknown; cause?: unknown } | undefined;
@@ -46,6 +48,7 @@ export function failureFromError(err: unknown, signal: AbortSignal): Failure {
   if (code === 'UND_ERR_BODY_TIMEOUT') return make('stream_stalled', 'response body stalled');
   if (code === 'UND_ERR_RES_EXCEEDED_MAX_SIZE') return make('bad_response', 'response too large');
   if (TLS_CODE.test(code)) return make('tls', 'TLS handshake failed');
+  if (ZLIB_CODE.test(code)) return make('bad_response', 'the compressed answer could not be decoded');
   if (err instanceof Error && err.name === 'SseTooLargeError') return { reason: 'bad_response', message: err.message };
   return make('connect_reset', 'connection reset or closed');
 }

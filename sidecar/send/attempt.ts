@@ -74,9 +74,20 @@ export async function runAttempt(input: AttemptInput): Promise<AttemptOutcome> {
   const signal = controller.signal;
   if (signal.aborted && !(signal.reason instanceof AttemptAbort)) return { kind: 'client_gone' };
 
-  const phaseMs = Math.min(req.stream ? target.timeouts.firstTokenMs : target.timeouts.responseMs, input.remainingMs);
+  const remainingMs = Math.max(0, input.remainingMs);
+  const phaseMs = req.stream ? target.timeouts.firstTokenMs : target.timeouts.responseMs;
   const phaseReason = req.stream ? 'first_token_timeout' : 'response_timeout';
-  const phaseTimer = setTimeout(() => controller.abort(new AttemptAbort(phaseReason, `no ${req.stream ? 'first token' : 'answer'} within ${phaseMs} ms`)), phaseMs);
+  // A phase that outlasts the request's deadline is bounded by the deadline alone: running out of
+  // the request's time is not the model's fault (passive health ignores deadline_exceeded).
+  const phaseTimer =
+    phaseMs <= remainingMs ? setTimeout(() => controller.abort(new AttemptAbort(phaseReason, `no ${req.stream ? 'first token' : 'answer'} within ${phaseMs} ms`)), phaseMs) : undefined;
+  // The request's deadline holds for the whole attempt, a committed stream included (then it ends
+  // with the error event). The extra millisecond keeps the timer from firing a hair before the
+  // failover loop's own clock says the deadline passed.
+  const deadlineTimer = setTimeout(
+    () => controller.abort(new AttemptAbort('deadline_exceeded', `the request deadline (timeouts.request) ran out during this attempt`)),
+    Math.ceil(remainingMs) + 1,
+  );
   const started = performance.now();
   let response: Dispatcher.ResponseData | undefined;
   /** The stream's answer is complete and the upstream's end of body is being read, not cut. */
@@ -104,7 +115,9 @@ export async function runAttempt(input: AttemptInput): Promise<AttemptOutcome> {
       response = await input.dispatcher.request({
         path: upstream.path,
         method: 'POST',
-        headers: upstream.headers,
+        // Compressed answers are decoded (send/pools.ts), but none are asked for: identity costs
+        // the provider nothing and keeps a stream's events flowing one by one.
+        headers: { ...upstream.headers, 'accept-encoding': 'identity' },
         body: upstream.body,
         signal,
       });
@@ -120,7 +133,9 @@ export async function runAttempt(input: AttemptInput): Promise<AttemptOutcome> {
       } catch (err) {
         return outcomeOf(err);
       }
-      const { failure, clientBody } = adapter.translateError(statusCode, headers, errorBody ?? Buffer.alloc(0), settings.maxRetryAfterMs);
+      // scrubbed before any translator quotes (and cuts) it
+      const scrubbed = errorBody && errorBody.length > 0 ? Buffer.from(redact(errorBody.toString('utf8'), req.clientAuthorization)) : Buffer.alloc(0);
+      const { failure, clientBody } = adapter.translateError(statusCode, headers, scrubbed, settings.maxRetryAfterMs);
       failure.message = redact(failure.message, req.clientAuthorization);
       if (failure.reason !== 'client_error') return { kind: 'failed', failure };
       sink.reply(statusCode, input.servedHeaders(JSON_TYPE), redact(clientBody.toString(), req.clientAuthorization));
@@ -152,6 +167,7 @@ export async function runAttempt(input: AttemptInput): Promise<AttemptOutcome> {
     return relayed.outcome;
   } finally {
     clearTimeout(phaseTimer);
+    clearTimeout(deadlineTimer);
     if (response && !draining && !response.body.readableEnded) response.body.destroy();
   }
 }
@@ -168,7 +184,7 @@ function relayStream(
   input: AttemptInput,
   body: Dispatcher.ResponseData['body'],
   started: number,
-  phaseTimer: NodeJS.Timeout,
+  phaseTimer: NodeJS.Timeout | undefined,
 ): Promise<{ outcome: AttemptOutcome; draining: boolean }> {
   const { req, target, adapter, sink, settings, controller } = input;
   const signal = controller.signal;
@@ -177,7 +193,7 @@ function relayStream(
   let waitingForClient = false;
   const idleTimer = setTimeout(function onIdle(this: NodeJS.Timeout) {
     if (waitingForClient) this.refresh();
-    else controller.abort(new AttemptAbort('stream_stalled', `stream silent for ${idleMs} ms`));
+    else controller.abort(new AttemptAbort('stream_stalled', `no model progress (content, tool call, reasoning) for ${idleMs} ms`));
   }, idleMs);
   const stopIdle = () => clearTimeout(idleTimer);
   const parser = new SseParser();
@@ -234,7 +250,6 @@ function relayStream(
       }
     };
     const relay = (chunk: Buffer) => {
-      idleTimer.refresh();
       streamed += chunk.length;
       if (streamed > settings.maxStreamBytes) return fail({ reason: 'bad_response', message: `stream larger than ${settings.maxStreamBytes} bytes` });
       let events: SseEvent[];
@@ -246,6 +261,9 @@ function relayStream(
       let batch = '';
       for (const event of events) {
         const step = translator.push(event);
+        // only the model's progress holds off the idle timer: keep-alive comments (which yield no
+        // event), pings and empty chunks do not
+        if (step.progress ?? step.content) idleTimer.refresh();
         if (step.error) {
           // what the client was due before the error still reaches it
           if (batch) sink.write(batch);

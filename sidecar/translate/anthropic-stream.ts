@@ -7,6 +7,7 @@
  * text delta, tool call or finish; the finish chunk, the usage chunk (when asked) and `[DONE]`
  * go out together on message_stop, so a stream that breaks before its end never looks finished.
  */
+import { excerpt } from '../config/secret.ts';
 import type { Failure } from '../retry/failure.ts';
 import { isRecord } from './anthropic-request.ts';
 import { completionId, finishReasonOf, inStreamOrBodyError, seamUsage, tokenCounts, toolCallId } from './anthropic-response.ts';
@@ -36,9 +37,12 @@ export class AnthropicStream implements StreamTranslator {
   #toolCount = 0;
   #finish: FinishReason = 'stop';
   #tokens: TokenCounts | undefined;
+  /** The client's credential (Passthrough auth), scrubbed from any upstream text quoted. */
+  readonly #client: string | undefined;
 
-  constructor(fallbackModel: string | undefined, includeUsage: boolean, legacyFunctions: boolean) {
+  constructor(fallbackModel: string | undefined, includeUsage: boolean, legacyFunctions: boolean, client?: string) {
     this.#fallbackModel = fallbackModel ?? '';
+    this.#client = client;
     this.#includeUsage = includeUsage;
     this.#legacyFunctions = legacyFunctions;
   }
@@ -48,12 +52,12 @@ export class AnthropicStream implements StreamTranslator {
     try {
       json = JSON.parse(event.data);
     } catch {
-      return bad(`malformed stream event: ${event.data.slice(0, 80)}`);
+      return bad(`malformed stream event: ${excerpt(event.data, 80, this.#client)}`);
     }
     if (!isRecord(json)) return bad('stream event is not a JSON object');
     const type = typeof json.type === 'string' ? json.type : event.event;
     if (type === 'error') return { error: inStreamOrBodyError(json.error) };
-    if (type === 'ping') return {};
+    if (type === 'ping') return {}; // not progress: a stalled model can ping forever
     if (type === 'message_start') return this.#start(json.message);
     const framer = this.#framer;
     if (!framer) return type.startsWith('message_') || type.startsWith('content_block_') ? bad(`${type} before message_start`) : {};
@@ -121,7 +125,9 @@ export class AnthropicStream implements StreamTranslator {
       if (typeof delta.partial_json !== 'string' || delta.partial_json === '') return {};
       return this.#arguments(framer, tool, delta.partial_json);
     }
-    return {}; // thinking_delta, signature_delta, citations_delta
+    // thinking_delta, signature_delta, citations_delta: nothing the client sees, but the model is
+    // producing, so the stream is not idle
+    return { progress: true };
   }
 
   #blockStop(framer: ChunkFramer, index: unknown): StreamStep {

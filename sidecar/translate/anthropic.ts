@@ -104,6 +104,6 @@ export const anthropicAdapter: ProviderAdapter = {
   translateError,
 
   streamTranslator(req: ChatRequest, target: ModelTarget): StreamTranslator {
-    return new AnthropicStream(requestedModel(req, target), wantsUsage(req.json), isLegacyFunctions(req.json));
+    return new AnthropicStream(requestedModel(req, target), wantsUsage(req.json), isLegacyFunctions(req.json), req.clientAuthorization);
   },
 };

@@ -41,6 +41,12 @@ export interface StreamStep {
   out?: string;
   /** This event carried content: the commit point is reached (or passed). */
   content?: boolean;
+  /**
+   * The model made progress: content, tool-call arguments, or reasoning/thinking deltas.
+   * Only progress holds off the `streamIdle` timer: keep-alive comments, pings and empty chunks
+   * do not. When absent, `content` stands for it.
+   */
+  progress?: boolean;
   /** The stream ended properly; `out` holds the final events including `data: [DONE]`. */
   done?: boolean;
   /** The provider reported an error inside the stream. */

@@ -8,13 +8,13 @@
  */
 import { DEFAULT_FAILOVER, type ModelTarget } from '../sidecar/config/plan.ts';
 import type { ProbeResult } from '../sidecar/health/active.ts';
-import { redact } from '../sidecar/config/secret.ts';
-import { classifyStatus } from '../sidecar/retry/classify.ts';
-import type { Failure } from '../sidecar/retry/failure.ts';
-import { failureFromError } from '../sidecar/send/abort.ts';
+import { redact } from '../sidecar/core/secret.ts';
+import { classifyStatus } from '../sidecar/core/classify.ts';
+import type { Failure } from '../sidecar/core/failure.ts';
+import { failureFromError } from '../sidecar/core/abort.ts';
 import { runAttempt } from '../sidecar/send/attempt.ts';
 import type { Pools } from '../sidecar/send/pools.ts';
-import { DiscardSink } from '../sidecar/server/sink.ts';
+import { DiscardSink } from '../sidecar/core/sink.ts';
 import { authHeaders, type ChatRequest, type ProviderAdapter } from '../sidecar/translate/provider.ts';
 
 export interface ProbeDeps {

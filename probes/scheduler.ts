@@ -10,7 +10,7 @@
  */
 import type { BackendPlan, ModelTarget } from '../sidecar/config/plan.ts';
 import type { ActiveHealth, ProbeResult } from '../sidecar/health/active.ts';
-import { isUsable } from '../sidecar/health/state.ts';
+import { isUsable } from '../sidecar/core/health-state.ts';
 import type { HealthView } from '../sidecar/health/view.ts';
 import type { Events } from '../sidecar/observe/events.ts';
 import { chatProbe, modelsPath, modelsProbe, type ProbeDeps } from './probe.ts';

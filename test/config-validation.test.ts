@@ -15,8 +15,8 @@ import t from 'tap';
 import { loadPlan } from '../sidecar/config/load.ts';
 import { ConfigError } from '../sidecar/config/problems.ts';
 import { watchConfig } from '../sidecar/config/watch.ts';
-import type { FileSecret } from '../sidecar/config/secret.ts';
-import { compileRouteRegex, createRouter } from '../sidecar/server/routes.ts';
+import type { FileSecret } from '../sidecar/core/secret.ts';
+import { compileRouteRegex, createRouter } from '../sidecar/config/routes.ts';
 import { backendYaml, HELLO, post, startHarness } from './helpers.ts';
 
 const CLI = join(import.meta.dirname, '../sidecar/cli.ts');

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import t from 'tap';
 import { loadPlan, loadPlanFromPath } from '../sidecar/config/load.ts';
 import { ConfigError } from '../sidecar/config/problems.ts';
-import { createRouter } from '../sidecar/server/routes.ts';
+import { createRouter } from '../sidecar/config/routes.ts';
 
 const SECRETS = join(import.meta.dirname, 'fixtures/secrets');
 const fixture = (name: string) => join(import.meta.dirname, 'fixtures', name);

@@ -221,7 +221,7 @@ t.test('DNS and TLS failures fail over', async (t) => {
   t.teardown(() => h.close());
   // re-point the primary at a name that does not resolve, then at a plain-HTTP port spoken to in TLS
   const { loadPlan } = await import('../sidecar/config/load.ts');
-  const { startSidecar } = await import('../sidecar/main.ts');
+  const { startSidecar } = await import('../sidecar/runtime/main.ts');
   const { createLogger } = await import('../sidecar/observe/log.ts');
   const { backendYaml, LOOPBACK_SERVER } = await import('./helpers.ts');
   const base = backendYaml(TWO, { primary: h.sims.primary.port, fallback: h.sims.fallback.port });

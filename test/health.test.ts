@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
 import { loadPlan } from '../sidecar/config/load.ts';
-import { startSidecar } from '../sidecar/main.ts';
+import { startSidecar } from '../sidecar/runtime/main.ts';
 import type { HealthEvent } from '../sidecar/observe/events.ts';
 import { createLogger } from '../sidecar/observe/log.ts';
 import type { SimulatedProvider } from '../simulator/index.ts';
@@ -110,7 +110,7 @@ t.test('a flaky model (1 probe in 10 fails) does not flap', async (t) => {
   t.teardown(() => h.close());
   const changes: HealthEvent[] = [];
   h.sidecar.events.on('health', (e) => changes.push(e));
-  const scheduler = h.sidecar.monitor.probes;
+  const scheduler = h.sidecar.probes;
   while (scheduler.log.length < 40) {
     const before = scheduler.log.length;
     while (scheduler.log.length < before + 9) await sleep(10);
@@ -150,7 +150,7 @@ t.test('a 429 with Retry-After cools the model for that long, unprobed, then it 
   while (!events.some((e) => e.model.name === 'primary' && e.to === 'healthy' && e.at >= cooled.at)) await sleep(20);
   const healthy = events.find((e) => e.model.name === 'primary' && e.to === 'healthy' && e.at >= cooled.at)!;
   t.ok(healthy.at >= until, 'not before the Retry-After ended');
-  t.equal(h.sidecar.monitor.probes.log.filter((p) => p.model === 'primary' && p.startedAt > cooled.at && p.startedAt < until).length, 0, 'no probe started while cooling');
+  t.equal(h.sidecar.probes.log.filter((p) => p.model === 'primary' && p.startedAt > cooled.at && p.startedAt < until).length, 0, 'no probe started while cooling');
   t.equal((await post(`${h.sidecar.url}/model`, { messages: HELLO })).headers.get('x-llm-failover-provider'), 'primary');
 });
 
@@ -232,7 +232,7 @@ t.test('probes are skipped for models that just served real traffic; idle fallba
   t.teardown(() => h.close());
   const start = Date.now();
   while (Date.now() - start < 800) await post(`${h.sidecar.url}/model`, { messages: HELLO });
-  const log = h.sidecar.monitor.probes.log.filter((p) => p.at > start + 150);
+  const log = h.sidecar.probes.log.filter((p) => p.at > start + 150);
   t.equal(log.filter((p) => p.model === 'primary').length, 0, 'the busy primary was not probed');
   const fallbackProbes = log.filter((p) => p.model === 'fallback');
   t.ok(fallbackProbes.length >= 3, 'the idle fallback was probed');
@@ -255,7 +255,7 @@ t.test('generation hangs on the busy primary (its model list still answers): a s
   h.sims.primary.setFault({ kind: 'slowFirstToken', delayMs: 30_000 });
   const down = await waitForHealth(h, 'primary', 'unhealthy');
   t.match(down.cause, /probe failed: first_token_timeout while a request was stuck on it/, 'suspicion: a chat probe confirmed the stuck request');
-  const suspicion = h.sidecar.monitor.probes.log.find((p) => p.model === 'primary' && p.trigger === 'suspicion')!;
+  const suspicion = h.sidecar.probes.log.find((p) => p.model === 'primary' && p.trigger === 'suspicion')!;
   t.equal(userRequests(h.sims.primary, suspicion.startedAt + 50).length, 0, 'while the suspicion probe ran, new requests went elsewhere instead of piling onto the hang');
   await sleep(300);
   stop.now = true;
@@ -265,7 +265,7 @@ t.test('generation hangs on the busy primary (its model list still answers): a s
   const moved = requestLines.filter((l) => l.includes('"outcome":"marked_down"'));
   t.ok(moved.length >= 1, `requests stuck on the primary were moved (${moved.length})`);
   t.equal(requestLines.filter((l) => l.includes('"outcome":"response_timeout"')).length, 0, 'none waited for the response timeout');
-  h.sidecar.monitor.probes.stop();
+  h.sidecar.probes.stop();
   for (let i = 0; i < 100 && h.sims.primary.inFlight() > 0; i++) await sleep(20);
   t.equal(h.sims.primary.inFlight(), 0, 'nothing is left hanging on the primary');
 });

@@ -5,7 +5,7 @@
 import type { TracerProvider } from '@opentelemetry/api';
 import OpenAI from 'openai';
 import { loadPlan } from '../sidecar/config/load.ts';
-import { startSidecar, type Sidecar } from '../sidecar/main.ts';
+import { startSidecar, type Sidecar } from '../sidecar/runtime/main.ts';
 import { createLogger } from '../sidecar/observe/log.ts';
 import { failoverYaml } from '../simulator/config.ts';
 import { type SimulatedProvider, type SimulatorOptions, startAnthropicSimulator, startOpenAISimulator } from '../simulator/index.ts';

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import protobuf from 'protobufjs';
 import t from 'tap';
 import { loadPlan } from '../sidecar/config/load.ts';
-import { startSidecar } from '../sidecar/main.ts';
+import { startSidecar } from '../sidecar/runtime/main.ts';
 import { createLogger } from '../sidecar/observe/log.ts';
 import { startOpenAISimulator } from '../simulator/index.ts';
 import { backendYaml, HELLO, LOOPBACK_SERVER, post } from './helpers.ts';

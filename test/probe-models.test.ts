@@ -9,7 +9,7 @@ import { createServer, type IncomingMessage, request, type Server, type ServerRe
 import type { AddressInfo } from 'node:net';
 import t from 'tap';
 import { loadPlan } from '../sidecar/config/load.ts';
-import { startSidecar } from '../sidecar/main.ts';
+import { startSidecar } from '../sidecar/runtime/main.ts';
 import type { HealthEvent } from '../sidecar/observe/events.ts';
 import { createLogger } from '../sidecar/observe/log.ts';
 import { failoverYaml } from '../simulator/config.ts';
@@ -63,7 +63,7 @@ for (const kind of ['openai', 'anthropic'] as const) {
       await sidecar.close();
       echo.server.close();
     });
-    const log = sidecar.monitor.probes.log;
+    const log = sidecar.probes.log;
     while (!log.some((p) => p.kind === 'models')) await sleep(20);
     const model = sidecar.health.models()[0];
     t.equal(sidecar.health.state(model), 'unhealthy', 'a 401 on the model list takes the model out');
@@ -111,7 +111,7 @@ for (const status of [404, 405]) {
     });
     const changes: HealthEvent[] = [];
     sidecar.events.on('health', (e) => changes.push(e));
-    const scheduler = sidecar.monitor.probes;
+    const scheduler = sidecar.probes;
     const fallbackProbes = () => scheduler.log.filter((p) => p.model === 'fallback');
     // several probe intervals
     while (fallbackProbes().length < 8) await sleep(20);

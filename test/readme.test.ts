@@ -10,8 +10,8 @@ import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
-import { startDemo } from '../sidecar/demo.ts';
-import { startSidecar } from '../sidecar/main.ts';
+import { startDemo } from '../sidecar/cli/demo.ts';
+import { startSidecar } from '../sidecar/runtime/main.ts';
 import { createLogger } from '../sidecar/observe/log.ts';
 
 const ROOT = join(import.meta.dirname, '..');

@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
 import { loadPlanFromPath } from '../sidecar/config/load.ts';
-import { startSidecar } from '../sidecar/main.ts';
+import { startSidecar } from '../sidecar/runtime/main.ts';
 import type { ConfigEvent } from '../sidecar/observe/events.ts';
 import { createLogger } from '../sidecar/observe/log.ts';
 import { startOpenAISimulator } from '../simulator/index.ts';

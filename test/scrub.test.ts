@@ -11,8 +11,8 @@ import { InMemorySpanExporter, SimpleSpanProcessor, TracerProvider } from '@open
 import fc from 'fast-check';
 import t from 'tap';
 import { loadPlan } from '../sidecar/config/load.ts';
-import { excerpt, redact } from '../sidecar/config/secret.ts';
-import { startSidecar } from '../sidecar/main.ts';
+import { excerpt, redact } from '../sidecar/core/secret.ts';
+import { startSidecar } from '../sidecar/runtime/main.ts';
 import { failoverYaml } from '../simulator/config.ts';
 import { capturingLogger, HELLO, post } from './helpers.ts';
 import { sidecarConfigYaml } from './reliability-helpers.ts';

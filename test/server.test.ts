@@ -49,7 +49,7 @@ t.test('unknown paths get 404 and other methods 405, in the OpenAI shape', async
 
 t.test('an oversized body gets 413 before it is all read', async (t) => {
   const { loadPlan } = await import('../sidecar/config/load.ts');
-  const { startSidecar } = await import('../sidecar/main.ts');
+  const { startSidecar } = await import('../sidecar/runtime/main.ts');
   const { createLogger } = await import('../sidecar/observe/log.ts');
   const { backendYaml } = await import('./helpers.ts');
   const plan = loadPlan([{ name: 't.yaml', text: `${backendYaml([{ name: 'p', group: 0 }], { p: 1 })}---\napiVersion: llm-failover.dev/v1alpha1\nkind: SidecarConfig\nspec:\n  listen: 127.0.0.1:0\n  admin: 127.0.0.1:0\n  maxBodyBytes: 4096\n` }]);

@@ -7,7 +7,7 @@ import { formatDuration as d } from '../config/duration.ts';
 import { loadPlanFromPath } from '../config/load.ts';
 import type { ModelTarget, Plan } from '../config/plan.ts';
 import { ConfigError } from '../config/problems.ts';
-import { adaptersFor } from '../generation.ts';
+import { adaptersFor } from '../runtime/generation.ts';
 
 export interface CheckResult {
   ok: boolean;

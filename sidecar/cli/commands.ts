@@ -16,9 +16,9 @@ import { parseArgs } from 'node:util';
 import { loadPlanFromPath } from '../config/load.ts';
 import type { Plan } from '../config/plan.ts';
 import { ConfigError } from '../config/problems.ts';
-import { redact } from '../config/secret.ts';
+import { redact } from '../core/secret.ts';
 import { DEFAULT_SECRETS_DIR } from '../config/secrets.ts';
-import { type Sidecar, startSidecar } from '../main.ts';
+import { type Sidecar, startSidecar } from '../runtime/main.ts';
 
 interface Flag {
   env?: string;
@@ -111,7 +111,7 @@ async function serve(flags: Values): Promise<void> {
       sidecar = await startSidecar({ plan: applyOverrides(plan, flags), watch: { path: flags.config, secretsDir, adjust: (p) => applyOverrides(p, flags) } });
     } else {
       // the demo, check and status load only when asked for: the serving process never needs them
-      const { printSwitches, startDemo } = await import('../demo.ts');
+      const { printSwitches, startDemo } = await import('./demo.ts');
       const demo = await startDemo(typeof flags.listen === 'string' ? flags.listen : '127.0.0.1:8080', typeof flags.admin === 'string' ? flags.admin : '127.0.0.1:15000');
       const plan = applyOverrides(demo.plan, { ...flags, 'log-level': flags['log-level'] ?? 'warn' });
       sidecar = await startSidecar({ plan });

@@ -33,8 +33,8 @@ import {
   type LLMProviderDoc,
   type SidecarConfigDoc,
 } from './schema.ts';
-import { compileRouteRegex } from '../server/routes.ts';
-import { FileSecret, Secret } from './secret.ts';
+import { compileRouteRegex } from './routes.ts';
+import { FileSecret, Secret } from '../core/secret.ts';
 import { DEFAULT_SECRETS_DIR, resolveSecret } from './secrets.ts';
 
 export interface LoadOptions {

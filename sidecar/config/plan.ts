@@ -2,7 +2,7 @@
  * The resolved plan: what the sidecar runs after the YAML was validated and every reference
  * resolved. Everything the request path needs is computed here once, never per request.
  */
-import type { Secret } from './secret.ts';
+import type { Secret } from '../core/secret.ts';
 
 export type ProviderKind = 'openai' | 'anthropic';
 

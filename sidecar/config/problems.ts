@@ -3,7 +3,7 @@
  * inside it (`spec.ai.priorityGroups[1].providers[0].openai.model`) and, for YAML syntax
  * errors, the line and column. The loader collects them all before failing.
  */
-import { redact } from './secret.ts';
+import { redact } from '../core/secret.ts';
 
 export interface Problem {
   file: string;

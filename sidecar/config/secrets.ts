@@ -7,7 +7,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { headerValueProblem } from './schema.ts';
-import { FileSecret, Secret } from './secret.ts';
+import { FileSecret, Secret } from '../core/secret.ts';
 
 export const DEFAULT_SECRETS_DIR = '/var/run/secrets/llm-failover';
 export const SECRET_KEY = 'Authorization';

@@ -4,11 +4,11 @@
  * suspected (a user request is stuck on it) marks it down at once: two independent signals.
  */
 import type { ModelTarget } from '../config/plan.ts';
-import { redact } from '../config/secret.ts';
-import type { Failure } from '../retry/failure.ts';
+import { redact } from '../core/secret.ts';
+import type { Failure } from '../core/failure.ts';
 import type { Breakers } from './breaker.ts';
 import { observeFirstToken } from './latency.ts';
-import { isUsable } from './state.ts';
+import { isUsable } from '../core/health-state.ts';
 import type { HealthView } from './view.ts';
 
 export interface ProbeResult {

@@ -4,9 +4,9 @@
  * its request moves on to the next candidate at once.
  */
 import type { ModelTarget } from '../config/plan.ts';
-import type { Events } from '../observe/events.ts';
-import { AttemptAbort } from '../send/abort.ts';
-import type { Sink } from '../server/sink.ts';
+import type { Events, HealthEvent } from '../observe/events.ts';
+import { AttemptAbort } from '../core/abort.ts';
+import type { Sink } from '../core/sink.ts';
 
 interface Tracked {
   controller: AbortController;
@@ -15,11 +15,19 @@ interface Tracked {
 
 export class InFlight {
   readonly #byModel = new Map<string, Set<Tracked>>();
+  readonly #events: Events;
+  readonly #onHealth = (e: HealthEvent) => {
+    if (e.to === 'unhealthy' || e.to === 'open') this.cancel(e.model, `model marked ${e.to}: ${e.cause}`);
+  };
 
   constructor(events: Events) {
-    events.on('health', (e) => {
-      if (e.to === 'unhealthy' || e.to === 'open') this.cancel(e.model, `model marked ${e.to}: ${e.cause}`);
-    });
+    this.#events = events;
+    events.on('health', this.#onHealth);
+  }
+
+  /** A retired configuration stops listening: a reload must not leave a listener behind. */
+  dispose(): void {
+    this.#events.off('health', this.#onHealth);
   }
 
   track(model: ModelTarget, controller: AbortController, sink: Sink): () => void {

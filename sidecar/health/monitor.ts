@@ -1,20 +1,28 @@
 /**
  * Health, assembled: one view per model that passive checks (real traffic), the breakers, the
  * cooldowns and the probes all write, and that selection reads. The request path sees only
- * `begin(...)` / `end(...)` around each attempt.
+ * `begin(...)` / `end(...)` around each attempt. Probes live above health (probes/): the
+ * runtime hands them in as a `Prober`, so health never imports them.
  */
 import type { BackendPlan, FailoverSettings, ModelTarget } from '../config/plan.ts';
 import type { Events, Origin } from '../observe/events.ts';
-import type { ProbeDeps } from '../../probes/probe.ts';
-import { ProbeScheduler } from '../../probes/scheduler.ts';
-import { AttemptAbort } from '../send/abort.ts';
+import { AttemptAbort } from '../core/abort.ts';
 import type { AttemptOutcome } from '../send/attempt.ts';
-import type { Sink } from '../server/sink.ts';
+import type { Sink } from '../core/sink.ts';
 import { ActiveHealth } from './active.ts';
 import { Breakers } from './breaker.ts';
 import { InFlight } from './inflight.ts';
 import { PassiveHealth } from './passive.ts';
 import { HealthView } from './view.ts';
+
+/** What health asks of the probes: whether a model is probed, and a probe now (a stuck request, a breaker's trial). */
+export interface Prober {
+  covers(model: ModelTarget): boolean;
+  suspect(model: ModelTarget): void;
+  trial(model: ModelTarget): void;
+}
+
+const NO_PROBES: Prober = { covers: () => false, suspect: () => undefined, trial: () => undefined };
 
 export interface AttemptWatch {
   end(outcome: AttemptOutcome, durationMs: number): void;
@@ -26,38 +34,38 @@ export class HealthMonitor {
   readonly passive: PassiveHealth;
   readonly active: ActiveHealth;
   readonly inFlight: InFlight;
-  readonly probes: ProbeScheduler;
+  #probes: Prober = NO_PROBES;
 
-  constructor(events: Events, backends: BackendPlan[], deps: ProbeDeps) {
+  constructor(events: Events, backends: BackendPlan[]) {
     const models = backends.flatMap((b) => b.groups.flat());
     this.view = new HealthView(events, models);
     this.breakers = new Breakers(this.view, models, {
       onHalfOpen: (model) => {
-        if (this.probes.covers(model)) this.probes.trial(model);
+        if (this.#probes.covers(model)) this.#probes.trial(model);
         else this.view.grantTrial(model);
       },
     });
     this.passive = new PassiveHealth(this.view, this.breakers);
     this.active = new ActiveHealth(this.view, this.breakers);
     this.inFlight = new InFlight(events);
-    this.probes = new ProbeScheduler(backends, this.view, this.active, deps, events);
   }
 
-  start(): void {
-    this.probes.start();
+  /** The probes that run this health's trials and suspicion checks (none until the runtime hands them in). */
+  useProber(prober: Prober): void {
+    this.#probes = prober;
   }
 
   stop(): void {
-    this.probes.stop();
     this.breakers.shutdown();
     this.view.close();
+    this.inFlight.dispose();
   }
 
   /** Around every attempt: tracked for cancellation, watched for a stuck first token, its outcome learnt from. */
   begin(model: ModelTarget, controller: AbortController, sink: Sink, stream: boolean, settings: FailoverSettings, origin: Origin): AttemptWatch {
     const untrack = this.inFlight.track(model, controller, sink);
     let suspicion: NodeJS.Timeout | undefined;
-    if (this.probes.covers(model)) {
+    if (this.#probes.covers(model)) {
       const h = this.view.get(model);
       const usual = stream ? h.ttftMs : h.totalMs;
       const after = Math.max(model.health.suspectAfterMs, usual === undefined ? 0 : 4 * usual);
@@ -65,7 +73,7 @@ export class HealthMonitor {
         if (sink.committed) return;
         // until the probe answers (it times out after probe.timeout), new requests go elsewhere
         this.view.suspect(model, model.health.probe.timeoutMs * 2);
-        this.probes.suspect(model);
+        this.#probes.suspect(model);
       }, after);
       suspicion.unref();
     }

@@ -10,7 +10,7 @@
  * - the request's own fault (a 4xx, too long a prompt for this model): nothing.
  */
 import type { FailoverSettings, ModelTarget } from '../config/plan.ts';
-import { type Failure, type FailureReason, isAuthOrConfig } from '../retry/failure.ts';
+import { type Failure, type FailureReason, isAuthOrConfig } from '../core/failure.ts';
 import type { Breakers } from './breaker.ts';
 import { observeFirstToken } from './latency.ts';
 import type { HealthView } from './view.ts';

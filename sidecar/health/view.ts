@@ -5,7 +5,7 @@
  */
 import type { ModelTarget } from '../config/plan.ts';
 import type { Events, Origin } from '../observe/events.ts';
-import { type HealthState, isUsable } from './state.ts';
+import { type HealthState, isUsable } from '../core/health-state.ts';
 
 export interface ModelHealth {
   state: HealthState;

@@ -4,8 +4,8 @@
  */
 import { EventEmitter } from 'node:events';
 import type { ModelTarget } from '../config/plan.ts';
-import type { HealthState } from '../health/state.ts';
-import type { FailureReason } from '../retry/failure.ts';
+import type { HealthState } from '../core/health-state.ts';
+import type { FailureReason } from '../core/failure.ts';
 import type { Usage } from '../translate/provider.ts';
 
 /** A request leaves one model for the next, inside the same request. */

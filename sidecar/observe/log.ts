@@ -4,7 +4,7 @@
  * are logged by name, and tokens are Secret objects that serialise as "[redacted]".
  */
 import { pino, type Logger } from 'pino';
-import { redact } from '../config/secret.ts';
+import { redact } from '../core/secret.ts';
 import type { Events } from './events.ts';
 
 /** Log lines a slow reader of stdout may leave waiting before newer ones are dropped (never unbounded memory). */
@@ -26,7 +26,7 @@ export function createLogger(level: string, destination?: NodeJS.WritableStream)
       timestamp: pino.stdTimeFunctions.isoTime,
       formatters: { level: (label) => ({ level: label }) },
       redact: { paths: ['*.authorization', '*.Authorization', '*["x-api-key"]', '*.token', '*.inline'], censor: '[redacted]' },
-      // every line, at every level, passes the one scrubber on its way out (config/secret.ts)
+      // every line, at every level, passes the one scrubber on its way out (core/secret.ts)
       hooks: { streamWrite: (line) => redact(line) },
     },
     out as pino.DestinationStream,

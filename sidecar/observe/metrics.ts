@@ -5,9 +5,8 @@
  */
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
 import type { BackendPlan, ModelTarget } from '../config/plan.ts';
-import type { HealthMonitor } from '../health/monitor.ts';
-import type { HealthState } from '../health/state.ts';
-import { redact } from '../config/secret.ts';
+import type { HealthState } from '../core/health-state.ts';
+import { redact } from '../core/secret.ts';
 import type { Events } from './events.ts';
 import { TalliedCounter, TalliedHistogram } from './tally.ts';
 
@@ -28,9 +27,15 @@ function modelLabels(m: ModelTarget) {
   return { backend: m.backend, provider: m.name, model: m.model ?? '', group: String(m.group + 1) };
 }
 
+/** What the gauges read of health at scrape time (the health monitor has it; observe does not import health). */
+export interface HealthReadout {
+  view: { state(model: ModelTarget): HealthState };
+  breakers: { stats(model: ModelTarget): { state: 'closed' | 'open' | 'halfOpen' } | undefined };
+}
+
 export interface MetricsSources {
   /** The configuration being served (it changes on reload). */
-  current(): { plan: { backends: BackendPlan[] }; monitor: HealthMonitor };
+  current(): { plan: { backends: BackendPlan[] }; monitor: HealthReadout };
   inFlight(): number;
 }
 
@@ -44,7 +49,7 @@ class ScrubbedRegistry extends Registry {
 export function createMetrics(events: Events, sources: MetricsSources): Registry {
   const registry = new ScrubbedRegistry();
   /** Every model of the configuration being served now (gauges read health at scrape time). */
-  const eachModel = (fn: (m: ModelTarget, monitor: HealthMonitor) => void) => {
+  const eachModel = (fn: (m: ModelTarget, monitor: HealthReadout) => void) => {
     const { plan, monitor } = sources.current();
     for (const b of plan.backends) for (const m of b.groups.flat()) fn(m, monitor);
   };

@@ -21,7 +21,7 @@ import {
   trace,
 } from '@opentelemetry/api';
 import { W3CTraceContextPropagator } from '@opentelemetry/core';
-import { redact } from '../config/secret.ts';
+import { redact } from '../core/secret.ts';
 import type { Events, ProbeEvent } from './events.ts';
 
 const MAX_OPEN_REQUESTS = 10_000;

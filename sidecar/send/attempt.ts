@@ -9,13 +9,13 @@
  */
 import type { Dispatcher } from 'undici';
 import type { FailoverSettings, ModelTarget } from '../config/plan.ts';
-import type { Failure } from '../retry/failure.ts';
-import { openaiErrorBody, streamErrorEvent } from '../server/errors.ts';
-import type { Sink } from '../server/sink.ts';
+import type { Failure } from '../core/failure.ts';
+import { openaiErrorBody, streamErrorEvent } from '../core/errors.ts';
+import type { Sink } from '../core/sink.ts';
 import { type ChatRequest, type ProviderAdapter, RequestRejected, type Usage } from '../translate/provider.ts';
 import { type SseEvent, SseParser } from '../translate/sse.ts';
-import { redact } from '../config/secret.ts';
-import { AttemptAbort, failureFromError } from './abort.ts';
+import { redact } from '../core/secret.ts';
+import { AttemptAbort, failureFromError } from '../core/abort.ts';
 
 export interface AttemptInput {
   req: ChatRequest;

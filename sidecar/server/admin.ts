@@ -8,8 +8,9 @@
 import type { Server } from 'node:http';
 import type { BackendPlan } from '../config/plan.ts';
 import type { Registry } from 'prom-client';
-import { redact } from '../config/secret.ts';
+import { redact } from '../core/secret.ts';
 import type { HealthMonitor } from '../health/monitor.ts';
+import type { ProbeScheduler } from '../../probes/scheduler.ts';
 import { DEFAULT_LIMITS, type ListenLimits } from './listen.ts';
 
 // the CommonJS object, not the ESM namespace (see listen.ts)
@@ -19,6 +20,7 @@ export interface AdminState {
   ready(): boolean;
   backends(): BackendPlan[];
   monitor(): HealthMonitor;
+  probes(): ProbeScheduler;
   metrics(): Registry;
 }
 
@@ -75,6 +77,7 @@ export function createAdminServer(state: AdminState, limits: ListenLimits = DEFA
 
 export function statusOf(state: AdminState) {
   const monitor = state.monitor();
+  const probes = state.probes();
   const health = monitor.view;
   return {
     ready: state.ready(),
@@ -106,8 +109,8 @@ export function statusOf(state: AdminState) {
             probe: {
               kind: m.health.probe.kind,
               // what the model is probed with, and why when that differs from kind (a server with no model list)
-              using: monitor.probes.mode(m).using,
-              note: monitor.probes.mode(m).note,
+              using: probes.mode(m).using,
+              note: probes.mode(m).note,
               lastAt: iso(h.probe.at),
               lastKind: h.probe.kind ?? null,
               ok: h.probe.ok ?? null,

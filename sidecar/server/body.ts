@@ -6,7 +6,7 @@ import { isUtf8 } from 'node:buffer';
 import type { IncomingMessage } from 'node:http';
 import type { Http2ServerRequest } from 'node:http2';
 import type { ChatRequest } from '../translate/provider.ts';
-import { type ErrorReply, errorReply } from './errors.ts';
+import { type ErrorReply, errorReply } from '../core/errors.ts';
 
 export type AnyRequest = IncomingMessage | Http2ServerRequest;
 

@@ -3,13 +3,13 @@
  * the client always gets an answer (a response, an error in the OpenAI shape, or an error event).
  */
 import { randomUUID } from 'node:crypto';
-import type { Generation } from '../generation.ts';
-import { serveWithFailover } from '../retry/failover.ts';
-import { ClientGone } from '../send/abort.ts';
+import type { Router } from '../config/routes.ts';
+import { type FailoverDeps, serveWithFailover } from '../failover/failover.ts';
+import { ClientGone } from '../core/abort.ts';
 import { type AnyRequest, BodyTooLarge, parseChatRequest, readBody } from './body.ts';
-import { type ErrorReply, errorReply, openaiErrorBody, streamErrorEvent } from './errors.ts';
+import { type ErrorReply, errorReply, openaiErrorBody, streamErrorEvent } from '../core/errors.ts';
 import type { Admission } from './admission.ts';
-import { type AnyResponse, ClientSink, type Interrupted, sendWhole } from './sink.ts';
+import { type AnyResponse, ClientSink, type Interrupted, sendWhole } from '../core/sink.ts';
 
 /**
  * The abort reason of a request cut by shutdown (drain grace ended). Not an AttemptAbort: the
@@ -28,9 +28,17 @@ interface LiveRequest {
   gone: AbortController;
 }
 
+/** The configuration a request is served by, as the handler sees it (runtime/generation.ts builds it). */
+export interface ServingGeneration {
+  router: Router;
+  deps: FailoverDeps;
+  /** A request starts on this generation; call the returned function when it is done. */
+  enter(): () => void;
+}
+
 export interface HandlerState {
   /** The configuration generation new requests are served by. */
-  current(): Generation;
+  current(): ServingGeneration;
   admission: Admission;
   maxBodyBytes: number;
   draining: boolean;
@@ -99,7 +107,7 @@ export function createHandler(state: HandlerState) {
   };
 }
 
-async function handle(state: HandlerState, generation: Generation, req: AnyRequest, res: AnyResponse): Promise<void> {
+async function handle(state: HandlerState, generation: ServingGeneration, req: AnyRequest, res: AnyResponse): Promise<void> {
   /** An answer before any model was asked: counted, so load shedding and bad clients are visible. */
   const reject = (reply: ErrorReply, headers?: Record<string, string>) => {
     generation.deps.events.emit('rejected', { status: reply.status, code: reply.code ?? 'error', at: Date.now() });

@@ -2,7 +2,7 @@
  * An Anthropic Messages answer as an OpenAI `chat.completion`, and the pieces the stream
  * translation shares with it: finish reasons, token counts, ids.
  */
-import type { Failure } from '../retry/failure.ts';
+import type { Failure } from '../core/failure.ts';
 import type { Usage as SeamUsage } from './provider.ts';
 import { isRecord } from './anthropic-request.ts';
 import { type AssistantMessage, chatCompletion, type FinishReason, type TokenCounts, type ToolCall, usageOf } from './openai-output.ts';

@@ -7,8 +7,8 @@
  * text delta, tool call or finish; the finish chunk, the usage chunk (when asked) and `[DONE]`
  * go out together on message_stop, so a stream that breaks before its end never looks finished.
  */
-import { excerpt } from '../config/secret.ts';
-import type { Failure } from '../retry/failure.ts';
+import { excerpt } from '../core/secret.ts';
+import type { Failure } from '../core/failure.ts';
 import { isRecord } from './anthropic-request.ts';
 import { completionId, finishReasonOf, inStreamOrBodyError, seamUsage, tokenCounts, toolCallId } from './anthropic-response.ts';
 import { ChunkFramer, type FinishReason, type TokenCounts, usageOf } from './openai-output.ts';

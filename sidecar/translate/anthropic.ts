@@ -4,9 +4,9 @@
  * so the app cannot tell who answered except by `model`. Field by field: docs/translation.md.
  */
 import type { ModelTarget } from '../config/plan.ts';
-import { classifyStatus } from '../retry/classify.ts';
-import type { Failure } from '../retry/failure.ts';
-import { openaiErrorBody } from '../server/errors.ts';
+import { classifyStatus } from '../core/classify.ts';
+import type { Failure } from '../core/failure.ts';
+import { openaiErrorBody } from '../core/errors.ts';
 import { anthropicRequest, isLegacyFunctions, isRecord } from './anthropic-request.ts';
 import { translateMessage } from './anthropic-response.ts';
 import { AnthropicStream } from './anthropic-stream.ts';

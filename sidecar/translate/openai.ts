@@ -4,10 +4,10 @@
  * once it proved to be a real answer.
  */
 import type { ModelTarget } from '../config/plan.ts';
-import { excerpt } from '../config/secret.ts';
-import { classifyStatus } from '../retry/classify.ts';
-import type { Failure } from '../retry/failure.ts';
-import { openaiErrorBody } from '../server/errors.ts';
+import { excerpt } from '../core/secret.ts';
+import { classifyStatus } from '../core/classify.ts';
+import type { Failure } from '../core/failure.ts';
+import { openaiErrorBody } from '../core/errors.ts';
 import {
   authHeaders,
   type ChatRequest,

@@ -4,7 +4,7 @@
  * provider (Azure OpenAI, Gemini, Bedrock) is one more file beside openai.ts and anthropic.ts.
  */
 import type { ModelTarget } from '../config/plan.ts';
-import type { Failure } from '../retry/failure.ts';
+import type { Failure } from '../core/failure.ts';
 import type { SseEvent } from './sse.ts';
 
 /** The client's request, read and parsed once, replayed to every attempt. */

@@ -4,7 +4,7 @@
  * message and type from its own wire format and asks here.
  */
 import type { Failure } from './failure.ts';
-import { excerpt } from '../config/secret.ts';
+import { excerpt } from './secret.ts';
 import { retryAfterMs } from './retry-after.ts';
 
 const CONTEXT_LENGTH = /context[_ ]length|context window|maximum context|prompt is too long|too many tokens|input is too long|exceeds? the (?:maximum|model)/i;

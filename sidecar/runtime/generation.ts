@@ -4,17 +4,18 @@
  * flight finish on the generation they started with, which is closed once they are done.
  * Models that did not change keep their health (state, breaker, latency) across the swap.
  */
-import { allModels, type ModelTarget, type Plan, type ProviderKind } from './config/plan.ts';
-import { ConfigError, type Problem } from './config/problems.ts';
-import { FileSecret } from './config/secret.ts';
-import { HealthMonitor } from './health/monitor.ts';
-import type { Events } from './observe/events.ts';
-import type { FailoverDeps } from './retry/failover.ts';
-import { Balancer } from './select/balancer.ts';
-import { Pools } from './send/pools.ts';
-import { createRouter, type Router } from './server/routes.ts';
-import { ADAPTERS } from './translate/index.ts';
-import type { ProviderAdapter } from './translate/provider.ts';
+import { allModels, type ModelTarget, type Plan, type ProviderKind } from '../config/plan.ts';
+import { ConfigError, type Problem } from '../config/problems.ts';
+import { FileSecret } from '../core/secret.ts';
+import { HealthMonitor } from '../health/monitor.ts';
+import { ProbeScheduler } from '../../probes/scheduler.ts';
+import type { Events } from '../observe/events.ts';
+import type { FailoverDeps } from '../failover/failover.ts';
+import { Balancer } from '../select/balancer.ts';
+import { Pools } from '../send/pools.ts';
+import { createRouter, type Router } from '../config/routes.ts';
+import { ADAPTERS } from '../translate/index.ts';
+import type { ProviderAdapter } from '../translate/provider.ts';
 
 export function adaptersFor(plan: Plan): Record<ProviderKind, ProviderAdapter> {
   const problems: Problem[] = [];
@@ -37,6 +38,8 @@ export class Generation {
   readonly plan: Plan;
   readonly router: Router;
   readonly monitor: HealthMonitor;
+  /** The active probes of this configuration; they write health through the monitor's ActiveHealth. */
+  readonly probes: ProbeScheduler;
   readonly deps: FailoverDeps;
   readonly #pools: Pools;
   readonly #models: ModelTarget[];
@@ -52,7 +55,9 @@ export class Generation {
     this.#models = plan.backends.flatMap(allModels);
     // as many connections per provider as requests may be in flight (HTTP/1.1 carries one at a time)
     this.#pools = new Pools(this.#models, { connectionsPerOrigin: plan.server.maxConcurrentRequests });
-    this.monitor = new HealthMonitor(events, plan.backends, { pools: this.#pools, adapters });
+    this.monitor = new HealthMonitor(events, plan.backends);
+    this.probes = new ProbeScheduler(plan.backends, this.monitor.view, this.monitor.active, { pools: this.#pools, adapters }, events);
+    this.monitor.useProber(this.probes);
     this.router = createRouter(plan.routes);
     this.deps = { balancer: new Balancer(this.monitor.view), health: this.monitor, pools: this.#pools, events, adapters };
     if (previous) this.#inherit(previous);
@@ -71,7 +76,7 @@ export class Generation {
   }
 
   start(): void {
-    this.monitor.start();
+    this.probes.start();
   }
 
   get inFlight(): number {
@@ -93,7 +98,7 @@ export class Generation {
   /** Replaced by a newer generation: stop probing now, close once the last request is done. */
   retire(): Promise<void> {
     this.#retired = true;
-    this.monitor.probes.stop();
+    this.probes.stop();
     if (this.#inFlight === 0) return this.close();
     return new Promise((resolve) => {
       this.#onIdle = () => resolve(this.close());
@@ -106,6 +111,7 @@ export class Generation {
 
   close(): Promise<void> {
     this.#closed ??= (async () => {
+      this.probes.stop();
       this.monitor.stop();
       for (const m of this.#models) if (m.auth.kind === 'static' && m.auth.token instanceof FileSecret) m.auth.token.close();
       await this.#pools.close();

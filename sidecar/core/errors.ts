@@ -1,4 +1,4 @@
-import { redact } from '../config/secret.ts';
+import { redact } from './secret.ts';
 
 /**
  * Errors as OpenAI clients expect them: `{"error":{"message","type","code"}}` with the right

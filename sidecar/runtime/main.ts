@@ -8,21 +8,22 @@ import type { AddressInfo } from 'node:net';
 import type { TracerProvider } from '@opentelemetry/api';
 import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
-import { type Plan, withoutProbes } from './config/plan.ts';
-import { ConfigError } from './config/problems.ts';
-import { redact } from './config/secret.ts';
-import { type CheckResult, watchConfig } from './config/watch.ts';
+import { type Plan, withoutProbes } from '../config/plan.ts';
+import { ConfigError } from '../config/problems.ts';
+import { redact } from '../core/secret.ts';
+import { type CheckResult, watchConfig } from '../config/watch.ts';
 import { Generation } from './generation.ts';
-import type { HealthMonitor } from './health/monitor.ts';
-import type { HealthView } from './health/view.ts';
-import { Events } from './observe/events.ts';
-import { createLogger, logEvents } from './observe/log.ts';
-import { createMetrics } from './observe/metrics.ts';
-import { startTracing } from './observe/telemetry.ts';
-import { createAdminServer } from './server/admin.ts';
-import { createHandler, type HandlerState, interruptInFlight } from './server/handler.ts';
-import { Admission } from './server/admission.ts';
-import { createDualServer, DEFAULT_LIMITS, isLoopback, parseHostPort } from './server/listen.ts';
+import type { HealthMonitor } from '../health/monitor.ts';
+import type { ProbeScheduler } from '../../probes/scheduler.ts';
+import type { HealthView } from '../health/view.ts';
+import { Events } from '../observe/events.ts';
+import { createLogger, logEvents } from '../observe/log.ts';
+import { createMetrics } from '../observe/metrics.ts';
+import { startTracing } from '../observe/telemetry.ts';
+import { createAdminServer } from '../server/admin.ts';
+import { createHandler, type HandlerState, interruptInFlight } from '../server/handler.ts';
+import { Admission } from '../server/admission.ts';
+import { createDualServer, DEFAULT_LIMITS, isLoopback, parseHostPort } from '../server/listen.ts';
 
 export { adaptersFor } from './generation.ts';
 
@@ -50,6 +51,8 @@ export interface Sidecar {
   /** Health of the configuration being served now. */
   readonly health: HealthView;
   readonly monitor: HealthMonitor;
+  /** The active probes of the configuration being served now. */
+  readonly probes: ProbeScheduler;
   /** Which configuration is served: 1 at start, +1 per applied change. */
   readonly generation: number;
   inFlight(): number;
@@ -91,7 +94,7 @@ export async function startSidecar(options: StartOptions): Promise<Sidecar> {
   events.onListenerError = (err, event) => logger.error({ event, err: err instanceof Error ? { name: err.name, message: redact(err.message) } : redact(String(err)) }, 'an event subscriber failed');
   const tracing = await startTracing(options.env ?? process.env, options.tracerProvider);
   // the tracing subscriber (and OpenTelemetry's API) is only loaded when tracing is on
-  if (tracing) (await import('./observe/tracing.ts')).subscribeTracing(events, tracing.tracer, tracing.propagator);
+  if (tracing) (await import('../observe/tracing.ts')).subscribeTracing(events, tracing.tracer, tracing.propagator);
 
   const retiring = new Set<Promise<void>>();
   const state: HandlerState = {
@@ -113,7 +116,7 @@ export async function startSidecar(options: StartOptions): Promise<Sidecar> {
   const server = createDualServer(createHandler(state), limits, (status, code) => events.emit('rejected', { status, code, at: Date.now() }));
   let ready = false;
   const metrics = createMetrics(events, { current: () => current, inFlight: () => state.inFlight });
-  const admin = createAdminServer({ ready: () => ready && !state.draining, backends: () => current.plan.backends, monitor: () => current.monitor, metrics: () => metrics }, limits);
+  const admin = createAdminServer({ ready: () => ready && !state.draining, backends: () => current.plan.backends, monitor: () => current.monitor, probes: () => current.probes, metrics: () => metrics }, limits);
 
   const listen = parseHostPort(server0.listen);
   const adminAt = parseHostPort(server0.admin);
@@ -188,6 +191,9 @@ export async function startSidecar(options: StartOptions): Promise<Sidecar> {
     },
     get monitor() {
       return current.monitor;
+    },
+    get probes() {
+      return current.probes;
     },
     get generation() {
       return current.number;

@@ -9,7 +9,7 @@
  * matches a regex route.
  */
 import { RE2JS } from 're2js';
-import type { BackendPlan, RoutePlan } from '../config/plan.ts';
+import type { BackendPlan, RoutePlan } from './plan.ts';
 
 /** Paths longer than this (characters) never match a RegularExpression route. */
 export const MAX_REGEX_PATH = 8 * 1024;

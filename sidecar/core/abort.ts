@@ -2,7 +2,7 @@
  * Why an attempt was cut short, carried as the AbortSignal's reason, and how transport errors
  * (refused, reset, DNS, TLS, timeouts) map onto the failure vocabulary.
  */
-import type { Failure, FailureReason } from '../retry/failure.ts';
+import type { Failure, FailureReason } from './failure.ts';
 
 /** The attempt's own timers, or the health view, ended it. */
 export class AttemptAbort extends Error {

@@ -9,11 +9,11 @@ import type { AttemptRecord, Events, RequestEvent } from '../observe/events.ts';
 import type { Balancer } from '../select/balancer.ts';
 import { type AttemptOutcome, runAttempt } from '../send/attempt.ts';
 import type { Pools } from '../send/pools.ts';
-import { errorReply, type ErrorReply, streamErrorEvent } from '../server/errors.ts';
-import type { Sink } from '../server/sink.ts';
+import { errorReply, type ErrorReply, streamErrorEvent } from '../core/errors.ts';
+import type { Sink } from '../core/sink.ts';
 import type { ChatRequest, ProviderAdapter } from '../translate/provider.ts';
-import { redact } from '../config/secret.ts';
-import type { Failure } from './failure.ts';
+import { redact } from '../core/secret.ts';
+import type { Failure } from '../core/failure.ts';
 
 export interface FailoverDeps {
   balancer: Balancer;

@@ -3,12 +3,12 @@
  * priority groups of OpenAI models), served by simulated OpenAI-compatible providers in this
  * process. The primary fails on a schedule, so every switch can be watched with no API key.
  */
-import { loadPlan } from './config/load.ts';
-import type { Plan } from './config/plan.ts';
-import { redact } from './config/secret.ts';
-import type { Events } from './observe/events.ts';
-import { failoverYaml } from '../simulator/config.ts';
-import { type Fault, type SimulatedProvider, startOpenAISimulator } from '../simulator/index.ts';
+import { loadPlan } from '../config/load.ts';
+import type { Plan } from '../config/plan.ts';
+import { redact } from '../core/secret.ts';
+import type { Events } from '../observe/events.ts';
+import { failoverYaml } from '../../simulator/config.ts';
+import { type Fault, type SimulatedProvider, startOpenAISimulator } from '../../simulator/index.ts';
 
 export interface Demo {
   plan: Plan;

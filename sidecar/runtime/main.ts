@@ -135,7 +135,9 @@ export async function startSidecar(options: StartOptions): Promise<Sidecar> {
     const previous = current;
     const prepared = prepare(next);
     const generation = new Generation(previous.number + 1, prepared, events, previous);
-    for (const key of ['listen', 'admin', 'maxBodyBytes', 'maxConcurrentRequests', 'maxQueuedRequests', 'maxConnections', 'headersTimeoutMs'] as const) {
+    // the log level and the drain grace apply at once; the listeners' settings only at the next start
+    if (prepared.server.logLevel !== logger.level) logger.level = prepared.server.logLevel;
+    for (const key of ['listen', 'admin', 'maxBodyBytes', 'maxConcurrentRequests', 'maxQueuedRequests', 'queueTimeoutMs', 'maxConnections', 'headersTimeoutMs', 'requestBodyTimeoutMs'] as const) {
       if (prepared.server[key] !== server0[key]) logger.warn({ setting: key, running: server0[key], configured: prepared.server[key] }, `${key} changes take effect at the next restart`);
     }
     current = generation;
@@ -200,7 +202,7 @@ export async function startSidecar(options: StartOptions): Promise<Sidecar> {
     },
     inFlight: () => state.inFlight,
     reload,
-    async drain(graceMs = server0.drainGraceMs) {
+    async drain(graceMs = current.plan.server.drainGraceMs) {
       state.draining = true;
       server.stopAccepting();
       const deadline = Date.now() + graceMs;

@@ -81,25 +81,25 @@ export class ProbeScheduler {
     return this.#slots.has(model.key);
   }
 
-  /** A request is stuck on this model: a chat probe now, or right after the one running. */
+  /**
+   * A request is stuck on this model: a chat probe now, with its own timeout. Never behind the
+   * probe that is running: that one may be hung on the same outage (a model-list probe stuck
+   * for its whole timeout made the stuck requests wait twice as long).
+   */
   suspect(model: ModelTarget): void {
     const slot = this.#slots.get(model.key);
     // every request stuck on a model suspects it: one suspicion probe answers them all
     if (!slot || slot.suspicionPending) return;
     slot.suspicionPending = true;
-    const run = () => this.#run(slot, 'chat', 'suspicion').finally(() => {
+    void this.#run(slot, 'chat', 'suspicion').finally(() => {
       slot.suspicionPending = false;
     });
-    if (slot.running) slot.running.then(run);
-    else void run();
   }
 
-  /** The model's breaker is half-open: the trial is a probe. */
+  /** The model's breaker is half-open: the trial is a probe, at once (not behind a running one). */
   trial(model: ModelTarget): void {
     const slot = this.#slots.get(model.key);
-    if (!slot) return;
-    if (slot.running) slot.running.then(() => this.#run(slot, 'chat', 'trial'));
-    else void this.#run(slot, 'chat', 'trial');
+    if (slot) void this.#run(slot, 'chat', 'trial');
   }
 
   /** What the model is probed with, and why (for /status: `probe.using`, `probe.note`). */
@@ -156,7 +156,11 @@ export class ProbeScheduler {
   async #tick(slot: Slot): Promise<void> {
     try {
       const kind = this.plan(slot);
-      if (kind && !slot.running) await this.#run(slot, kind, 'schedule');
+      if (kind && !slot.running) {
+        slot.running = this.#run(slot, kind, 'schedule');
+        await slot.running;
+        slot.running = undefined;
+      }
     } finally {
       // whatever happened, the model stays on the schedule
       const p = slot.model.health.probe;
@@ -197,12 +201,7 @@ export class ProbeScheduler {
         firstChunkMs: result.ttftMs,
       });
       this.#active.onProbe(slot.model, { ...result, trigger, id });
-    })()
-      .catch(() => undefined)
-      .finally(() => {
-        slot.running = undefined;
-      });
-    slot.running = run;
+    })().catch(() => undefined);
     return run;
   }
 }

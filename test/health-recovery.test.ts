@@ -50,3 +50,34 @@ t.test('a model taken down by user traffic needs healthyThreshold successful pro
   t.ok(between.filter((p) => p.ok).length >= 3, `3 successful probes after the fall, not one (${between.filter((p) => p.ok).length})`);
   t.match(up.cause, /probe succeeded 3 times in a row/, 'and the cause counts only those');
 });
+
+t.test('a suspicion probe starts at once, not behind a probe that is hung on the same outage', async (t) => {
+  const h = await startHarness(
+    [
+      { name: 'primary', group: 0 },
+      { name: 'fallback', group: 1 },
+    ],
+    policyYaml(`  health:
+    probe:
+      interval: 100ms
+      idleInterval: 100ms
+      timeout: 2s
+      jitterPercent: 0
+    suspectAfter: 200ms
+`),
+    { probes: true },
+  );
+  t.teardown(() => h.close());
+  // the primary hangs everything, its model list included: a scheduled model-list probe hangs too
+  h.sims.primary.setFault({ kind: 'hang' });
+  await new Promise((r) => setTimeout(r, 300));
+  const sent = Date.now();
+  const res = await post(`${h.sidecar.url}/model`, { messages: HELLO, stream: true });
+  t.equal(res.headers.get('x-llm-failover-provider'), 'fallback', 'the stuck request moved to the fallback');
+  const log = h.sidecar.probes.log.filter((p) => p.model === 'primary');
+  const suspicion = log.find((p) => p.trigger === 'suspicion');
+  const hungList = log.find((p) => p.trigger === 'schedule' && p.startedAt < sent);
+  t.ok(suspicion && hungList, 'a suspicion probe ran while a scheduled probe hung');
+  t.ok((suspicion?.startedAt ?? Number.POSITIVE_INFINITY) < (hungList?.at ?? 0), 'the suspicion probe started before the hung probe gave up');
+  h.sims.primary.clearFault();
+});

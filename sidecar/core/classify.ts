@@ -1,7 +1,7 @@
 /**
- * What an upstream error status means for the request: move on to the next model, or hand the
- * answer back to the client unchanged. Provider-neutral: each translator extracts the error's
- * message and type from its own wire format and asks here.
+ * Which failure reason an upstream error status is (what the reason then means, for the request,
+ * health and the client: FAILURES in failure.ts). Provider-neutral: each translator extracts the
+ * error's message and type from its own wire format and asks here.
  */
 import type { Failure } from './failure.ts';
 import { excerpt } from './secret.ts';

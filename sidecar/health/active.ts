@@ -1,11 +1,14 @@
 /**
  * Active health: what a probe result says about its model, with thresholds on both edges so a
  * model that fails one probe in ten does not flap. A failed probe of a model that is already
- * suspected (a user request is stuck on it) marks it down at once: two independent signals.
+ * suspected (a user request is stuck on it) marks it down at once: two independent signals; so
+ * does one whose reason is `definitive` in the failure table (core/failure.ts FAILURES). A probe
+ * told to back off (a `cool` reason: 429 / 529) never takes the model down by itself: it cools
+ * it for the provider's stated wait, if one was stated.
  */
 import type { ModelTarget } from '../config/plan.ts';
 import { redact } from '../core/secret.ts';
-import type { Failure } from '../core/failure.ts';
+import { FAILURES, type Failure } from '../core/failure.ts';
 import type { Breakers } from './breaker.ts';
 import { observeFirstToken } from './latency.ts';
 import { isUsable } from '../core/health-state.ts';
@@ -73,12 +76,13 @@ export class ActiveHealth {
       if (this.#breakers.isHalfOpen(model)) this.#breakers.record(model, false, origin);
       return;
     }
-    if (f.reason === 'rate_limited' || f.reason === 'overloaded') {
+    const meaning = FAILURES[f.reason];
+    // told to back off: cooling for a stated wait only, never unhealthy by itself
+    if (meaning.health === 'cool') {
       if (f.retryAfterMs !== undefined) view.set(model, 'cooling', cause, { ...detail, until: this.#now() + f.retryAfterMs });
       return;
     }
-    const definitive = f.reason === 'auth' || f.reason === 'model_not_found';
-    if (isUsable(view.state(model)) && (definitive || r.trigger === 'suspicion' || h.probe.failStreak >= unhealthyThreshold)) {
+    if (isUsable(view.state(model)) && (meaning.definitive || r.trigger === 'suspicion' || h.probe.failStreak >= unhealthyThreshold)) {
       view.set(model, 'unhealthy', r.trigger === 'suspicion' ? `${cause} while a request was stuck on it` : cause, detail);
     }
   }

@@ -1,22 +1,22 @@
 /**
  * Passive health: what the outcome of a real attempt says about its model.
  * - success: heals the model, feeds its latency and its breaker.
- * - 429 / 529: cooling for the Retry-After (or the default cooldown).
- * - 401 / 403 / 404: unhealthy until a probe succeeds (a rotated secret heals itself);
- *   with probes off, for the auth cooldown.
- * - unreachable (refused, DNS, TLS, connect timeout): unhealthy at once, likewise.
- * - every other failure (5xx, timeouts, resets, broken streams): the breaker's rolling window
- *   decides, so one failure in ten does not flap the model. With the breaker off, a cooldown.
- * - the request's own fault (a 4xx, too long a prompt for this model): nothing.
+ * - a failure: what its reason's row of the failure table (core/failure.ts FAILURES) says:
+ *   `cool` (429 / 529): cooling for the Retry-After (or the default cooldown);
+ *   `down` (unreachable: refused, DNS, TLS, connect timeout; 401 / 402 / 403 / 404; no credit):
+ *   unhealthy until a probe succeeds (a rotated secret heals itself); with probes off, for the
+ *   auth cooldown when the failure is `definitive`, else the failure cooldown;
+ *   `breaker` (5xx, timeouts, resets, broken streams): the breaker's rolling window decides, so
+ *   one failure in ten does not flap the model; with the breaker off, a cooldown;
+ *   `none` (the request's own fault, the sidecar's, the deadline; a model the view itself
+ *   marked down): nothing.
  */
 import type { FailoverSettings, ModelTarget } from '../config/plan.ts';
-import { type Failure, type FailureReason, isAuthOrConfig } from '../core/failure.ts';
+import { FAILURES, type Failure } from '../core/failure.ts';
 import type { Breakers } from './breaker.ts';
 import { observeFirstToken } from './latency.ts';
 import type { HealthView } from './view.ts';
 import type { Origin } from '../observe/events.ts';
-
-const UNREACHABLE: ReadonlySet<FailureReason> = new Set(['connect_refused', 'dns', 'tls', 'connect_timeout']);
 
 export interface SuccessInfo {
   stream: boolean;
@@ -55,26 +55,26 @@ export class PassiveHealth {
   }
 
   onFailure(model: ModelTarget, failure: Failure, settings: FailoverSettings, origin?: Origin): void {
-    if (failure.reason === 'client_error' || failure.reason === 'context_length' || failure.reason === 'untranslatable' || failure.reason === 'internal' || failure.reason === 'deadline_exceeded') return;
+    const meaning = FAILURES[failure.reason];
+    if (meaning.health === 'none') return;
     const view = this.#view;
     view.recordFailure(model, failure.status, failure.message);
     const now = this.#now();
     const probed = model.health.probe.kind !== 'none';
     const cause = failure.status ? `${failure.reason} (upstream ${failure.status})` : failure.reason;
     const detail = { status: failure.status, error: failure.message, origin };
-    if (failure.reason === 'rate_limited' || failure.reason === 'overloaded') {
-      view.set(model, 'cooling', cause, { ...detail, until: now + (failure.retryAfterMs ?? settings.cooldownAfterFailureMs), assumedWait: failure.retryAfterMs === undefined });
-      return;
+    switch (meaning.health) {
+      case 'cool':
+        view.set(model, 'cooling', cause, { ...detail, until: now + (failure.retryAfterMs ?? settings.cooldownAfterFailureMs), assumedWait: failure.retryAfterMs === undefined });
+        return;
+      case 'down': {
+        const cooldownMs = meaning.definitive ? settings.cooldownAfterAuthFailureMs : settings.cooldownAfterFailureMs;
+        view.set(model, 'unhealthy', cause, { ...detail, until: probed ? undefined : now + cooldownMs });
+        return;
+      }
+      case 'breaker':
+        if (model.health.breaker.enabled) this.#breakers.record(model, false, origin);
+        else view.set(model, 'cooling', cause, { ...detail, until: now + settings.cooldownAfterFailureMs, assumedWait: true });
     }
-    if (isAuthOrConfig(failure.reason)) {
-      view.set(model, 'unhealthy', cause, { ...detail, until: probed ? undefined : now + settings.cooldownAfterAuthFailureMs });
-      return;
-    }
-    if (UNREACHABLE.has(failure.reason)) {
-      view.set(model, 'unhealthy', cause, { ...detail, until: probed ? undefined : now + settings.cooldownAfterFailureMs });
-      return;
-    }
-    if (model.health.breaker.enabled) this.#breakers.record(model, false, origin);
-    else view.set(model, 'cooling', cause, { ...detail, until: now + settings.cooldownAfterFailureMs, assumedWait: true });
   }
 }

@@ -74,7 +74,6 @@ export async function chatProbe(model: ModelTarget, deps: ProbeDeps, signal: Abo
     settings: DEFAULT_FAILOVER,
     sink: new DiscardSink(),
     controller,
-    servedHeaders: (contentType) => ({ 'content-type': contentType }),
     remainingMs: timeoutMs,
   }).finally(() => signal.removeEventListener('abort', forward));
   const durationMs = performance.now() - started;

@@ -7,7 +7,7 @@
 import type { BackendPlan, FailoverSettings, ModelTarget } from '../config/plan.ts';
 import type { Events, Origin } from '../observe/events.ts';
 import { AttemptAbort } from '../core/abort.ts';
-import type { AttemptOutcome } from '../send/attempt.ts';
+import type { AttemptOutcome } from '../send/outcome.ts';
 import type { Sink } from '../core/sink.ts';
 import { ActiveHealth } from './active.ts';
 import { Breakers } from './breaker.ts';
@@ -84,9 +84,11 @@ export class HealthMonitor {
         if (outcome.kind === 'answered') {
           this.passive.onSuccess(model, { stream, ttftMs: outcome.firstByteMs, totalMs: durationMs }, origin);
         } else if (outcome.kind === 'failed' || outcome.kind === 'cut') {
-          // A model the health view itself cancelled was already marked down there.
-          const cancelled = controller.signal.reason instanceof AttemptAbort && controller.signal.reason.reason === 'marked_down';
-          if (!cancelled) this.passive.onFailure(model, outcome.failure, settings, origin);
+          // An attempt the health view itself cancelled failed because its model was marked down,
+          // whatever it failed with: `marked_down`, which the view already said (FAILURES: no effect).
+          const reason = controller.signal.reason;
+          const failure = reason instanceof AttemptAbort && reason.reason === 'marked_down' ? { ...outcome.failure, reason: reason.reason } : outcome.failure;
+          this.passive.onFailure(model, failure, settings, origin);
         }
       },
     };

@@ -4,7 +4,8 @@
  * `{"type":"error","error":{type,message},"request_id"}` error bodies.
  */
 import type { Dialect, ErrorReply, ErrorSpec, Frame } from './dialect.ts';
-import { headerValue, isRecord, resolveUsage, sse } from './dialect.ts';
+import { anthropicRequestProblem } from './anthropic-validate.ts';
+import { headerValue, mergeHeaders, resolveUsage, sse } from './dialect.ts';
 import { startSimulator } from './server.ts';
 import { randomId, splitArguments, splitText } from './text.ts';
 import type { JsonBody, Reply, SimulatedProvider, SimulatorOptions } from './types.ts';
@@ -48,37 +49,37 @@ function errorObject(spec: ErrorSpec): { type: string; message: string } {
   return { type, message: spec.message ?? MESSAGE_FOR_TYPE[type] ?? 'An unexpected error occurred' };
 }
 
+/** An RFC 3339 instant on a whole second, at least `ms` from now, as Anthropic writes its resets. */
+function resetIn(ms: number): string {
+  return new Date(Math.ceil((Date.now() + ms) / 1000) * 1000).toISOString().replace('.000Z', 'Z');
+}
+
+/**
+ * The headers of Anthropic's real 429, sent together: retry-after (seconds) and every
+ * anthropic-ratelimit-* limit / remaining / reset (RFC 3339). The requests bucket is the one that
+ * ran out (50 requests per minute, one back within the second); a fault's headers override these.
+ */
+export function rateLimitHeaders(): Record<string, string> {
+  const soon = resetIn(1000);
+  return {
+    'retry-after': '1',
+    'anthropic-ratelimit-requests-limit': '50',
+    'anthropic-ratelimit-requests-remaining': '0',
+    'anthropic-ratelimit-requests-reset': soon,
+    'anthropic-ratelimit-tokens-limit': '90000',
+    'anthropic-ratelimit-tokens-remaining': '89000',
+    'anthropic-ratelimit-tokens-reset': soon,
+    'anthropic-ratelimit-input-tokens-limit': '50000',
+    'anthropic-ratelimit-input-tokens-remaining': '49500',
+    'anthropic-ratelimit-input-tokens-reset': soon,
+    'anthropic-ratelimit-output-tokens-limit': '40000',
+    'anthropic-ratelimit-output-tokens-remaining': '39500',
+    'anthropic-ratelimit-output-tokens-reset': soon,
+  };
+}
+
 function invalid(message: string): ErrorSpec {
   return { status: 400, type: 'invalid_request_error', message };
-}
-
-function validateSystem(system: unknown): string | undefined {
-  if (system === undefined || typeof system === 'string') return undefined;
-  if (!Array.isArray(system)) return 'system: Input should be a valid list';
-  for (const [i, block] of system.entries()) {
-    if (!isRecord(block) || block.type !== 'text') return `system.${i}.type: Input should be 'text'`;
-    if (typeof block.text !== 'string') return `system.${i}.text: Input should be a valid string`;
-  }
-  return undefined;
-}
-
-function validateMessages(messages: unknown): string | undefined {
-  if (messages === undefined) return 'messages: Field required';
-  if (!Array.isArray(messages)) return 'messages: Input should be a valid list';
-  if (messages.length === 0) return 'messages: at least one message is required';
-  let previous: string | undefined;
-  for (const [i, m] of messages.entries()) {
-    if (!isRecord(m)) return `messages.${i}: Input should be a valid dictionary`;
-    if (m.role !== 'user' && m.role !== 'assistant') return `messages.${i}.role: Input should be 'user' or 'assistant'`;
-    if (m.content === undefined) return `messages.${i}.content: Field required`;
-    if (typeof m.content !== 'string' && !Array.isArray(m.content)) return `messages.${i}.content: Input should be a valid list`;
-    if (i === 0 && m.role !== 'user') return 'messages: first message must use the "user" role';
-    if (m.role === previous) {
-      return `messages: roles must alternate between "user" and "assistant", but found multiple "${m.role}" roles in a row`;
-    }
-    previous = m.role;
-  }
-  return undefined;
 }
 
 function displayName(model: string): string {
@@ -142,15 +143,7 @@ export function createAnthropicDialect(model: string): Dialect {
       if (body === undefined) {
         return invalid(rawBody.trim() === '' ? 'Request body is empty' : 'There was an issue with your request body: invalid JSON');
       }
-      if (!isRecord(body)) return invalid('Input should be a valid dictionary');
-      if (body.model === undefined) return invalid('model: Field required');
-      if (typeof body.model !== 'string') return invalid('model: Input should be a valid string');
-      if (body.max_tokens === undefined) return invalid('max_tokens: Field required');
-      if (typeof body.max_tokens !== 'number' || !Number.isInteger(body.max_tokens)) {
-        return invalid('max_tokens: Input should be a valid integer');
-      }
-      if (body.max_tokens < 1) return invalid('max_tokens: Input should be greater than or equal to 1');
-      const problem = validateMessages(body.messages) ?? validateSystem(body.system);
+      const problem = anthropicRequestProblem(body);
       return problem ? invalid(problem) : undefined;
     },
 
@@ -161,7 +154,7 @@ export function createAnthropicDialect(model: string): Dialect {
     error(spec, requestId): ErrorReply {
       return {
         status: spec.status,
-        headers: { 'request-id': requestId, ...spec.headers },
+        headers: mergeHeaders(spec.status === 429 ? rateLimitHeaders() : {}, { 'request-id': requestId }, spec.headers),
         body: JSON.stringify({ type: 'error', error: errorObject(spec), request_id: requestId }),
       };
     },

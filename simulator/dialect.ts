@@ -16,7 +16,8 @@ export interface ErrorSpec {
   code?: string | null;
   /** OpenAI only. */
   param?: string | null;
-  headers?: Record<string, string>;
+  /** Over the dialect's own headers for the status; null leaves one out. */
+  headers?: Record<string, string | null>;
 }
 
 export interface ErrorReply {
@@ -108,4 +109,11 @@ export function isRecord(value: unknown): value is Record<string, unknown> {
 export function headerValue(headers: IncomingHttpHeaders, name: string): string | undefined {
   const v = headers[name];
   return Array.isArray(v) ? v[0] : v;
+}
+
+/** Header sets merged left to right; a null value removes that header. */
+export function mergeHeaders(...sets: (Record<string, string | null> | undefined)[]): Record<string, string> {
+  const out: Record<string, string | null> = {};
+  for (const set of sets) for (const [k, v] of Object.entries(set ?? {})) out[k.toLowerCase()] = v;
+  return Object.fromEntries(Object.entries(out).filter((e): e is [string, string] => e[1] !== null));
 }

@@ -11,8 +11,15 @@ export type Fault =
   | { kind: 'reset' }
   /** 200 headers and part of the body (non-stream: half the JSON; stream: up to the first content chunk), then the socket is destroyed. */
   | { kind: 'resetMidBody' }
-  /** That status with the provider's real error body; `errorType`/`message` override the defaults for the status. */
-  | { kind: 'status'; status: number; headers?: Record<string, string>; errorType?: string; message?: string }
+  /**
+   * That status with the provider's real error body and headers; `errorType`/`message` override
+   * the defaults for the status. A 429 carries the provider's whole set of rate-limit headers
+   * (OpenAI: x-ratelimit-limit/remaining/reset-requests and -tokens; Anthropic: retry-after and
+   * every anthropic-ratelimit-*); `headers` are sent over them (a null value leaves one out).
+   * OpenAI's 429 `errorType`: 'requests' (the default, an RPM limit), 'tokens' (a TPM limit) or
+   * 'insufficient_quota' (no credit left: its own message, no rate-limit headers).
+   */
+  | { kind: 'status'; status: number; headers?: Record<string, string | null>; errorType?: string; message?: string }
   /** Read the request, never answer. */
   | { kind: 'hang' }
   /** Wait `delayMs` before the response headers and first content. */

@@ -4,7 +4,7 @@
  * `{"error":{message,type,param,code}}` error bodies.
  */
 import type { Dialect, ErrorReply, ErrorSpec, Frame } from './dialect.ts';
-import { headerValue, isRecord, resolveUsage, sse } from './dialect.ts';
+import { headerValue, isRecord, mergeHeaders, resolveUsage, sse } from './dialect.ts';
 import { startSimulator } from './server.ts';
 import { randomId, serializeJson, splitArguments, splitText } from './text.ts';
 import type { JsonBody, Reply, SimulatedProvider, SimulatorOptions } from './types.ts';
@@ -35,11 +35,7 @@ function statusDefaults(status: number, model: string): { type: string; code: st
         message: `The model \`${model}\` does not exist or you do not have access to it.`,
       };
     case 429:
-      return {
-        type: 'rate_limit_exceeded',
-        code: 'rate_limit_exceeded',
-        message: `Rate limit reached for ${model} in organization org-simulated on requests per min (RPM): Limit 500, Used 500, Requested 1. Please try again in 120ms. Visit https://platform.openai.com/account/rate-limits to learn more.`,
-      };
+      return { type: 'requests', code: 'rate_limit_exceeded', message: rateLimitMessage(model, 'requests') };
     case 502:
       return { type: 'server_error', code: null, message: 'Bad gateway.' };
     case 503:
@@ -57,6 +53,42 @@ function statusDefaults(status: number, model: string): { type: string; code: st
   }
 }
 
+const QUOTA_MESSAGE =
+  'You exceeded your current quota, please check your plan and billing details. For more information on this error, read the docs: https://platform.openai.com/docs/guides/error-codes/api-errors.';
+
+/** OpenAI's 429 message for the limit that ran out (the wait it names is the reset header's). */
+function rateLimitMessage(model: string, limit: 'requests' | 'tokens'): string {
+  return limit === 'requests'
+    ? `Rate limit reached for ${model} in organization org-simulated on requests per min (RPM): Limit 500, Used 500, Requested 1. Please try again in 120ms. Visit https://platform.openai.com/account/rate-limits to learn more.`
+    : `Rate limit reached for ${model} in organization org-simulated on tokens per min (TPM): Limit 30000, Used 29950, Requested 400. Please try again in 700ms. Visit https://platform.openai.com/account/rate-limits to learn more.`;
+}
+
+/**
+ * The x-ratelimit-* headers OpenAI sends with a 429, all together: the limit, what remains and
+ * when it resets (a Go duration) for requests and for tokens. Which one ran out follows the
+ * error's type; the wait is the one the message names. No retry-after: OpenAI sends one only
+ * now and then, a fault adds it. An insufficient_quota 429 is no rate limit: none of these.
+ */
+export function rateLimitHeaders(limit: 'requests' | 'tokens'): Record<string, string> {
+  return limit === 'requests'
+    ? {
+        'x-ratelimit-limit-requests': '500',
+        'x-ratelimit-remaining-requests': '0',
+        'x-ratelimit-reset-requests': '120ms',
+        'x-ratelimit-limit-tokens': '30000',
+        'x-ratelimit-remaining-tokens': '29990',
+        'x-ratelimit-reset-tokens': '20ms',
+      }
+    : {
+        'x-ratelimit-limit-requests': '500',
+        'x-ratelimit-remaining-requests': '499',
+        'x-ratelimit-reset-requests': '120ms',
+        'x-ratelimit-limit-tokens': '30000',
+        'x-ratelimit-remaining-tokens': '50',
+        'x-ratelimit-reset-tokens': '700ms',
+      };
+}
+
 /** The error object inside `{"error": …}`, with errorType special cases mapped as the real API reports them. */
 function errorObject(spec: ErrorSpec, model: string): Record<string, unknown> {
   const d = statusDefaults(spec.status, model);
@@ -71,9 +103,9 @@ function errorObject(spec: ErrorSpec, model: string): Record<string, unknown> {
     message = spec.message ?? CONTEXT_LENGTH_MESSAGE;
   } else if (spec.type === 'insufficient_quota') {
     code = 'insufficient_quota';
-    message =
-      spec.message ??
-      'You exceeded your current quota, please check your plan and billing details. For more information on this error, read the docs: https://platform.openai.com/docs/guides/error-codes/api-errors.';
+    message = spec.message ?? QUOTA_MESSAGE;
+  } else if (spec.status === 429 && spec.type === 'tokens') {
+    message = spec.message ?? rateLimitMessage(model, 'tokens');
   }
   return { message, type, param, code };
 }
@@ -199,7 +231,11 @@ export function createOpenAIDialect(model: string, options: Pick<SimulatorOption
     error(spec, requestId): ErrorReply {
       return {
         status: spec.status,
-        headers: { 'x-request-id': requestId, ...spec.headers },
+        headers: mergeHeaders(
+          spec.status === 429 && spec.type !== 'insufficient_quota' ? rateLimitHeaders(spec.type === 'tokens' ? 'tokens' : 'requests') : {},
+          { 'x-request-id': requestId },
+          spec.headers,
+        ),
         body: json({ error: errorObject(spec, model) }),
       };
     },

@@ -153,9 +153,10 @@ t.test('openai: status faults raise the typed SDK errors', async (t) => {
   if (rate instanceof OpenAI.APIError) {
     t.equal(rate.status, 429);
     t.equal(rate.code, 'rate_limit_exceeded');
-    t.equal(rate.type, 'rate_limit_exceeded');
+    t.equal(rate.type, 'requests', "OpenAI's type names the limit that ran out");
     t.equal(rate.headers?.get('retry-after'), '2');
     t.equal(rate.headers?.get('retry-after-ms'), '1500');
+    t.equal(rate.headers?.get('x-ratelimit-reset-requests'), '120ms', "the fault's headers come on top of the provider's own");
     t.match(rate.requestID, /^req_/);
   }
 
@@ -425,18 +426,15 @@ t.test('anthropic: apiKey, anthropic-version and body validation', async (t) => 
   t.type(auth, Anthropic.AuthenticationError);
   t.equal((auth as InstanceType<typeof Anthropic.APIError>).type, 'authentication_error');
 
-  const alternation = await rejection(
-    client.messages.create({
-      model: 'claude-sim',
-      max_tokens: 10,
-      messages: [
-        { role: 'user', content: 'a' },
-        { role: 'user', content: 'b' },
-      ],
-    }),
-  );
-  t.type(alternation, Anthropic.BadRequestError);
-  t.match((alternation as InstanceType<typeof Anthropic.APIError>).apiMessage, /^messages: roles must alternate/);
+  const consecutive = await client.messages.create({
+    model: 'claude-sim',
+    max_tokens: 10,
+    messages: [
+      { role: 'user', content: 'a' },
+      { role: 'user', content: 'b' },
+    ],
+  });
+  t.equal(consecutive.type, 'message', 'consecutive turns of one role are accepted (Anthropic merges them)');
   const firstAssistant = await rejection(
     client.messages.create({ model: 'claude-sim', max_tokens: 10, messages: [{ role: 'assistant', content: 'a' }] }),
   );
@@ -459,6 +457,151 @@ t.test('anthropic: apiKey, anthropic-version and body validation', async (t) => 
   const unknown = await post(`${sim.url}/v1/complete`, body, headers);
   t.equal(unknown.status, 404);
   t.match(await unknown.json(), { type: 'error', error: { type: 'not_found_error' } });
+});
+
+t.test("openai: a 429 is OpenAI's own: the type names the limit, every x-ratelimit-* header comes with it", async (t) => {
+  const { sim, client } = await openaiSim(t);
+  const url = `${sim.url}/v1/chat/completions`;
+  const body = { model: 'gpt-sim', messages: USER };
+
+  sim.setFault({ kind: 'status', status: 429 });
+  const rpm = await post(url, body);
+  t.equal(rpm.status, 429);
+  const rpmJson = (await rpm.json()) as { error: Record<string, unknown> };
+  t.same(Object.keys(rpmJson.error), ['message', 'type', 'param', 'code'], 'the four fields, in order');
+  t.match(rpmJson.error, { type: 'requests', param: null, code: 'rate_limit_exceeded', message: /^Rate limit reached for gpt-sim in organization \S+ on requests per min \(RPM\): Limit 500, Used 500, Requested 1\. Please try again in 120ms\./ });
+  t.same(
+    Object.fromEntries([...rpm.headers].filter(([k]) => k.startsWith('x-ratelimit-'))),
+    {
+      'x-ratelimit-limit-requests': '500',
+      'x-ratelimit-limit-tokens': '30000',
+      'x-ratelimit-remaining-requests': '0',
+      'x-ratelimit-remaining-tokens': '29990',
+      'x-ratelimit-reset-requests': '120ms',
+      'x-ratelimit-reset-tokens': '20ms',
+    },
+    'limit, remaining and reset, for requests and for tokens, together',
+  );
+  t.equal(rpm.headers.get('retry-after'), null, 'no retry-after unless the fault adds one');
+
+  sim.setFault({ kind: 'status', status: 429, errorType: 'tokens' });
+  const tpm = await post(url, body);
+  t.match(await tpm.json(), { error: { type: 'tokens', code: 'rate_limit_exceeded', message: /on tokens per min \(TPM\).*Please try again in 700ms/ } });
+  t.equal(tpm.headers.get('x-ratelimit-remaining-tokens'), '50');
+  t.equal(tpm.headers.get('x-ratelimit-reset-tokens'), '700ms', 'the tokens bucket is the one that ran out');
+
+  sim.setFault({ kind: 'status', status: 429, headers: { 'retry-after': '3', 'x-ratelimit-reset-tokens': null } });
+  const overridden = await post(url, body);
+  t.equal(overridden.headers.get('retry-after'), '3', 'a fault adds a header');
+  t.equal(overridden.headers.get('x-ratelimit-reset-tokens'), null, 'or leaves one out (null)');
+  t.equal(overridden.headers.get('x-ratelimit-reset-requests'), '120ms', 'the rest stay');
+
+  sim.setFault({ kind: 'status', status: 429, errorType: 'insufficient_quota' });
+  const quota = await post(url, body);
+  t.equal(quota.status, 429);
+  t.same(await quota.json(), {
+    error: {
+      message: 'You exceeded your current quota, please check your plan and billing details. For more information on this error, read the docs: https://platform.openai.com/docs/guides/error-codes/api-errors.',
+      type: 'insufficient_quota',
+      param: null,
+      code: 'insufficient_quota',
+    },
+  });
+  t.equal([...quota.headers].filter(([k]) => k.startsWith('x-ratelimit-') || k === 'retry-after').length, 0, 'no rate-limit headers: no wait ends it');
+  const sdk = await rejection(client.chat.completions.create(body));
+  t.type(sdk, OpenAI.RateLimitError, 'the SDK raises it as a RateLimitError, as the real one');
+  t.equal((sdk as InstanceType<typeof OpenAI.APIError>).code, 'insufficient_quota');
+});
+
+t.test("anthropic: a 429 carries retry-after and every anthropic-ratelimit-* header, resets in RFC 3339", async (t) => {
+  const { sim, client } = await anthropicSim(t);
+  sim.setFault({ kind: 'status', status: 429 });
+  const at = Date.now();
+  const res = await post(`${sim.url}/v1/messages`, { model: 'claude-sim', max_tokens: 10, messages: USER }, { 'x-api-key': 'k', 'anthropic-version': '2023-06-01' });
+  t.equal(res.status, 429);
+  t.match(await res.json(), { type: 'error', error: { type: 'rate_limit_error', message: /rate limit/ }, request_id: /^req_/ });
+  t.equal(res.headers.get('retry-after'), '1');
+  for (const bucket of ['requests', 'tokens', 'input-tokens', 'output-tokens']) {
+    const h = (field: string) => res.headers.get(`anthropic-ratelimit-${bucket}-${field}`);
+    t.match(h('limit'), /^\d+$/, `${bucket}: limit`);
+    t.match(h('remaining'), /^\d+$/, `${bucket}: remaining`);
+    t.match(h('reset'), /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$/, `${bucket}: reset, RFC 3339`);
+    const reset = Date.parse(h('reset') ?? '');
+    t.ok(reset > at && reset <= at + 2000, `${bucket}: resets within the next two seconds`);
+  }
+  t.equal(res.headers.get('anthropic-ratelimit-requests-remaining'), '0', 'the requests bucket ran out');
+  sim.setFault({ kind: 'status', status: 429, headers: { 'retry-after': '9', 'anthropic-ratelimit-tokens-reset': null } });
+  const rate = await rejection(client.messages.create({ model: 'claude-sim', max_tokens: 10, messages: USER }));
+  t.type(rate, Anthropic.RateLimitError);
+  const headers = (rate as InstanceType<typeof Anthropic.APIError>).headers;
+  t.equal(headers?.get('retry-after'), '9', 'overridden');
+  t.equal(headers?.get('anthropic-ratelimit-tokens-reset'), null, 'left out');
+  t.ok(headers?.get('anthropic-ratelimit-requests-reset'), 'the rest stay');
+});
+
+const TOOL_USE = { type: 'tool_use', id: 'toolu_01A', name: 'get_weather', input: { city: 'Paris' } };
+const TOOL_RESULT = { type: 'tool_result', tool_use_id: 'toolu_01A', content: '18 degrees' };
+const TOOLS = [{ name: 'get_weather', description: 'Weather', input_schema: { type: 'object', properties: {} } }];
+const THINKING = { type: 'enabled', budget_tokens: 1024 };
+const TOOL_LOOP = [{ role: 'user', content: 'Weather in Paris?' }, { role: 'assistant', content: [TOOL_USE] }, { role: 'user', content: [TOOL_RESULT] }];
+
+t.test('anthropic: requests are validated as strictly as Anthropic does, each refusal its real 400', async (t) => {
+  const { sim } = await anthropicSim(t);
+  const url = `${sim.url}/v1/messages`;
+  const headers = { 'x-api-key': 'k', 'anthropic-version': '2023-06-01' };
+  const base = { model: 'claude-sim', max_tokens: 2048, messages: USER };
+  const refused: [string, Record<string, unknown>, RegExp][] = [
+    ['thinking with tool_choice any', { ...base, thinking: THINKING, tools: TOOLS, tool_choice: { type: 'any' } }, /^Thinking may not be enabled when tool_choice forces tool use/],
+    ['thinking with tool_choice tool', { ...base, thinking: THINKING, tools: TOOLS, tool_choice: { type: 'tool', name: 'get_weather' } }, /^Thinking may not be enabled when tool_choice forces tool use/],
+    ['thinking with temperature 0.7', { ...base, thinking: THINKING, temperature: 0.7 }, /^`temperature` may only be set to 1 when thinking is enabled/],
+    ['thinking with temperature 0', { ...base, thinking: THINKING, temperature: 0 }, /^`temperature` may only be set to 1 when thinking is enabled/],
+    ['thinking with top_p 0.9', { ...base, thinking: THINKING, top_p: 0.9 }, /^`top_p` must be greater than or equal to 0\.95 or unset when thinking is enabled/],
+    ['thinking with top_k', { ...base, thinking: THINKING, top_k: 5 }, /^`top_k` must be unset when thinking is enabled/],
+    ['budget_tokens equal to max_tokens', { ...base, max_tokens: 1024, thinking: THINKING }, /^`max_tokens` must be greater than `thinking.budget_tokens`/],
+    ['budget_tokens above max_tokens', { ...base, max_tokens: 100, thinking: THINKING }, /^`max_tokens` must be greater than `thinking.budget_tokens`/],
+    ['budget_tokens below 1024', { ...base, thinking: { type: 'enabled', budget_tokens: 500 } }, /^thinking\.enabled\.budget_tokens: Input should be greater than or equal to 1024/],
+    ['thinking in a tool loop whose last assistant turn has no thinking block', { ...base, thinking: THINKING, tools: TOOLS, messages: TOOL_LOOP }, /^messages\.1\.content\.0\.type: Expected `thinking` or `redacted_thinking`, but found `tool_use`/],
+    ['temperature above 1', { ...base, temperature: 1.5 }, /^temperature: Input should be less than or equal to 1/],
+    ['a tool_use id with a dot', { ...base, messages: [TOOL_LOOP[0], { role: 'assistant', content: [{ ...TOOL_USE, id: 'call.1' }] }, { role: 'user', content: [{ ...TOOL_RESULT, tool_use_id: 'call.1' }] }] }, /^messages\.1\.content\.0\.tool_use\.id: String should match pattern '\^\[a-zA-Z0-9_-\]\+\$'/],
+    ['an empty tool_use id', { ...base, messages: [TOOL_LOOP[0], { role: 'assistant', content: [{ ...TOOL_USE, id: '' }] }, { role: 'user', content: [{ ...TOOL_RESULT, tool_use_id: '' }] }] }, /tool_use\.id: String should match pattern/],
+    ['a tool_result id with a colon', { ...base, messages: [TOOL_LOOP[0], TOOL_LOOP[1], { role: 'user', content: [{ ...TOOL_RESULT, tool_use_id: 'toolu:01A' }] }] }, /^messages\.2\.content\.0\.tool_result\.tool_use_id: String should match pattern/],
+    ['a tool_result for no tool_use of the previous assistant turn', { ...base, messages: [TOOL_LOOP[0], TOOL_LOOP[1], { role: 'user', content: [{ ...TOOL_RESULT, tool_use_id: 'toolu_other' }] }] }, /^messages\.2\.content\.0: unexpected `tool_use_id` found in `tool_result` blocks: toolu_other\. Each `tool_result` block must have a corresponding `tool_use` block in the previous message\./],
+    ['a tool_result with no assistant turn before it', { ...base, messages: [{ role: 'user', content: [TOOL_RESULT] }] }, /unexpected `tool_use_id` found in `tool_result` blocks: toolu_01A/],
+    ['a tool_use left unanswered by the next turn', { ...base, messages: [TOOL_LOOP[0], TOOL_LOOP[1], { role: 'user', content: 'never mind' }] }, /^messages\.2: `tool_use` ids were found without `tool_result` blocks immediately after: toolu_01A/],
+    ['two tool_use blocks with one id', { ...base, messages: [TOOL_LOOP[0], { role: 'assistant', content: [TOOL_USE, TOOL_USE] }, { role: 'user', content: [TOOL_RESULT] }] }, /^messages\.1\.content\.1: `tool_use` ids must be unique$/],
+    ['a tool_result after other content in its turn', { ...base, messages: [TOOL_LOOP[0], TOOL_LOOP[1], { role: 'user', content: [{ type: 'text', text: 'here:' }, TOOL_RESULT] }] }, /tool_result blocks must come first/],
+    ['an empty text block', { ...base, messages: [{ role: 'user', content: [{ type: 'text', text: '' }] }] }, /^messages: text content blocks must be non-empty$/],
+    ['a whitespace-only text block', { ...base, messages: [{ role: 'user', content: [{ type: 'text', text: 'hi' }, { type: 'text', text: ' \n\t' }] }] }, /^messages: text content blocks must contain non-whitespace text$/],
+    ['whitespace-only string content', { ...base, messages: [{ role: 'user', content: '   ' }] }, /^messages: text content blocks must contain non-whitespace text$/],
+    ['an empty user message', { ...base, messages: [{ role: 'user', content: '' }] }, /^messages\.0: all messages must have non-empty content except for the optional final assistant message$/],
+    ['an empty content list mid-conversation', { ...base, messages: [{ role: 'user', content: 'a' }, { role: 'assistant', content: [] }, { role: 'user', content: 'b' }] }, /^messages\.1: all messages must have non-empty content/],
+    ['a final assistant turn ending in whitespace', { ...base, messages: [{ role: 'user', content: 'a' }, { role: 'assistant', content: 'The answer is ' }] }, /^messages: final assistant content cannot end with trailing whitespace$/],
+    ['a final assistant text block ending in a newline', { ...base, messages: [{ role: 'user', content: 'a' }, { role: 'assistant', content: [{ type: 'text', text: 'x\n' }] }] }, /^messages: final assistant content cannot end with trailing whitespace$/],
+    ['the first message from the assistant', { ...base, messages: [{ role: 'assistant', content: 'hello' }, { role: 'user', content: 'hi' }] }, /^messages: first message must use the "user" role$/],
+    ['an empty system text block', { ...base, system: [{ type: 'text', text: '' }] }, /^system: text content blocks must be non-empty$/],
+  ];
+  for (const [name, body, message] of refused) {
+    const res = await post(url, body, headers);
+    t.equal(res.status, 400, `${name}: 400`);
+    const json = (await res.json()) as { type: string; error: { type: string; message: string }; request_id: string };
+    t.equal(json.type, 'error', `${name}: Anthropic's error body`);
+    t.equal(json.error.type, 'invalid_request_error', `${name}: invalid_request_error`);
+    t.match(json.error.message, message, `${name}: ${json.error.message}`);
+  }
+  const accepted: [string, Record<string, unknown>][] = [
+    ['thinking with temperature 1, top_p 0.95 and tool_choice auto', { ...base, thinking: THINKING, temperature: 1, top_p: 0.95, tools: TOOLS, tool_choice: { type: 'auto' } }],
+    ['thinking disabled with tool_choice any', { ...base, thinking: { type: 'disabled' }, tools: TOOLS, tool_choice: { type: 'any' } }],
+    ['a tool loop', { ...base, tools: TOOLS, messages: TOOL_LOOP }],
+    ['a tool loop with thinking handed back', { ...base, thinking: THINKING, tools: TOOLS, messages: [TOOL_LOOP[0], { role: 'assistant', content: [{ type: 'thinking', thinking: 'hmm', signature: 'sig' }, TOOL_USE] }, TOOL_LOOP[2]] }],
+    ['consecutive user messages (merged)', { ...base, messages: [{ role: 'user', content: 'a' }, { role: 'user', content: [{ type: 'text', text: 'b' }] }] }],
+    ['tool results split over consecutive user messages, then text', { ...base, messages: [TOOL_LOOP[0], TOOL_LOOP[1], TOOL_LOOP[2], { role: 'user', content: 'and tomorrow?' }] }],
+    ['a prefill without trailing whitespace', { ...base, messages: [{ role: 'user', content: 'a' }, { role: 'assistant', content: 'The answer is' }] }],
+    ['an empty final assistant turn', { ...base, messages: [{ role: 'user', content: 'a' }, { role: 'assistant', content: '' }] }],
+  ];
+  for (const [name, body] of accepted) {
+    const res = await post(url, body, headers);
+    t.equal(res.status, 200, `${name}: accepted${res.status === 200 ? '' : `, got ${await res.text()}`}`);
+  }
 });
 
 t.test('anthropic: /v1/models', async (t) => {

@@ -6,6 +6,16 @@
  * by the provider in its error message, as OpenAI does) and the client's token appear nowhere.
  *
  * A fresh sidecar per case: health state and breaker windows must not leak between cases.
+ *
+ * The matrix runs twice: with probes off (the request path alone, as most suites run it), and with
+ * probes on at the product's defaults (`probes: true`, no probe policy: first probe of each model
+ * at a random moment within the 10 s interval, then every 10 s ±20 %). The client's outcome must
+ * be the same either way. Health and metrics are the same too unless a probe of the primary
+ * finished before they were read (a few cases in a run, at random): that probe met the fault too
+ * and may legitimately have acted first (a 401 or 429 on the model list marks the model down or
+ * cooling before the request, which then goes to the fallback at its first attempt; a failed
+ * chat probe adds to the unhealthy streak). Those cases assert the client's outcome and that the
+ * probe never made the primary look better than the fault says, and say so in a comment.
  */
 import t from 'tap';
 import type { Fault } from '../simulator/index.ts';
@@ -112,11 +122,30 @@ const CASES: Case[] = [
   { name: '429 retry-after-ms: 4500', fault: status(429, { 'retry-after-ms': '4500' }), ...both(failover('rate_limited')), health: () => ({ state: 'cooling', forMs: 4500 }) },
   { name: '429 x-ratelimit-reset-requests: 6s', fault: status(429, { 'x-ratelimit-reset-requests': '6s' }), ...both(failover('rate_limited')), health: () => ({ state: 'cooling', forMs: 6000 }) },
   {
+    // with OpenAI's whole set (limits, remaining, resets of 120ms and 6m0s): the longest, cut to the cap
+    name: '429 retry-after: 2 beside x-ratelimit-reset-tokens: 6m0s, capped by maxRetryAfter 8s',
+    fault: status(429, { 'retry-after': '2', 'x-ratelimit-reset-tokens': '6m0s' }),
+    rig: { policy: POLICY.replace('afterFailure: 9s', 'afterFailure: 9s\n    maxRetryAfter: 8s') },
+    ...both(failover('rate_limited')),
+    health: () => ({ state: 'cooling', forMs: 8000 }),
+  },
+  {
     name: '429 anthropic-ratelimit-requests-reset: <RFC 3339> (Anthropic)',
     primary: 'anthropic',
     fault: () => {
       dateAt = Date.now() + 12_345;
       return { kind: 'status', status: 429, headers: { 'anthropic-ratelimit-requests-reset': new Date(dateAt).toISOString() }, message: ECHO };
+    },
+    ...both(failover('rate_limited')),
+    health: () => ({ state: 'cooling', until: dateAt }),
+  },
+  {
+    // beside Anthropic's retry-after (3 s) and its other buckets' resets (within 2 s): the latest reset wins
+    name: '429 retry-after: 3 and anthropic-ratelimit-tokens-reset 15 s out (Anthropic)',
+    primary: 'anthropic',
+    fault: () => {
+      dateAt = Date.now() + 15_000;
+      return { kind: 'status', status: 429, headers: { 'retry-after': '3', 'anthropic-ratelimit-tokens-reset': new Date(dateAt).toISOString() }, message: ECHO };
     },
     ...both(failover('rate_limited')),
     health: () => ({ state: 'cooling', until: dateAt }),
@@ -193,12 +222,15 @@ const CASES: Case[] = [
   },
 ];
 
-async function runCase(t: TapTest, c: Case, stream: boolean): Promise<void> {
+/** How bad a state is, for "a probe never made the primary look better than the fault says". */
+const BADNESS: Record<string, number> = { healthy: 0, degraded: 1, cooling: 2, open: 2, unhealthy: 2 };
+
+async function runCase(t: TapTest, c: Case, stream: boolean, probes: boolean): Promise<void> {
   const models: ModelSpec[] = [
     { name: 'primary', kind: c.primary ?? 'openai', group: 0 },
     { name: 'fallback', group: 1 },
   ];
-  const h = await startRig(models, { policy: POLICY, ...c.rig });
+  const h = await startRig(models, { policy: POLICY, ...c.rig, probes });
   t.teardown(() => h.close());
   const primary = h.sidecar.health.models()[0];
   const fault = c.fault?.();
@@ -218,11 +250,14 @@ async function runCase(t: TapTest, c: Case, stream: boolean): Promise<void> {
   });
   const text = await res.text();
   const after = Date.now();
+  // probes on: did one of the primary finish before the request ended (it may have acted first)?
+  const probedFirst = probes && h.sidecar.probes.log.some((p) => p.model === 'primary' && p.at <= after);
+  if (probedFirst) t.comment(`a probe of the primary finished first: ${JSON.stringify(h.sidecar.probes.log.filter((p) => p.model === 'primary'))}`);
 
+  // what the client sees: the same with probes on or off
   t.equal(res.status, 200, 'the client gets a 200');
   if (expected.kind === 'failover') {
     t.equal(res.headers.get('x-llm-failover-provider'), 'fallback', 'served by the fallback');
-    t.equal(res.headers.get('x-llm-failover-attempts'), '2', 'at the second attempt');
     if (stream) {
       t.equal(streamedContent(text), 'Hello from fallback', 'one clean stream from the fallback');
       t.equal(sseData(text).at(-1), '[DONE]', 'ending in [DONE]');
@@ -231,7 +266,7 @@ async function runCase(t: TapTest, c: Case, stream: boolean): Promise<void> {
       t.equal((JSON.parse(text) as { choices: { message: { content: string } }[] }).choices[0].message.content, 'Hello from fallback');
     }
     t.equal(h.sims.fallback.requests.length, 1, 'the fallback served it once');
-  } else {
+  } else if (!probedFirst || res.headers.get('x-llm-failover-provider') === 'primary') {
     t.equal(res.headers.get('x-llm-failover-provider'), 'primary', 'the stream had committed on the primary');
     t.equal(res.headers.get('x-llm-failover-attempts'), '1');
     const events = sseData(text);
@@ -242,43 +277,56 @@ async function runCase(t: TapTest, c: Case, stream: boolean): Promise<void> {
     t.match(last.error?.message, /the stream from the model broke after it started/);
     t.notOk(events.includes('[DONE]'), 'and no [DONE]');
     t.equal(h.sims.fallback.requests.length, 0, 'a committed stream is never replayed elsewhere');
+  } else {
+    // a chat probe met the stream fault first and took the primary out: the fallback served it whole
+    t.equal(res.headers.get('x-llm-failover-provider'), 'fallback', 'the primary was down: the fallback served it');
+    t.equal(streamedContent(text), 'Hello from fallback');
+    t.equal(sseData(text).at(-1), '[DONE]');
   }
 
-  // health
   const health = h.sidecar.health.get(primary);
-  const breakerFailures = h.sidecar.monitor.breakers.stats(primary)?.failures ?? 0;
   const want = c.health();
-  if (want.state === 'breaker') {
-    t.equal(health.state, 'healthy', 'one transient failure does not take the model out');
-    t.equal(breakerFailures, 1, 'it is counted in the breaker window');
+  const metrics = await (await fetch(`${h.sidecar.adminUrl}/metrics`)).text();
+  if (probedFirst) {
+    // health and metrics are the probe's as much as the request's: the primary looks no better than the fault says
+    const wantState = want.state === 'breaker' ? 'healthy' : want.state;
+    t.ok(BADNESS[health.state] >= BADNESS[wantState], `the primary is ${health.state}, at least as bad as ${wantState}`);
   } else {
-    t.equal(health.state, want.state, `the primary is ${want.state}`);
-    t.equal(breakerFailures, 0, 'not a breaker failure');
-  }
-  if (want.state === 'cooling') {
-    const until = health.until ?? 0;
-    const [lo, hi] = 'forMs' in want ? [before + want.forMs, after + want.forMs] : [want.until, want.until + (after - before)];
-    t.ok(until >= lo && until <= hi, `cooling until ${until - before} ms after the request started (expected ${lo - before}..${hi - before})`);
+    if (expected.kind === 'failover') t.equal(res.headers.get('x-llm-failover-attempts'), '2', 'at the second attempt');
+
+    // health
+    const breakerFailures = h.sidecar.monitor.breakers.stats(primary)?.failures ?? 0;
+    if (want.state === 'breaker') {
+      t.equal(health.state, 'healthy', 'one transient failure does not take the model out');
+      t.equal(breakerFailures, 1, 'it is counted in the breaker window');
+    } else {
+      t.equal(health.state, want.state, `the primary is ${want.state}`);
+      t.equal(breakerFailures, 0, 'not a breaker failure');
+    }
+    if (want.state === 'cooling') {
+      const until = health.until ?? 0;
+      const [lo, hi] = 'forMs' in want ? [before + want.forMs, after + want.forMs] : [want.until, want.until + (after - before)];
+      t.ok(until >= lo && until <= hi, `cooling until ${until - before} ms after the request started (expected ${lo - before}..${hi - before})`);
+    }
+
+    // metrics
+    t.equal(metric(metrics, 'llm_failover_upstream_attempts_total', { provider: 'primary', outcome: expected.reason }), 1, `attempts_total{outcome="${expected.reason}"} = 1`);
+    t.equal(metric(metrics, 'llm_failover_upstream_attempts_total', { provider: 'primary' }), 1, 'one attempt on the primary in all');
+    const stateNow = want.state === 'breaker' ? 'healthy' : want.state;
+    t.equal(metric(metrics, 'llm_failover_model_state', { provider: 'primary', state: stateNow }), 1, `model_state{state="${stateNow}"} = 1`);
+    if (expected.kind === 'failover') {
+      t.equal(metric(metrics, 'llm_failover_switches_total', { from: 'primary', to: 'fallback', reason: expected.reason }), 1, `switches_total{reason="${expected.reason}"} = 1`);
+      t.equal(metric(metrics, 'llm_failover_upstream_attempts_total', { provider: 'fallback', outcome: 'success' }), 1);
+      t.equal(metric(metrics, 'llm_failover_requests_total', { outcome: 'ok', status_code: '200', stream: String(stream) }), 1);
+    } else {
+      t.equal(metric(metrics, 'llm_failover_switches_total'), undefined, 'no switch after the commit point');
+      t.equal(metric(metrics, 'llm_failover_requests_total', { outcome: 'cut', status_code: '200', stream: String(stream) }), 1, 'requests_total{outcome="cut"} = 1');
+    }
   }
   if (fault?.kind === 'refuse') h.sims.primary.clearFault();
 
-  // metrics
-  const metrics = await (await fetch(`${h.sidecar.adminUrl}/metrics`)).text();
-  t.equal(metric(metrics, 'llm_failover_upstream_attempts_total', { provider: 'primary', outcome: expected.reason }), 1, `attempts_total{outcome="${expected.reason}"} = 1`);
-  t.equal(metric(metrics, 'llm_failover_upstream_attempts_total', { provider: 'primary' }), 1, 'one attempt on the primary in all');
-  const stateNow = want.state === 'breaker' ? 'healthy' : want.state;
-  t.equal(metric(metrics, 'llm_failover_model_state', { provider: 'primary', state: stateNow }), 1, `model_state{state="${stateNow}"} = 1`);
-  if (expected.kind === 'failover') {
-    t.equal(metric(metrics, 'llm_failover_switches_total', { from: 'primary', to: 'fallback', reason: expected.reason }), 1, `switches_total{reason="${expected.reason}"} = 1`);
-    t.equal(metric(metrics, 'llm_failover_upstream_attempts_total', { provider: 'fallback', outcome: 'success' }), 1);
-    t.equal(metric(metrics, 'llm_failover_requests_total', { outcome: 'ok', status_code: '200', stream: String(stream) }), 1);
-  } else {
-    t.equal(metric(metrics, 'llm_failover_switches_total'), undefined, 'no switch after the commit point');
-    t.equal(metric(metrics, 'llm_failover_requests_total', { outcome: 'cut', status_code: '200', stream: String(stream) }), 1, 'requests_total{outcome="cut"} = 1');
-  }
-
-  // every socket closed: nothing left open upstream or inbound
-  const closed = await eventually(() => h.sims.primary.inFlight() === 0 && h.sims.fallback.inFlight() === 0 && h.sidecar.inFlight() === 0);
+  // every socket closed: nothing left open upstream or inbound (a probe has its own, shorter, life: not waited for)
+  const closed = await eventually(() => (probes || h.sims.primary.inFlight() === 0) && h.sims.fallback.inFlight() === 0 && h.sidecar.inFlight() === 0);
   t.ok(closed, `no request left open (simulators ${h.sims.primary.inFlight()}/${h.sims.fallback.inFlight()}, sidecar ${h.sidecar.inFlight()})`);
 
   // secrets: the provider echoed the key; the client sent its own token
@@ -291,9 +339,11 @@ async function runCase(t: TapTest, c: Case, stream: boolean): Promise<void> {
   }
 }
 
-for (const c of CASES) {
-  for (const stream of [false, true]) {
-    t.test(`${c.name}, ${stream ? 'streamed' : 'not streamed'}`, (t) => runCase(t, c, stream));
+for (const probes of [false, true]) {
+  for (const c of CASES) {
+    for (const stream of [false, true]) {
+      t.test(`${c.name}, ${stream ? 'streamed' : 'not streamed'}${probes ? ', probes on (defaults)' : ''}`, (t) => runCase(t, c, stream, probes));
+    }
   }
 }
 

@@ -6,7 +6,7 @@
 import OpenAI from 'openai';
 import t from 'tap';
 import { HELLO, post } from './helpers.ts';
-import { metric, startRig } from './reliability-helpers.ts';
+import { eventually, metric, startRig } from './reliability-helpers.ts';
 
 const TWO = [
   { name: 'primary', group: 0 },
@@ -55,10 +55,13 @@ t.test('while every model waits out its provider\'s Retry-After, no request reac
   t.equal(h.sims.primary.requests.length + h.sims.fallback.requests.length, 2, 'not one call inside the stated waits, not even as a last resort');
 });
 
+/** A 429 that states no wait: OpenAI's own, its x-ratelimit-reset-* headers left out. */
+const NO_STATED_WAIT = { 'x-ratelimit-reset-requests': null, 'x-ratelimit-reset-tokens': null };
+
 t.test('a model cooling on a default cooldown (no stated wait) is still tried as a last resort', async (t) => {
   const h = await startRig(TWO);
   t.teardown(() => h.close());
-  h.sims.primary.setFault({ kind: 'status', status: 429 });
+  h.sims.primary.setFault({ kind: 'status', status: 429, headers: NO_STATED_WAIT });
   h.sims.fallback.setFault({ kind: 'status', status: 503 });
   t.equal((await post(`${h.sidecar.url}/model`, { messages: HELLO })).status, 503);
   h.sims.primary.clearFault();
@@ -110,15 +113,47 @@ t.test('a client model with CR/LF (passed through to a provider entry without a 
 });
 
 t.test('OpenAI\'s insufficient_quota 429 is no short cooldown: the key has no credit left, like a 402', async (t) => {
-  const h = await startRig(TWO, { policy: '  cooldown:\n    afterFailure: 2s\n    afterAuthFailure: 10m\n' });
+  // the simulator's real shape: type and code insufficient_quota, OpenAI's message; once as it
+  // comes, once with a retry-after a proxy might add, which no more ends it
+  for (const headers of [undefined, { 'retry-after': '1' }]) {
+    await t.test(headers ? 'with a retry-after: 1' : 'as OpenAI sends it', async (t) => {
+      const h = await startRig(TWO, { policy: '  cooldown:\n    afterFailure: 2s\n    afterAuthFailure: 10m\n' });
+      t.teardown(() => h.close());
+      h.sims.primary.setFault({ kind: 'status', status: 429, errorType: 'insufficient_quota', headers });
+      const reasons: string[] = [];
+      h.sidecar.events.on('switch', (e) => reasons.push(e.reason));
+      for (const stream of [false, true]) {
+        const res = await post(`${h.sidecar.url}/model`, { messages: HELLO, stream });
+        t.equal(res.status, 200, `stream ${stream}: the request failed over`);
+        t.equal(res.headers.get('x-llm-failover-provider'), 'fallback');
+      }
+      t.same(reasons, ['quota_exhausted'], 'understood as quota_exhausted, not rate_limited; the second request did not try the primary first');
+      t.equal(h.sims.primary.requests.length, 1, 'one call on the empty key');
+      const health = h.sidecar.health.get(h.sidecar.health.models()[0]);
+      t.equal(health.state, 'unhealthy', 'out of the rotation, not cooling');
+      t.ok((health.until ?? 0) - Date.now() > 5 * 60_000, 'for the auth/quota cooldown (probes off), not the short afterFailure nor the retry-after');
+      const metrics = await (await fetch(`${h.sidecar.adminUrl}/metrics`)).text();
+      t.equal(metric(metrics, 'llm_failover_upstream_attempts_total', { provider: 'primary', outcome: 'quota_exhausted' }), 1, 'counted as quota_exhausted');
+    });
+  }
+});
+
+t.test("OpenAI's rate-limit 429 as it comes (x-ratelimit-reset-requests 120ms, no retry-after): the model cools for the stated 120 ms, not the guessed afterFailure", async (t) => {
+  const h = await startRig(TWO, { policy: '  cooldown:\n    afterFailure: 30s\n' });
   t.teardown(() => h.close());
-  h.sims.primary.setFault({ kind: 'status', status: 429, errorType: 'insufficient_quota', message: 'You exceeded your current quota, please check your plan and billing details.' });
-  const reasons: string[] = [];
-  h.sidecar.events.on('switch', (e) => reasons.push(e.reason));
-  const res = await post(`${h.sidecar.url}/model`, { messages: HELLO });
-  t.equal(res.status, 200, 'the request failed over');
-  t.same(reasons, ['quota_exhausted']);
-  const health = h.sidecar.health.get(h.sidecar.health.models()[0]);
-  t.equal(health.state, 'unhealthy', 'out of the rotation, not cooling');
-  t.ok((health.until ?? 0) - Date.now() > 5 * 60_000, 'for the auth/quota cooldown (probes off), not the short afterFailure');
+  const cooled: { until?: number; at: number }[] = [];
+  h.sidecar.events.on('health', (e) => {
+    if (e.model.name === 'primary' && e.to === 'cooling') cooled.push(e);
+  });
+  h.sims.primary.setFault({ kind: 'status', status: 429 }, { times: 1 });
+  const first = await post(`${h.sidecar.url}/model`, { messages: HELLO });
+  t.equal(first.status, 200);
+  t.equal(first.headers.get('x-llm-failover-provider'), 'fallback', 'failed over');
+  t.equal(cooled.length, 1, 'the primary cooled');
+  const wait = (cooled[0]?.until ?? 0) - (cooled[0]?.at ?? 0);
+  t.ok(wait > 0 && wait <= 120, `for the provider's longest stated reset (120 ms), got ${wait} ms`);
+  // once the stated wait is over the primary serves again, long before the 30 s afterFailure
+  t.ok(await eventually(() => h.sidecar.health.state(h.sidecar.health.models()[0]) === 'healthy', 3000), 'healthy again by itself');
+  const next = await post(`${h.sidecar.url}/model`, { messages: HELLO });
+  t.equal(next.headers.get('x-llm-failover-provider'), 'primary', 'and serves the next request');
 });

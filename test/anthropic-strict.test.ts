@@ -7,7 +7,6 @@
  */
 import t from 'tap';
 import { type Harness, post, startHarness } from './helpers.ts';
-import { bug } from './reliability-helpers.ts';
 
 const TOOL = { type: 'function', function: { name: 'get_weather', description: 'Weather', parameters: { type: 'object', properties: { city: { type: 'string' } } } } };
 const ASK = { role: 'user', content: 'Weather in Paris and Tokyo?' };
@@ -78,7 +77,6 @@ for (const c of CASES) {
 
 t.test(
   'two tool call ids that differ only in characters Anthropic refuses stay two ids, each result paired with its call',
-  bug('anthropic-request.ts maps every character outside [A-Za-z0-9_-] to "_", so "call.1" and "call:1" both become "call_1": Anthropic refuses the duplicate tool_use id (400 handed back to the app) and the results lose their pairing'),
   async (t) => {
     const res = await post(`${h.sidecar.url}/v1/chat/completions`, {
       messages: [ASK, { role: 'assistant', content: null, tool_calls: [call('call.1'), call('call:1', 'Tokyo')] }, { role: 'tool', tool_call_id: 'call.1', content: '18' }, { role: 'tool', tool_call_id: 'call:1', content: '25' }],

@@ -6,6 +6,7 @@
  */
 import type OpenAI from 'openai';
 import t from 'tap';
+import { toolUseId } from '../sidecar/translate/anthropic-request.ts';
 import { type Harness, HELLO, startHarness } from './helpers.ts';
 
 const NO_MODEL = undefined as unknown as string;
@@ -75,7 +76,8 @@ t.test('tool-call ids with characters Anthropic rejects are mapped the same way 
   const sent = h.sims.claude.requests.at(-1)!.body.messages as { role: string; content: { type: string; id?: string; tool_use_id?: string }[] }[];
   const toolUse = sent.flatMap((m) => m.content).filter((b) => b.type === 'tool_use').map((b) => b.id);
   const toolResult = sent.flatMap((m) => m.content).filter((b) => b.type === 'tool_result').map((b) => b.tool_use_id);
-  t.same(toolUse, ['call_abc_1_x', 'call_ok-2', 'fc_3__'], 'every character outside [A-Za-z0-9_-] became _; valid ids are kept as they are');
+  t.same(toolUse, [toolUseId('call.abc:1/x'), 'call_ok-2', toolUseId('fc 3+é')], 'valid ids are kept as they are');
+  t.match(toolUse[0], /^call_abc_1_x_[0-9a-z]+$/, 'an invalid one: each character outside [A-Za-z0-9_-] became _, and a hash of the original keeps it distinct');
   t.same(toolResult, toolUse, 'each tool_result names its tool_use by the same id');
   for (const id of toolUse) t.match(id, /^[A-Za-z0-9_-]+$/, `${id} matches Anthropic's pattern`);
 });

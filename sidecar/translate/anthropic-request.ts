@@ -25,9 +25,19 @@ export function isRecord(value: unknown): value is Json {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
 
-/** Anthropic ids match ^[a-zA-Z0-9_-]+$; the same mapping applies to tool_use and tool_result, so pairs stay paired. */
-function toolUseId(id: unknown): string {
-  return typeof id === 'string' ? id.replace(/[^a-zA-Z0-9_-]/g, '_') : '';
+/**
+ * Anthropic ids match ^[a-zA-Z0-9_-]+$. A valid id goes as it is; any other has each character
+ * outside the pattern replaced by `_` and a short hash of the original appended, so ids that
+ * differ only there (`call.1`, `call:1`) stay distinct. The mapping is a pure function of the
+ * id, the same for tool_use and tool_result, so pairs stay paired.
+ */
+export function toolUseId(id: unknown): string {
+  if (typeof id !== 'string') return '';
+  if (/^[a-zA-Z0-9_-]+$/.test(id)) return id;
+  // FNV-1a over the UTF-16 units: 32 bits is plenty to tell a handful of ids in one request apart
+  let hash = 0x811c9dc5;
+  for (let i = 0; i < id.length; i++) hash = Math.imul(hash ^ id.charCodeAt(i), 0x01000193) >>> 0;
+  return `${id.replace(/[^a-zA-Z0-9_-]/g, '_')}_${hash.toString(36)}`;
 }
 
 function text(value: string): Block[] {

@@ -6,10 +6,14 @@
 import type OpenAI from 'openai';
 import t from 'tap';
 import type { RequestEvent } from '../sidecar/observe/events.ts';
+import { loadPlan } from '../sidecar/config/load.ts';
+import { parseChatRequest } from '../sidecar/server/body.ts';
+import { anthropicAdapter } from '../sidecar/translate/anthropic.ts';
 import { AnthropicStream } from '../sidecar/translate/anthropic-stream.ts';
+import type { ChatRequest } from '../sidecar/translate/provider.ts';
 import { ChunkFramer } from '../sidecar/translate/openai-output.ts';
 import type { Fault, JsonBody, Reply } from '../simulator/index.ts';
-import { HELLO, type Harness, type ModelSpec, post, startHarness, TEST_KEY } from './helpers.ts';
+import { backendYaml, HELLO, type Harness, type ModelSpec, post, startHarness, TEST_KEY } from './helpers.ts';
 
 // The app names no model: the sidecar picks one.
 const NO_MODEL = undefined as unknown as string;
@@ -636,4 +640,42 @@ t.test('a text chunk is the very chunk the general framing makes, whatever the t
       t.equal(framer.text(text), framer.chunk({ content: text }), `text ${i}, usage ${usage}`);
     }
   }
+});
+
+// ---- the translator on its own: requests found by fuzzing (test/fuzz.test.ts) ----
+
+const PLAN = loadPlan([{ name: 't.yaml', text: backendYaml([{ name: 'oa', model: 'gpt-4o', group: 0 }, { name: 'an', kind: 'anthropic', model: 'claude-x', group: 1 }], { oa: 1, an: 2 }) }]);
+const [, ANTHROPIC_TARGET] = PLAN.backends[0].groups.flat();
+
+/** A client request, read and checked as the handler does. */
+function parsed(raw: Buffer): ChatRequest | undefined {
+  const r = parseChatRequest(raw, 'Bearer sk-client-fuzz-token-abcdef');
+  return 'status' in r ? undefined : r;
+}
+
+type AnthropicBody = { messages?: unknown[] };
+
+t.test('anthropic buildRequest never sends an empty conversation', async (t) => {
+  for (const messages of [[{ role: 'user', content: '   ' }], [{ role: 'narrator', content: 'hello' }], [{ role: 'user', content: [{ type: 'input_audio', input_audio: {} }] }]]) {
+    const req = parsed(Buffer.from(JSON.stringify({ messages })))!;
+    let body: AnthropicBody | undefined;
+    try {
+      body = JSON.parse(anthropicAdapter.buildRequest(req, ANTHROPIC_TARGET).body.toString()) as AnthropicBody;
+    } catch {
+      t.pass(`${JSON.stringify(messages)}: untranslatable, fails over`);
+      continue;
+    }
+    t.ok((body.messages?.length ?? 0) > 0, `${JSON.stringify(messages)}: at least one message`);
+  }
+});
+
+t.test('untrusted strings that name Object.prototype members are no lookup keys', async (t) => {
+  for (const effort of ['valueOf', 'constructor', '__proto__', 'toString']) {
+    const req = parsed(Buffer.from(JSON.stringify({ messages: [{ role: 'user', content: 'hi' }], reasoning_effort: effort })))!;
+    const body = JSON.parse(anthropicAdapter.buildRequest(req, ANTHROPIC_TARGET).body.toString()) as { max_tokens: unknown; thinking?: unknown };
+    t.equal(body.max_tokens, 4096, `reasoning_effort ${effort}: no thinking budget, max_tokens stays a number`);
+    t.equal(body.thinking, undefined, `reasoning_effort ${effort}: no thinking`);
+  }
+  const { clientBody } = anthropicAdapter.translateError(400, {}, Buffer.from(JSON.stringify({ type: 'error', error: { type: 'constructor', message: 'odd' } })), 1000);
+  t.equal((JSON.parse(clientBody.toString()) as { error: { type?: unknown } }).error.type, 'invalid_request_error', 'an unknown error type maps like any unknown type');
 });

@@ -833,7 +833,7 @@ t.test('SseParser: byte by byte equals all at once', async (t) => {
   t.pass('200 streams');
 });
 
-// ---- known bugs, pinned: each a deterministic case the random inputs above are kept away from ----
+// ---- bugs found by the fuzzing above, pinned where no other test of the loader holds them ----
 
 t.test('an alias to a missing anchor, or an alias bomb, is a ConfigError (exit 2, the file named), not a raw ReferenceError', async (t) => {
   t.throws(() => loadPlan([{ name: 'alias.yaml', text: 'a: *x\n' }]), ConfigError);
@@ -847,61 +847,6 @@ t.test('a hostOverride.host that is not a host name is a ConfigError, not a cras
     const yaml = backendYaml([{ name: 'p', group: 0 }], { p: 8080 }).replace('host: 127.0.0.1', `host: ${JSON.stringify(host)}`);
     t.throws(() => loadPlan([{ name: 'h.yaml', text: yaml }]), ConfigError, `host ${JSON.stringify(host)}`);
   }
-});
-
-t.test('an OpenAI stream event whose data spans several lines is re-framed as valid SSE', async (t) => {
-  const parser = new SseParser();
-  const [event] = parser.push(Buffer.from('data: {"id":"x","object":"chat.completion.chunk","choices":[{"index":0,\ndata: "delta":{"content":"hi"},"finish_reason":null}]}\n\n'));
-  const req = parsed(Buffer.from(JSON.stringify({ messages: [{ role: 'user', content: 'hi' }], stream: true })))!;
-  const step = openaiAdapter.streamTranslator(req, OPENAI_TARGET).push(event);
-  const client = new SseParser().push(Buffer.from(step.out ?? ''));
-  t.equal(client.length, 1);
-  t.same(JSON.parse(client[0].data), JSON.parse(event.data), 'the client parses the same chunk');
-});
-
-t.test('SseParser: a stream whose last event ends with "\\r\\r" (CR line ends) delivers that event', async (t) => {
-  const parser = new SseParser();
-  const events = parser.push(Buffer.from('data: a\r\rdata: [DONE]\r\r'));
-  t.same(events.map((e) => e.data), ['a', '[DONE]']);
-});
-
-t.test('anthropic buildRequest never sends an empty conversation', async (t) => {
-  for (const messages of [[{ role: 'user', content: '   ' }], [{ role: 'narrator', content: 'hello' }], [{ role: 'user', content: [{ type: 'input_audio', input_audio: {} }] }]]) {
-    const req = parsed(Buffer.from(JSON.stringify({ messages })))!;
-    let body: AnthropicBody | undefined;
-    try {
-      body = JSON.parse(anthropicAdapter.buildRequest(req, ANTHROPIC_TARGET).body.toString()) as AnthropicBody;
-    } catch {
-      t.pass(`${JSON.stringify(messages)}: untranslatable, fails over`);
-      continue;
-    }
-    t.ok((body.messages?.length ?? 0) > 0, `${JSON.stringify(messages)}: at least one message`);
-  }
-});
-
-t.test('an OpenAI stream chunk whose choices hold null fails the attempt as bad_response, it does not throw', async (t) => {
-  const req = parsed(Buffer.from(JSON.stringify({ messages: [{ role: 'user', content: 'hi' }], stream: true })))!;
-  for (const before of [[], ['{"id":"x","choices":[{"index":0,"delta":{"content":"hi"},"finish_reason":null}]}']]) {
-    const translator = openaiAdapter.streamTranslator(req, OPENAI_TARGET);
-    for (const data of before) translator.push({ event: 'message', data });
-    let step: ReturnType<typeof translator.push> | undefined;
-    t.doesNotThrow(() => {
-      step = translator.push({ event: 'message', data: '{"id":"x","choices":[null]}' });
-    });
-    t.equal(step?.error?.reason, 'bad_response', `${before.length ? 'after' : 'before'} content: a bad_response`);
-    t.equal(step?.out, undefined, 'nothing an app would crash on is forwarded');
-  }
-});
-
-t.test('untrusted strings that name Object.prototype members are no lookup keys', async (t) => {
-  for (const effort of ['valueOf', 'constructor', '__proto__', 'toString']) {
-    const req = parsed(Buffer.from(JSON.stringify({ messages: [{ role: 'user', content: 'hi' }], reasoning_effort: effort })))!;
-    const body = JSON.parse(anthropicAdapter.buildRequest(req, ANTHROPIC_TARGET).body.toString()) as { max_tokens: unknown; thinking?: unknown };
-    t.equal(body.max_tokens, 4096, `reasoning_effort ${effort}: no thinking budget, max_tokens stays a number`);
-    t.equal(body.thinking, undefined, `reasoning_effort ${effort}: no thinking`);
-  }
-  const { clientBody } = anthropicAdapter.translateError(400, {}, Buffer.from(JSON.stringify({ type: 'error', error: { type: 'constructor', message: 'odd' } })), 1000);
-  t.equal((JSON.parse(clientBody.toString()) as { error: { type?: unknown } }).error.type, 'invalid_request_error', 'an unknown error type maps like any unknown type');
 });
 
 t.test('a document whose apiVersion is a mapping with a "toString" key is a ConfigError', async (t) => {

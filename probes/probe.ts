@@ -7,6 +7,7 @@
  * - models: the provider's model list. Free: proves reachability and credentials, not generation.
  */
 import { DEFAULT_FAILOVER, type ModelTarget } from '../sidecar/config/plan.ts';
+import { providerFacts } from '../sidecar/config/providers/index.ts';
 import type { ProbeResult } from '../sidecar/health/active.ts';
 import { redact } from '../sidecar/core/secret.ts';
 import { classifyStatus } from '../sidecar/core/classify.ts';
@@ -54,9 +55,9 @@ function scrubbed(failure: Failure): Failure {
   return { ...failure, message: redact(failure.message) };
 }
 
-/** The model-list path beside the chat path: /v1/chat/completions -> /v1/models, /v1/messages -> /v1/models. */
+/** The model-list path beside the chat path (the provider's facts: /v1/chat/completions -> /v1/models, /v1/messages -> /v1/models). */
 export function modelsPath(model: ModelTarget): string {
-  return model.path.replace(/\/chat\/completions$|\/messages$/, '/models');
+  return providerFacts(model.provider).modelsProbe(model).path;
 }
 
 export async function chatProbe(model: ModelTarget, deps: ProbeDeps, signal: AbortSignal): Promise<Omit<ProbeResult, 'trigger' | 'id'>> {
@@ -97,10 +98,10 @@ export async function modelsProbe(model: ModelTarget, deps: ProbeDeps, signal: A
   const timer = setTimeout(() => controller.abort(), model.health.probe.timeoutMs);
   const onAbort = () => controller.abort();
   signal.addEventListener('abort', onAbort, { once: true });
-  const headers: Record<string, string> = { accept: 'application/json', ...authHeaders(probeRequest(model), model) };
-  if (model.provider === 'anthropic') headers['anthropic-version'] = model.apiVersion ?? '2023-06-01';
+  const request = providerFacts(model.provider).modelsProbe(model);
+  const headers: Record<string, string> = { accept: 'application/json', ...authHeaders(probeRequest(model), model), ...request.headers };
   try {
-    const res = await deps.pools.for(model).request({ path: modelsPath(model), method: 'GET', headers, signal: controller.signal });
+    const res = await deps.pools.for(model).request({ path: request.path, method: 'GET', headers, signal: controller.signal });
     const text = await boundedText(res.body, MAX_ERROR_BODY);
     const durationMs = performance.now() - started;
     // Passthrough auth has no key of ours to probe with: any HTTP answer proves reachability.

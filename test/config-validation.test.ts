@@ -149,6 +149,9 @@ t.test('a rotated secret file that is not a valid header value keeps the old key
   if (m.auth.kind !== 'static') throw new Error('static auth expected');
   const secret = m.auth.token as FileSecret;
   t.teardown(() => secret.close());
+  // watchFile takes its first stat on the thread pool: a write before it lands is the baseline,
+  // not a change (on a busy machine the rotation below was then never seen)
+  await sleep(100);
   writeFileSync(file, `Bearer ${KEY_B}\nsecond line\n`);
   for (let i = 0; i < 100 && !secret.rejected; i++) await sleep(20);
   t.match(secret.rejected, /not a valid header value: it holds a line break/, 'the rotation was rejected, and why');

@@ -12,8 +12,22 @@ export type Kind = keyof typeof KINDS;
 
 type Json = Record<string, unknown>;
 
+/**
+ * Durations are converted to milliseconds by the schema (a transform), and zod leaves the
+ * documented default of a transforming field out of an input schema (it could be an output
+ * value). Ours are written as the YAML would hold them ("30s"): put them back.
+ */
+function documentedDefault(ctx: { zodSchema: unknown; jsonSchema: Json }): void {
+  const meta = z.globalRegistry.get(ctx.zodSchema as z.ZodType);
+  if (meta?.default === undefined || ctx.jsonSchema.default !== undefined) return;
+  // beside the description, where zod puts the default of a field that does not transform
+  const { description, ...rest } = ctx.jsonSchema;
+  for (const key of Object.keys(ctx.jsonSchema)) delete ctx.jsonSchema[key];
+  Object.assign(ctx.jsonSchema, description === undefined ? {} : { description }, { default: meta.default }, rest);
+}
+
 export function jsonSchema(kind: Kind): Json {
-  return z.toJSONSchema(KINDS[kind], { io: 'input', unrepresentable: 'any' }) as Json;
+  return z.toJSONSchema(KINDS[kind], { io: 'input', unrepresentable: 'any', override: documentedDefault }) as Json;
 }
 
 /** One schema for a file of several documents: each document matches the schema of its kind. */
@@ -46,7 +60,7 @@ function structural(node: unknown): unknown {
 }
 
 export function failoverPolicyCrd(): Json {
-  const schema = z.toJSONSchema(failoverPolicy, { io: 'input', target: 'openapi-3.0', unrepresentable: 'any' }) as Json;
+  const schema = z.toJSONSchema(failoverPolicy, { io: 'input', target: 'openapi-3.0', unrepresentable: 'any', override: documentedDefault }) as Json;
   const props = schema.properties as Json;
   return {
     apiVersion: 'apiextensions.k8s.io/v1',

@@ -6,10 +6,18 @@
  */
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { headerValueProblem } from './schema.ts';
+import { headerValueProblem } from './fields.ts';
 import { FileSecret, Secret } from '../core/secret.ts';
 
 export const DEFAULT_SECRETS_DIR = '/var/run/secrets/llm-failover';
+
+/** Where SecretRefs are looked up: the only options loading a configuration takes. */
+export interface SecretOptions {
+  secretsDir?: string;
+  env?: NodeJS.ProcessEnv;
+  /** How often mounted secret files are checked for rotation (default 2 s). */
+  secretPollMs?: number;
+}
 export const SECRET_KEY = 'Authorization';
 
 export function secretEnvName(secretName: string): string {

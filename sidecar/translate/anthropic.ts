@@ -4,6 +4,7 @@
  * so the app cannot tell who answered except by `model`. Field by field: docs/translation.md.
  */
 import type { ModelTarget } from '../config/plan.ts';
+import { ANTHROPIC } from '../config/providers/anthropic.ts';
 import { classifyStatus } from '../core/classify.ts';
 import type { Failure } from '../core/failure.ts';
 import { openaiErrorBody } from '../core/errors.ts';
@@ -12,9 +13,6 @@ import { translateMessage } from './anthropic-response.ts';
 import { AnthropicStream } from './anthropic-stream.ts';
 import { wantsUsage } from './openai-output.ts';
 import { authHeaders, type ChatRequest, type ErrorTranslation, type ProviderAdapter, requestedModel, type StreamTranslator, type Translated, type UpstreamRequest } from './provider.ts';
-
-/** The plan always sets `apiVersion` for Anthropic targets (config/load.ts); this only covers the optional type. */
-const DEFAULT_VERSION = '2023-06-01';
 
 /** Anthropic's error type as the OpenAI error `type` and `code` the client sees. */
 export const OPENAI_ERROR: Record<string, { type: string; code: string | null }> = {
@@ -90,7 +88,7 @@ export const anthropicAdapter: ProviderAdapter = {
       headers: {
         'content-type': 'application/json',
         accept: req.stream ? 'text/event-stream' : 'application/json',
-        'anthropic-version': target.apiVersion ?? DEFAULT_VERSION,
+        ...ANTHROPIC.headers(target),
         ...authHeaders(req, target),
       },
       body,

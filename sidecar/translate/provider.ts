@@ -1,7 +1,9 @@
 /**
  * The translation seam: everything that differs between providers' wire formats, behind one
- * interface. The request path (send/, retry/) never looks inside a provider's JSON; a new
- * provider (Azure OpenAI, Gemini, Bedrock) is one more file beside openai.ts and anthropic.ts.
+ * interface. The request path (send/, failover/) never looks inside a provider's JSON; a new
+ * provider (Azure OpenAI, Gemini, Vertex AI, Bedrock) is one more adapter beside openai.ts and
+ * anthropic.ts, registered in index.ts, and its facts and Backend block in config/providers/
+ * (default origin, chat path, auth header, fixed headers, the model-list probe).
  */
 import type { ModelTarget } from '../config/plan.ts';
 import type { Failure } from '../core/failure.ts';

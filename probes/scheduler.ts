@@ -4,7 +4,7 @@
  * - down models (unhealthy, open) get chat probes: generation must be proven before traffic returns;
  * - idle healthy models get the free model-list probe (auto), at the interval while they would be
  *   needed next (the group carrying traffic and the one after it), at the idle interval beyond;
- * - cooling models are left alone until their Retry-After ends;
+ * - cooling models are left alone until their Retry-After ends (and any model inside a stated one);
  * - a stuck request (suspicion) and a half-open breaker get a chat probe at once.
  * Every schedule has jitter, so pods started together do not probe in lockstep.
  */
@@ -124,7 +124,8 @@ export class ProbeScheduler {
     const h = this.#view.get(model);
     const configured = model.health.probe.kind;
     const state = h.state;
-    if (state === 'cooling') return undefined;
+    // cooling, or waiting out a stated Retry-After under something worse: a probe would earn another 429
+    if (state === 'cooling' || this.#view.isHeldBack(model)) return undefined;
     if (!isUsable(state)) return configured === 'models' ? 'models' : 'chat';
     const now = this.#now();
     if (h.lastEvidenceAt !== undefined && now - h.lastEvidenceAt < model.health.probe.intervalMs) return undefined;

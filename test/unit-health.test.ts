@@ -10,7 +10,7 @@ import type { FailureReason } from '../sidecar/core/failure.ts';
 import type { HealthState } from '../sidecar/core/health-state.ts';
 import { HealthView } from '../sidecar/health/view.ts';
 import { Events } from '../sidecar/observe/events.ts';
-import { bug, failure, PROBES_OFF, probe, rig, settle, T0, tick, unitPlan, useMockClock } from './unit-helpers.ts';
+import { failure, PROBES_OFF, probe, rig, settle, T0, tick, unitPlan, useMockClock } from './unit-helpers.ts';
 
 const TWO = [
   { name: 'a', group: 0 },
@@ -111,7 +111,8 @@ t.test('earliestRecovery: the Retry-After every refusal carries', async (t) => {
   t.equal(r.view.earliestRecovery(all), Date.now() + 2_000, 'a cooldown ending sooner wins');
 });
 
-t.test('earliestRecovery right after a failed trial (the number a client would see)', bug('Retry-After is 1 s right after a failed half-open trial; the next trial is resetTimeout (10 s) away'), async (t) => {
+// issue 15: the view went open -> open without moving `since`, so Retry-After fell back to 1 s
+t.test('earliestRecovery right after a failed trial (the number a client would see)', async (t) => {
   useMockClock(t);
   const r = rig(t, unitPlan(TWO, PROBES_OFF));
   const a = r.model('a');
@@ -377,9 +378,12 @@ t.test("the breaker's half-open trial: one success closes it, one failure reopen
   t.equal(r.view.state(a), 'open', 'good probes do not close a breaker that is not half-open');
 });
 
+// issue 15: a 429 on an open model (a last-resort attempt) made it cooling; when the wait ended
+// by itself the view said healthy while the opossum breaker was still open, so every failure was
+// rejected uncounted and the model kept all the traffic until resetTimeout. The cooldown and the
+// breaker are separate flags now: the wait ending leaves the breaker's flag, and the model, open.
 t.test(
-  'a model whose cooldown ended while its breaker was open is still taken out by consecutiveFailures in a row',
-  bug('a 429 on an open model (a last-resort attempt) makes it cooling; when the wait ends by itself the view says healthy but the opossum breaker is still open, so every failure is rejected uncounted and the model keeps all the traffic until resetTimeout'),
+  'a model whose cooldown ended while its breaker was open is still out, and stays out under failures',
   async (t) => {
     useMockClock(t);
     const r = rig(t, unitPlan(TWO, PROBES_OFF));
@@ -392,13 +396,18 @@ t.test(
     tick(2_000);
     // nothing else usable at this moment: a is tried as a last resort and answers 429, Retry-After 1 s
     r.passive.onFailure(a, failure('rate_limited', { status: 429, retryAfterMs: 1_000 }), s);
+    t.equal(r.view.state(a), 'open', 'open outranks cooling');
+    t.same(r.view.flagsOf(a), ['breaker', 'cooldown'], 'both flags are set: the breaker, and the stated wait');
+    t.equal(r.view.isHeldBack(a), true, 'inside the stated wait: not even a last resort');
     tick(1_000);
-    t.equal(r.view.state(a), 'healthy', 'the stated wait is over: healthy by itself, and in rotation again');
+    t.equal(r.view.state(a), 'open', 'the stated wait is over: still open (the breaker is)');
+    t.same(r.view.flagsOf(a), ['breaker'], 'only the cooldown cleared');
+    t.equal(r.breakers.stats(a)?.state, 'open', 'and the view agrees with opossum');
     for (let i = 0; i < consecutiveFailures; i++) {
       r.passive.onFailure(a, failure('upstream_5xx', { status: 503 }), s);
       await settle();
     }
-    t.notOk(r.view.isUsable(a), `${consecutiveFailures} failures in a row take it out again (state: ${r.view.state(a)}, breaker: ${r.breakers.stats(a)?.state})`);
+    t.notOk(r.view.isUsable(a), `${consecutiveFailures} more failures: still out (state: ${r.view.state(a)}, breaker: ${r.breakers.stats(a)?.state})`);
     t.same(r.firstPicks(3), ['b', 'b', 'b'], 'and traffic goes to the fallback');
   },
 );

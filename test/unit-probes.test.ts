@@ -130,6 +130,23 @@ t.test('nothing while cooling', async (t) => {
   t.equal(s.plan(slot), 'models', 'probed again');
 });
 
+t.test('a stated Retry-After holds probes back even under a worse state', async (t) => {
+  useMockClock(t);
+  const r = rig(t, unitPlan(FOUR));
+  const s = scheduler(t, r);
+  const a = r.model('a');
+  const slot = slotOf(r.backend, a);
+  r.passive.onFailure(a, { reason: 'connect_refused', message: 'refused' }, r.backend.settings);
+  t.equal(s.plan(slot), 'chat', 'unhealthy: chat probes');
+  r.passive.onFailure(a, { reason: 'rate_limited', status: 429, message: '429', retryAfterMs: 30_000 }, r.backend.settings);
+  t.equal(r.view.state(a), 'unhealthy', 'still unhealthy (it outranks cooling) ...');
+  t.equal(s.plan(slot), undefined, '... but inside the stated wait: no probe');
+  tick(30_000);
+  t.equal(s.plan(slot), 'chat', 'the wait is over: chat probes again');
+  r.passive.onFailure(a, { reason: 'overloaded', status: 529, message: '529' }, r.backend.settings);
+  t.equal(s.plan(slot), 'chat', 'an assumed cooldown under unhealthy holds nothing back');
+});
+
 t.test('no model list on the server: chat in its place', async (t) => {
   useMockClock(t);
   const r = rig(t, unitPlan(FOUR));

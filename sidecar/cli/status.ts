@@ -12,6 +12,8 @@ export interface StatusModel {
   since: string;
   cause: string;
   until: string | null;
+  /** The flags holding the model out, in precedence order (absent from older sidecars). */
+  flags?: { name: string }[];
   successes: number;
   failures: number;
   inFlight: number;
@@ -50,7 +52,9 @@ export function renderStatus(doc: StatusDoc, options: { now: number; colour: boo
     for (const g of b.groups) {
       for (const m of g.models) {
         const ttft = m.latency.firstTokenMs === null ? '-' : `${m.latency.firstTokenMs}ms`;
-        rows.push([String(g.priority), m.name, `${m.provider}${m.model ? `/${m.model}` : ''}`, m.state, ago(m.since, options.now), String(m.successes), String(m.failures), String(m.inFlight), ttft, m.cause]);
+        // more than one flag set: name them all before the cause of the first (e.g. "breaker+cooldown: breaker opened: ...")
+        const flags = m.flags && m.flags.length > 1 ? `${m.flags.map((f) => f.name).join('+')}: ` : '';
+        rows.push([String(g.priority), m.name, `${m.provider}${m.model ? `/${m.model}` : ''}`, m.state, ago(m.since, options.now), String(m.successes), String(m.failures), String(m.inFlight), ttft, `${flags}${m.cause}`]);
       }
     }
     const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));

@@ -1,18 +1,25 @@
 /**
- * Active health: what a probe result says about its model, with thresholds on both edges so a
- * model that fails one probe in ten does not flap. A failed probe of a model that is already
- * suspected (a user request is stuck on it) marks it down at once: two independent signals; so
- * does one whose reason is `definitive` in the failure table (core/failure.ts FAILURES). A probe
- * told to back off (a `cool` reason: 429 / 529) never takes the model down by itself: it cools
- * it for the provider's stated wait, if one was stated.
+ * Active health: what a probe result says about its model. It owns the `probe` flag (the
+ * probes' verdict), with thresholds on both edges so a model that fails one probe in ten does
+ * not flap: down after unhealthyThreshold failures in a row, up after healthyThreshold
+ * successes in a row (which also lift a hard failure real traffic saw: the `passive` flag). A
+ * failed probe of a model that is already suspected (a user request is stuck on it) marks it
+ * down at once: two independent signals; so does one whose reason is `definitive` in the
+ * failure table (core/failure.ts FAILURES). The verdict stands whatever else holds the model
+ * out: an open breaker's trial (a probe too) closes the breaker, and no more. A probe told to
+ * back off (a `cool` reason: 429 / 529) never takes the model down by itself: it cools it for
+ * the provider's stated wait, if one was stated.
  */
 import type { ModelTarget } from '../config/plan.ts';
 import { redact } from '../core/secret.ts';
 import { FAILURES, type Failure } from '../core/failure.ts';
 import type { Breakers } from './breaker.ts';
 import { observeFirstToken } from './latency.ts';
-import { isUsable } from '../core/health-state.ts';
+import type { HealthFlagName } from '../core/health-state.ts';
 import type { HealthView } from './view.ts';
+
+/** What healthyThreshold successful probes in a row clear. */
+const RECOVERED_BY_PROBES: readonly HealthFlagName[] = ['probe', 'passive'];
 
 export interface ProbeResult {
   kind: 'chat' | 'models';
@@ -53,16 +60,15 @@ export class ActiveHealth {
     const error = r.failure && redact(r.failure.message);
     h.probe.error = error;
 
+    // The breaker's half-open trial: one success closes it, one failure reopens it (opossum's
+    // own rule). A breaker that is not half-open ignores probes.
+    if (this.#breakers.isHalfOpen(model)) this.#breakers.record(model, r.ok, origin);
+
     if (r.ok) {
       h.probe.okStreak++;
       h.probe.failStreak = 0;
-      if (view.state(model) === 'open') {
-        // The breaker's half-open trial: one success closes it (opossum's own rule).
-        if (this.#breakers.isHalfOpen(model)) this.#breakers.record(model, true, origin);
-      } else if (view.state(model) === 'unhealthy' && h.probe.okStreak >= healthyThreshold) {
-        this.#breakers.close(model);
-        view.set(model, 'healthy', `probe succeeded ${h.probe.okStreak} times in a row`, { origin });
-      }
+      // up again: the verdict, and a hard failure real traffic saw (the probe reached it)
+      if (h.probe.okStreak >= healthyThreshold) view.clear(model, RECOVERED_BY_PROBES, `probe succeeded ${h.probe.okStreak} times in a row`, { origin });
       if (r.ttftMs !== undefined) observeFirstToken(view, model, r.ttftMs, origin);
       return;
     }
@@ -72,18 +78,14 @@ export class ActiveHealth {
     const f = r.failure!;
     const cause = `probe failed: ${f.reason}${f.status ? ` (upstream ${f.status})` : ''}`;
     const detail = { status: f.status, error, origin };
-    if (view.state(model) === 'open') {
-      if (this.#breakers.isHalfOpen(model)) this.#breakers.record(model, false, origin);
-      return;
-    }
     const meaning = FAILURES[f.reason];
-    // told to back off: cooling for a stated wait only, never unhealthy by itself
+    // told to back off: a cooldown for a stated wait only, never down by itself
     if (meaning.health === 'cool') {
-      if (f.retryAfterMs !== undefined) view.set(model, 'cooling', cause, { ...detail, until: this.#now() + f.retryAfterMs });
+      if (f.retryAfterMs !== undefined) view.raise(model, 'cooldown', cause, { ...detail, until: this.#now() + f.retryAfterMs, stated: true });
       return;
     }
-    if (isUsable(view.state(model)) && (meaning.definitive || r.trigger === 'suspicion' || h.probe.failStreak >= unhealthyThreshold)) {
-      view.set(model, 'unhealthy', r.trigger === 'suspicion' ? `${cause} while a request was stuck on it` : cause, detail);
+    if (meaning.definitive || r.trigger === 'suspicion' || h.probe.failStreak >= unhealthyThreshold) {
+      view.raise(model, 'probe', r.trigger === 'suspicion' ? `${cause} while a request was stuck on it` : cause, detail);
     }
   }
 }

@@ -1,8 +1,11 @@
 /**
  * An opossum circuit breaker per model, fed by the outcome of every real attempt (and of the
- * half-open trial). Its state is mirrored into the health view: open -> `open`, closed -> back
- * to `healthy`. The half-open trial is a probe when probes run (a user request is never the
- * guinea pig), else the next single request (the view hands out one trial).
+ * half-open trial). It owns the model's `breaker` flag, and is the only one to touch it: set
+ * when opossum opens (again after a failed trial: a new trial time), cleared when it closes.
+ * What else holds the model out is other flags' business: a breaker closing clears no probe
+ * verdict, and a cooldown ending clears no open breaker. The half-open trial is a probe when
+ * probes run (a user request is never the guinea pig), else the next single request (the view
+ * hands out one trial).
  */
 import CircuitBreaker from 'opossum';
 import type { ModelTarget } from '../config/plan.ts';
@@ -30,6 +33,8 @@ export class Breakers {
   readonly #streak = new Map<string, number>();
   /** Why a breaker was opened by hand (the streak), for its health event. */
   readonly #tripped = new Map<string, string>();
+  /** Why a breaker was closed by hand (a request got through), for its health event. */
+  readonly #closing = new Map<string, string>();
 
   constructor(view: HealthView, models: ModelTarget[], hooks: BreakerHooks) {
     for (const model of models) {
@@ -48,11 +53,14 @@ export class Breakers {
         const stats = breaker.stats;
         const why = this.#tripped.get(model.key) ?? `${stats.failures} of ${stats.fires} attempts failed in ${s.windowMs} ms`;
         this.#tripped.delete(model.key);
-        view.set(model, 'open', `breaker opened: ${why}`, { origin: this.#lastOrigin.get(model.key) });
+        // opened, or reopened by a failed trial: the next trial is resetTimeout from now
+        view.raise(model, 'breaker', `breaker opened: ${why}`, { until: view.now() + s.resetTimeoutMs, origin: this.#lastOrigin.get(model.key) });
       });
       breaker.on('halfOpen', () => hooks.onHalfOpen(model));
       breaker.on('close', () => {
-        if (view.state(model) === 'open') view.set(model, 'healthy', 'breaker closed: the trial succeeded', { origin: this.#lastOrigin.get(model.key) });
+        const why = this.#closing.get(model.key) ?? 'the trial succeeded';
+        this.#closing.delete(model.key);
+        view.clear(model, 'breaker', `breaker closed: ${why}`, { origin: this.#lastOrigin.get(model.key) });
       });
       this.#breakers.set(model.key, breaker);
     }
@@ -81,14 +89,22 @@ export class Breakers {
   }
 
   /** Opens the breaker (a model that was open before a config reload stays open). */
-  trip(model: ModelTarget): void {
-    this.#breakers.get(model.key)?.open();
+  trip(model: ModelTarget, why = 'kept open across a configuration reload'): void {
+    const breaker = this.#breakers.get(model.key);
+    if (!breaker || breaker.opened) return;
+    this.#tripped.set(model.key, why);
+    breaker.open();
   }
 
-  /** The model recovered by other means (probes): close its breaker so the window starts clean. */
+  /**
+   * A real request got through: the breaker closes at once (real traffic opened it, real
+   * traffic heals it), whether the request was the half-open trial or not.
+   */
   close(model: ModelTarget): void {
     const breaker = this.#breakers.get(model.key);
-    if (breaker && !breaker.closed) breaker.close();
+    if (!breaker || breaker.closed) return;
+    this.#closing.set(model.key, breaker.halfOpen ? 'the trial succeeded' : 'a request succeeded');
+    breaker.close();
   }
 
   stats(model: ModelTarget): { state: 'closed' | 'open' | 'halfOpen'; fires: number; failures: number; successes: number } | undefined {

@@ -1,7 +1,8 @@
 /**
- * Slowness with hysteresis: a model whose time to first token stays over its slowThreshold for
- * `unhealthyThreshold` samples in a row is degraded; `healthyThreshold` fast samples in a row
- * bring it back. Samples come from chat probes and from streamed real traffic alike.
+ * Slowness with hysteresis, the owner of the `slow` flag: a model whose time to first token
+ * stays over its slowThreshold for `unhealthyThreshold` samples in a row is flagged slow
+ * (degraded, when nothing worse holds it); `healthyThreshold` fast samples in a row clear it.
+ * Samples come from chat probes and from streamed real traffic alike.
  */
 import type { ModelTarget } from '../config/plan.ts';
 import type { Origin } from '../observe/events.ts';
@@ -15,12 +16,11 @@ export function observeFirstToken(view: HealthView, model: ModelTarget, ttftMs: 
   if (ttftMs > slowThresholdMs) {
     h.slowStreak++;
     h.fastStreak = 0;
-    if (h.state === 'healthy' && h.slowStreak >= unhealthyThreshold)
-      view.set(model, 'degraded', `first token after ${Math.round(ttftMs)} ms, over the ${slowThresholdMs} ms threshold ${h.slowStreak} times in a row`, { origin });
+    if (!view.flag(model, 'slow') && h.slowStreak >= unhealthyThreshold)
+      view.raise(model, 'slow', `first token after ${Math.round(ttftMs)} ms, over the ${slowThresholdMs} ms threshold ${h.slowStreak} times in a row`, { origin });
   } else {
     h.fastStreak++;
     h.slowStreak = 0;
-    if (h.state === 'degraded' && h.fastStreak >= healthyThreshold)
-      view.set(model, 'healthy', `first token within ${slowThresholdMs} ms ${h.fastStreak} times in a row`, { origin });
+    if (view.flag(model, 'slow') && h.fastStreak >= healthyThreshold) view.clear(model, 'slow', `first token within ${slowThresholdMs} ms ${h.fastStreak} times in a row`, { origin });
   }
 }

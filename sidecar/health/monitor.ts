@@ -1,6 +1,6 @@
 /**
- * Health, assembled: one view per model that passive checks (real traffic), the breakers, the
- * cooldowns and the probes all write, and that selection reads. The request path sees only
+ * Health, assembled: one view per model, in which passive checks (real traffic), the breakers,
+ * the cooldowns, slowness and the probes each own a flag, and whose derived state selection reads. The request path sees only
  * `begin(...)` / `end(...)` around each attempt. Probes live above health (probes/): the
  * runtime hands them in as a `Prober`, so health never imports them.
  */

@@ -1,20 +1,40 @@
 /**
- * One view of every model's health. Passive checks (the outcomes of real requests), cooldowns,
- * and later probes and breakers write it; selection reads it. Every change is published on
- * the event stream as a `health` event, so telemetry never has to be called from here.
+ * One view of every model's health. Each signal owns one flag per model and is the only one to
+ * set or clear it (Envoy's host health flags are the model): the breaker (`breaker`), real
+ * traffic's hard failures (`passive`), the probes' verdict (`probe`), cooldowns (`cooldown`),
+ * slowness (`slow`). The model's state is derived from its flags in one place
+ * (core/health-state.ts `deriveState`, by FLAG_PRECEDENCE); selection reads it. A `health` event
+ * is published on the event stream only when the derived state changes, so telemetry never has
+ * to be called from here.
  */
 import type { ModelTarget } from '../config/plan.ts';
 import type { Events, Origin } from '../observe/events.ts';
-import { type HealthState, isUsable } from '../core/health-state.ts';
+import { deriveState, FLAG_PRECEDENCE, FLAG_STATE, type HealthFlagName, type HealthState, holdsOut, isUsable } from '../core/health-state.ts';
+
+/** One signal's say on a model: set by its owner, cleared by its owner (or its own timer). */
+export interface HealthFlag {
+  cause: string;
+  /** When it was set, or last moved its end. */
+  since: number;
+  /** When it ends by itself (cooldown; passive with probes off), or, for the breaker, its next trial. */
+  until?: number;
+  /** cooldown: `until` is the provider's own stated wait (Retry-After and kin), not a default: the model is not called before it, not even as a last resort. */
+  stated?: boolean;
+}
 
 export interface ModelHealth {
+  /** Derived from `flags` (deriveState): never written by a signal. */
   state: HealthState;
+  /** When the state last changed, or a flag that holds the model out was set, cleared or moved its end. */
   since: number;
+  /** The cause of the flag that gives the state; when healthy, what made it so. */
   cause: string;
-  /** When a timed state (cooling, or unhealthy without probes) ends by itself. */
+  /** The end of the flag that gives the state (a cooldown's, an unprobed hard failure's, the breaker's next trial). */
   until?: number;
-  /** `until` is the provider's own stated wait (Retry-After and kin), not a default cooldown: the model is not called before it, not even as a last resort. */
+  /** The cooldown flag is a wait the provider stated (see isHeldBack). */
   statedWait?: boolean;
+  /** Every flag set on the model, by name. */
+  flags: Partial<Record<HealthFlagName, HealthFlag>>;
   lastStatus?: number;
   lastError?: string;
   lastSuccessAt?: number;
@@ -27,23 +47,30 @@ export interface ModelHealth {
   totalMs?: number;
   /** When a real request last proved the model answers fast enough (TTFT, or a quick non-streamed answer). */
   lastEvidenceAt?: number;
+  /** The probes' record, with the streaks behind their verdict (the `probe` flag). */
   probe: {
     at?: number;
     kind?: string;
     ok?: boolean;
     error?: string;
     durationMs?: number;
-    /** Consecutive successes / failures, for the thresholds. */
+    /** Consecutive successes / failures since the last transition of the state, for the thresholds. */
     okStreak: number;
     failStreak: number;
   };
-  /** Consecutive slow / fast first-token samples, for degraded hysteresis. */
+  /** Consecutive slow / fast first-token samples since the last transition, for the `slow` flag's hysteresis. */
   slowStreak: number;
   fastStreak: number;
 }
 
 /** Weight of a new latency sample in the smoothed averages. */
 const EWMA_WEIGHT = 0.2;
+
+/** Flags that end by themselves at `until` (the view's own timers clear them). */
+const EXPIRING: ReadonlySet<HealthFlagName> = new Set(['cooldown', 'passive']);
+
+/** The flag a forced state stands for (`set`). */
+const FLAG_OF: Readonly<Record<HealthState, HealthFlagName | undefined>> = { healthy: undefined, open: 'breaker', unhealthy: 'passive', cooling: 'cooldown', degraded: 'slow' };
 
 export interface SetOptions {
   until?: number;
@@ -55,9 +82,26 @@ export interface SetOptions {
   origin?: Origin;
 }
 
+export interface RaiseOptions {
+  /** When the flag ends by itself (cooldown, passive), or the breaker's next trial. */
+  until?: number;
+  /** cooldown: the provider stated the wait. */
+  stated?: boolean;
+  status?: number;
+  error?: string;
+  origin?: Origin;
+}
+
+interface Entry {
+  target: ModelTarget;
+  health: ModelHealth;
+  /** One timer per expiring flag. */
+  timers: Map<HealthFlagName, NodeJS.Timeout>;
+}
+
 export class HealthView {
   readonly #events: Events;
-  readonly #models = new Map<string, { target: ModelTarget; health: ModelHealth; timer?: NodeJS.Timeout }>();
+  readonly #models = new Map<string, Entry>();
   readonly #now: () => number;
   /** Open models whose breaker went half-open with no probe to run the trial: one request may. */
   readonly #trials = new Set<string>();
@@ -71,9 +115,15 @@ export class HealthView {
     for (const target of models) {
       this.#models.set(target.key, {
         target,
-        health: { state: 'healthy', since: at, cause: 'start', successes: 0, failures: 0, probe: { okStreak: 0, failStreak: 0 }, slowStreak: 0, fastStreak: 0 },
+        timers: new Map(),
+        health: { state: 'healthy', since: at, cause: 'start', statedWait: false, flags: {}, successes: 0, failures: 0, probe: { okStreak: 0, failStreak: 0 }, slowStreak: 0, fastStreak: 0 },
       });
     }
+  }
+
+  /** The view's clock (wall time), for writers that compute an end. */
+  now(): number {
+    return this.#now();
   }
 
   get(model: ModelTarget): ModelHealth {
@@ -88,61 +138,138 @@ export class HealthView {
     return isUsable(this.#entry(model).health.state);
   }
 
-  /** Moves a model to a state. A timed state (options.until) returns to healthy by itself when it ends. */
+  /** One flag of the model, if set. */
+  flag(model: ModelTarget, name: HealthFlagName): Readonly<HealthFlag> | undefined {
+    return this.#entry(model).health.flags[name];
+  }
+
+  /** The flags set on the model, in precedence order (the first gives the state). */
+  flagsOf(model: ModelTarget): HealthFlagName[] {
+    const flags = this.#entry(model).health.flags;
+    return FLAG_PRECEDENCE.filter((f) => flags[f] !== undefined);
+  }
+
+  /**
+   * Sets (or renews) one flag: only its owner calls this. An expiring flag (cooldown, passive)
+   * with an `until` is cleared by the view's timer when it ends, and by nothing else but its owner.
+   */
+  raise(model: ModelTarget, name: HealthFlagName, cause: string, options: RaiseOptions = {}): void {
+    const entry = this.#entry(model);
+    const h = entry.health;
+    if (options.status !== undefined) h.lastStatus = options.status;
+    if (options.error !== undefined) h.lastError = options.error;
+    const before = h.flags[name];
+    const stated = name === 'cooldown' ? options.stated === true : undefined;
+    const moved = before === undefined || before.until !== options.until || before.stated !== stated;
+    h.flags[name] = { cause, since: moved || !before ? this.#now() : before.since, until: options.until, ...(stated === undefined ? {} : { stated }) };
+    if (EXPIRING.has(name)) this.#arm(model, entry, name);
+    this.#derive(model, entry, cause, options.origin, { flag: name, raised: true, moved: moved && holdsOut(name) });
+  }
+
+  /** Clears flags (each caller clears only what it owns). Nothing set, nothing happens. */
+  clear(model: ModelTarget, names: HealthFlagName | readonly HealthFlagName[], cause: string, options: { origin?: Origin } = {}): void {
+    const entry = this.#entry(model);
+    const h = entry.health;
+    let last: HealthFlagName | undefined;
+    let moved = false;
+    for (const name of typeof names === 'string' ? [names] : names) {
+      if (h.flags[name] === undefined) continue;
+      delete h.flags[name];
+      this.#disarm(entry, name);
+      last = name;
+      moved ||= holdsOut(name);
+    }
+    if (last !== undefined) this.#derive(model, entry, cause, options.origin, { flag: last, raised: false, moved });
+  }
+
+  /**
+   * Forces a state, for tests and by hand: clears every flag and sets the one that gives `state`
+   * (open: breaker, unhealthy: passive, cooling: cooldown, degraded: slow; healthy: none). A
+   * timed state (options.until) ends by itself. The writers never call it: they own their flags.
+   */
   set(model: ModelTarget, state: HealthState, cause: string, options: SetOptions = {}): void {
     const entry = this.#entry(model);
     const h = entry.health;
-    const now = this.#now();
     if (options.status !== undefined) h.lastStatus = options.status;
     if (options.error !== undefined) h.lastError = options.error;
-    if (entry.timer) {
-      clearTimeout(entry.timer);
-      entry.timer = undefined;
+    for (const name of entry.timers.keys()) this.#disarm(entry, name);
+    h.flags = {};
+    const name = FLAG_OF[state];
+    if (name !== undefined) {
+      const stated = name === 'cooldown' ? options.until !== undefined && !options.assumedWait : undefined;
+      h.flags[name] = { cause, since: this.#now(), until: options.until, ...(stated === undefined ? {} : { stated }) };
+      if (EXPIRING.has(name)) this.#arm(model, entry, name);
     }
-    h.until = options.until;
-    h.statedWait = options.until !== undefined && state === 'cooling' && !options.assumedWait;
-    if (options.until !== undefined) {
-      this.#arm(model, entry);
-    }
-    if (h.state === state) {
-      h.cause = cause;
-      return;
-    }
+    this.#derive(model, entry, cause, options.origin, { flag: name, raised: true, moved: true });
+  }
+
+  /**
+   * The one place the state is decided: from the flags, by their precedence (deriveState). A
+   * change of state is a `health` event (its cause: the change that made it), moves `since`
+   * and starts every streak over, whoever made it: a model taken down by user traffic still
+   * needs healthyThreshold probes in a row, not one more than it had. A flag that holds the
+   * model out changing under an unchanged state moves `since` too (a reopened breaker's new trial).
+   */
+  #derive(model: ModelTarget, entry: Entry, cause: string, origin: Origin | undefined, change: { flag?: HealthFlagName; raised: boolean; moved: boolean }): void {
+    const h = entry.health;
+    const now = this.#now();
+    const { state, flag: top } = deriveState((f) => h.flags[f] !== undefined);
+    const topFlag = top === undefined ? undefined : h.flags[top];
     const from = h.state;
     h.state = state;
+    h.cause = topFlag?.cause ?? cause;
+    h.until = topFlag?.until;
+    h.statedWait = h.flags.cooldown?.stated === true;
+    if (from === state) {
+      if (change.moved) h.since = now;
+      return;
+    }
     h.since = now;
-    h.cause = cause;
-    // Streaks count evidence since the last transition, whoever made it: a model taken down by
-    // user traffic still needs healthyThreshold probes in a row, not one more than it had.
     h.probe.okStreak = 0;
     h.probe.failStreak = 0;
     h.slowStreak = 0;
     h.fastStreak = 0;
-    this.#events.emit('health', { model, from, to: state, cause, until: options.until, at: now, origin: options.origin });
+    // a flag cleared (or set under another) that leaves another one in charge says so
+    const why = topFlag && !(change.raised && change.flag === top) ? `${cause}; still ${state}: ${topFlag.cause}` : cause;
+    this.#events.emit('health', { model, from, to: state, cause: why, until: h.until, at: now, origin });
   }
 
   /** Takes over a model's health from a previous configuration, silently (nothing changed). */
   restore(model: ModelTarget, health: ModelHealth): void {
     const entry = this.#entry(model);
-    entry.health = { ...health, probe: { ...health.probe } };
-    if (health.until !== undefined) this.#arm(model, entry);
+    for (const name of entry.timers.keys()) this.#disarm(entry, name);
+    const flags: ModelHealth['flags'] = {};
+    for (const name of FLAG_PRECEDENCE) {
+      const f = health.flags?.[name];
+      if (f) flags[name] = { ...f };
+    }
+    entry.health = { ...health, flags, probe: { ...health.probe } };
+    for (const name of EXPIRING) this.#arm(model, entry, name);
   }
 
   /**
-   * Ends a timed state when its time is up. Timers run on a monotonic clock and `until` is wall
-   * time, so a timer can fire a little early: it then waits out the rest instead of giving up
-   * (a model must never stay cooling forever).
+   * Ends an expiring flag when its time is up: the timer clears that flag and no other.
+   * Timers run on a monotonic clock and `until` is wall time, so a timer can fire a little
+   * early: it then waits out the rest instead of giving up (a model must never stay cooling forever).
    */
-  #arm(model: ModelTarget, entry: { health: ModelHealth; timer?: NodeJS.Timeout }): void {
-    const until = entry.health.until;
+  #arm(model: ModelTarget, entry: Entry, name: HealthFlagName): void {
+    this.#disarm(entry, name);
+    const until = entry.health.flags[name]?.until;
     if (until === undefined) return;
-    entry.timer = setTimeout(() => {
-      entry.timer = undefined;
-      if (entry.health.until !== until) return; // superseded by a later set()
-      if (until > this.#now()) this.#arm(model, entry);
-      else this.set(model, 'healthy', `${entry.health.state} ended`);
+    const timer = setTimeout(() => {
+      entry.timers.delete(name);
+      if (entry.health.flags[name]?.until !== until) return; // superseded, or cleared
+      if (until > this.#now()) this.#arm(model, entry, name);
+      else this.clear(model, name, `${FLAG_STATE[name]} ended`);
     }, Math.max(1, until - this.#now()));
-    entry.timer.unref();
+    timer.unref();
+    entry.timers.set(name, timer);
+  }
+
+  #disarm(entry: Entry, name: HealthFlagName): void {
+    const timer = entry.timers.get(name);
+    if (timer) clearTimeout(timer);
+    entry.timers.delete(name);
   }
 
   recordSuccess(model: ModelTarget): void {
@@ -170,28 +297,32 @@ export class HealthView {
     h.lastError = error;
   }
 
-  /** The provider asked us to wait and the wait is not over: the model is not called, not even as a last resort. */
+  /** The provider asked us to wait and the wait is not over: the model is not called, not even as a last resort (whatever else holds it out). */
   isHeldBack(model: ModelTarget): boolean {
-    const h = this.#entry(model).health;
-    return h.state === 'cooling' && h.statedWait === true && h.until !== undefined && h.until > this.#now();
+    const c = this.#entry(model).health.flags.cooldown;
+    return c?.stated === true && c.until !== undefined && c.until > this.#now();
   }
 
   /**
-   * The earliest moment one of these models is expected back, for a refusal's Retry-After: a
-   * timed state's end (a cooldown, a provider's Retry-After); an open breaker's trial; a down
-   * model's next probe. Models still usable say nothing (they just failed this request): with
-   * none down, a second. Never less than a second from now.
+   * The earliest moment one of these models is expected back, for a refusal's Retry-After. A
+   * model is back when every flag holding it out has cleared: the latest of a timed flag's end
+   * (a cooldown, a provider's Retry-After, an unprobed hard failure), an open breaker's next
+   * trial, a probe-judged model's next probe. Models still usable say nothing (they just failed
+   * this request): with none down, a second. Never less than a second from now.
    */
   earliestRecovery(models: Iterable<ModelTarget>): number {
     const now = this.#now();
     let earliest = Number.POSITIVE_INFINITY;
     for (const m of models) {
       const h = this.#entry(m).health;
-      let at: number | undefined;
-      if (h.until !== undefined) at = h.until;
-      else if (h.state === 'open') at = h.since + m.health.breaker.resetTimeoutMs;
-      else if (h.state === 'unhealthy') at = now + m.health.probe.intervalMs;
-      if (at !== undefined && at < earliest) earliest = at;
+      if (isUsable(h.state)) continue;
+      let at = Number.NEGATIVE_INFINITY;
+      for (const name of FLAG_PRECEDENCE) {
+        const f = h.flags[name];
+        if (f === undefined || !holdsOut(name)) continue;
+        at = Math.max(at, f.until ?? now + m.health.probe.intervalMs);
+      }
+      if (at > Number.NEGATIVE_INFINITY && at < earliest) earliest = at;
     }
     return Math.max(Number.isFinite(earliest) ? earliest : now, now + 1000);
   }
@@ -235,7 +366,7 @@ export class HealthView {
   }
 
   close(): void {
-    for (const entry of this.#models.values()) if (entry.timer) clearTimeout(entry.timer);
+    for (const entry of this.#models.values()) for (const name of entry.timers.keys()) this.#disarm(entry, name);
   }
 
   #entry(model: ModelTarget) {

@@ -5,7 +5,7 @@
  */
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
 import type { BackendPlan, ModelTarget } from '../config/plan.ts';
-import type { HealthState } from '../core/health-state.ts';
+import { FLAG_PRECEDENCE, type HealthFlagName, type HealthState } from '../core/health-state.ts';
 import { redact } from '../core/secret.ts';
 import type { Events } from './events.ts';
 import { TalliedCounter, TalliedHistogram } from './tally.ts';
@@ -29,7 +29,7 @@ function modelLabels(m: ModelTarget) {
 
 /** What the gauges read of health at scrape time (the health monitor has it; observe does not import health). */
 export interface HealthReadout {
-  view: { state(model: ModelTarget): HealthState };
+  view: { state(model: ModelTarget): HealthState; flagsOf(model: ModelTarget): readonly HealthFlagName[] };
   breakers: { stats(model: ModelTarget): { state: 'closed' | 'open' | 'halfOpen' } | undefined };
 }
 
@@ -82,6 +82,19 @@ export function createMetrics(events: Events, sources: MetricsSources): Registry
       eachModel((m, monitor) => {
         const current = monitor.view.state(m);
         for (const s of STATES) this.set({ ...modelLabels(m), state: s }, s === current ? 1 : 0);
+      });
+    },
+  });
+  new Gauge({
+    name: 'llm_failover_model_flag',
+    help: 'The health flags of each model (breaker, passive, probe, cooldown, slow): 1 while the flag is set (it holds the model out; slow demotes it), 0 otherwise. The first set, in that order, gives llm_failover_model_state.',
+    labelNames: [...modelLabelNames, 'flag'],
+    registers: [registry],
+    collect() {
+      this.reset();
+      eachModel((m, monitor) => {
+        const set = monitor.view.flagsOf(m);
+        for (const f of FLAG_PRECEDENCE) this.set({ ...modelLabels(m), flag: f }, set.includes(f) ? 1 : 0);
       });
     },
   });

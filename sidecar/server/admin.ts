@@ -8,6 +8,7 @@
 import type { Server } from 'node:http';
 import type { BackendPlan } from '../config/plan.ts';
 import type { Registry } from 'prom-client';
+import { FLAG_STATE } from '../core/health-state.ts';
 import { redact } from '../core/secret.ts';
 import type { HealthMonitor } from '../health/monitor.ts';
 import type { ProbeScheduler } from '../../probes/scheduler.ts';
@@ -97,6 +98,11 @@ export function statusOf(state: AdminState) {
             since: iso(h.since),
             cause: h.cause,
             until: iso(h.until),
+            // every flag set on the model, in precedence order (the first gives the state): which signal holds it out, why, until when
+            flags: health.flagsOf(m).map((name) => {
+              const f = h.flags[name]!;
+              return { name, state: FLAG_STATE[name], cause: f.cause, since: iso(f.since), until: iso(f.until), ...(f.stated === undefined ? {} : { stated: f.stated }) };
+            }),
             lastStatus: h.lastStatus ?? null,
             lastError: h.lastError ?? null,
             lastSuccessAt: iso(h.lastSuccessAt),

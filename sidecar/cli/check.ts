@@ -7,7 +7,6 @@ import { formatDuration as d } from '../config/duration.ts';
 import { loadPlanFromPath } from '../config/load.ts';
 import type { ModelTarget, Plan } from '../config/plan.ts';
 import { ConfigError } from '../config/problems.ts';
-import { adaptersFor } from '../runtime/generation.ts';
 
 export interface CheckResult {
   ok: boolean;
@@ -55,7 +54,6 @@ export function check(path: string, secretsDir: string): CheckResult {
   let plan: Plan;
   try {
     plan = loadPlanFromPath(path, { secretsDir });
-    adaptersFor(plan);
   } catch (err) {
     if (err instanceof ConfigError) return { ok: false, text: `${err.message}\nThe sidecar would not start.` };
     return { ok: false, text: `cannot check ${path}: ${(err as Error).message}` };

@@ -25,7 +25,6 @@ import { createHandler, type HandlerState, interruptInFlight } from '../server/h
 import { Admission } from '../server/admission.ts';
 import { createDualServer, DEFAULT_LIMITS, isLoopback, parseHostPort } from '../server/listen.ts';
 
-export { adaptersFor } from './generation.ts';
 
 export interface StartOptions {
   plan: Plan;

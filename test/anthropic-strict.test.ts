@@ -6,7 +6,8 @@
  * rule reaches the app as Anthropic's 400 instead of being hidden by a failover.
  */
 import t from 'tap';
-import { type Harness, post, startHarness } from './helpers.ts';
+import { type Harness, startHarness } from './support/harness.ts';
+import { post } from './support/wire.ts';
 
 const TOOL = { type: 'function', function: { name: 'get_weather', description: 'Weather', parameters: { type: 'object', properties: { city: { type: 'string' } } } } };
 const ASK = { role: 'user', content: 'Weather in Paris and Tokyo?' };

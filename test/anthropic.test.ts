@@ -13,7 +13,9 @@ import { AnthropicStream } from '../sidecar/translate/anthropic-stream.ts';
 import type { ChatRequest } from '../sidecar/translate/provider.ts';
 import { ChunkFramer } from '../sidecar/translate/openai-output.ts';
 import type { Fault, JsonBody, Reply } from '../simulator/index.ts';
-import { backendYaml, HELLO, type Harness, type ModelSpec, post, startHarness, TEST_KEY } from './helpers.ts';
+import { type Harness, HELLO, startHarness } from './support/harness.ts';
+import { post } from './support/wire.ts';
+import { backendYaml, type ModelSpec, TEST_KEY } from './support/yaml.ts';
 
 // The app names no model: the sidecar picks one.
 const NO_MODEL = undefined as unknown as string;

@@ -9,8 +9,11 @@ import { join } from 'node:path';
 import t from 'tap';
 import { Agent } from 'undici';
 import { startOpenAISimulator } from '../simulator/index.ts';
-import { backendYaml, HELLO, post } from './helpers.ts';
-import { chatOnce, eventually, IMAGE_NODE_FLAGS, type Outcome, policyDoc, sleep, startChildSidecar, startRig } from './reliability-helpers.ts';
+import { IMAGE_NODE_FLAGS, startChildSidecar } from './support/child.ts';
+import { HELLO, startHarness } from './support/harness.ts';
+import { eventually, sleep } from './support/wait.ts';
+import { chatOnce, type Outcome, post } from './support/wire.ts';
+import { backendYaml, policyYaml } from './support/yaml.ts';
 
 const TWO = [
   { name: 'primary', group: 0 },
@@ -18,7 +21,7 @@ const TWO = [
 ];
 
 t.test('at the concurrency cap requests queue; beyond the queue a fast 503; a queued one times out; then everything is served again', async (t) => {
-  const h = await startRig(TWO, {
+  const h = await startHarness(TWO, {
     server: '  maxConcurrentRequests: 2\n  maxQueuedRequests: 1\n  queueTimeout: 300ms\n',
     policy: '  timeouts:\n    response: 60s\n',
   });
@@ -80,7 +83,7 @@ t.test('soak: steady mixed load for 9 s against a child process; RSS stays flat,
   const dir = mkdtempSync(join(tmpdir(), 'soak-'));
   const config = join(dir, 'config.yaml');
   const yaml = backendYaml(TWO, { primary: sims.primary.port, fallback: sims.fallback.port }).replaceAll(/kind: Inline\n\s+inline: \S+/g, 'kind: SecretRef\n            secretRef: {name: openai-secret}');
-  writeFileSync(config, yaml + policyDoc('  timeouts:\n    response: 5s\n    firstToken: 5s\n  health:\n    breaker:\n      resetTimeout: 500ms\n'));
+  writeFileSync(config, yaml + policyYaml('  timeouts:\n    response: 5s\n    firstToken: 5s\n  health:\n    breaker:\n      resetTimeout: 500ms\n'));
   // With the image's V8 flags (deploy/Dockerfile): unconstrained, V8 sizes its heap to the allocation rate and RSS
   // climbs for ~12 s before it plateaus, which would hide a leak in a 9 s soak; with them, the heap is what it is in
   // production and any growth is real. (Also proves the sidecar serves this load inside its production heap.)

@@ -11,7 +11,8 @@ import t from 'tap';
 import { SHIPPED, toJs } from '../scripts/build-js.ts';
 import { startOpenAISimulator } from '../simulator/index.ts';
 import { imageAppDir, ROOT, runSidecar } from './fixtures/deploy/k8s.ts';
-import { backendYaml, HELLO, LOOPBACK_SERVER, TEST_KEY } from './helpers.ts';
+import { HELLO } from './support/harness.ts';
+import { backendYaml, LOOPBACK_SERVER, TEST_KEY } from './support/yaml.ts';
 
 t.test('every shipped module is built, with only .js imports that exist, line for line', async (t) => {
   const app = imageAppDir();

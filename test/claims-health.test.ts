@@ -12,8 +12,9 @@
 import t from 'tap';
 import type { ModelTarget } from '../sidecar/config/plan.ts';
 import type { Fault } from '../simulator/index.ts';
-import { HELLO, type Harness, post } from './helpers.ts';
-import { eventually, sleep, startRig } from './reliability-helpers.ts';
+import { type Harness, HELLO, startHarness } from './support/harness.ts';
+import { eventually, sleep } from './support/wait.ts';
+import { post } from './support/wire.ts';
 
 const TWO = [
   { name: 'primary', group: 0 },
@@ -43,7 +44,7 @@ async function statusOf(h: Harness, name: string): Promise<StatusModel> {
 // ---- 1. timeouts.request ----
 
 t.test('timeouts.request: a 504 request_deadline_exceeded that names every attempt, streamed (before content) and not', async (t) => {
-  const h = await startRig(TWO, { policy: '  timeouts:\n    request: 500ms\n    response: 10s\n    firstToken: 10s\n    streamIdle: 10s\n' });
+  const h = await startHarness(TWO, { policy: '  timeouts:\n    request: 500ms\n    response: 10s\n    firstToken: 10s\n    streamIdle: 10s\n' });
   t.teardown(() => h.close());
   const cases: { name: string; stream: boolean; slow: Fault }[] = [
     { name: 'non-streamed, no answer in time', stream: false, slow: { kind: 'slowFirstToken', delayMs: 3000 } },
@@ -85,7 +86,7 @@ t.test('OpenAI headers sent together: cooling until the longest of retry-after a
     ['40s', 40_000],
   ] as const) {
     await t.test(`maxRetryAfter ${cap}`, async (t) => {
-      const h = await startRig(TWO, { policy: `  cooldown:\n    maxRetryAfter: ${cap}\n    afterFailure: 3s\n` });
+      const h = await startHarness(TWO, { policy: `  cooldown:\n    maxRetryAfter: ${cap}\n    afterFailure: 3s\n` });
       t.teardown(() => h.close());
       h.sims.primary.setFault({ kind: 'status', status: 429, headers }, { times: 1 });
       const at = Date.now();
@@ -111,7 +112,7 @@ t.test("Anthropic headers on an Anthropic model: cooling until the latest anthro
     ['25s', 25_000],
   ] as const) {
     await t.test(`maxRetryAfter ${cap}`, async (t) => {
-      const h = await startRig(models, { policy: `  cooldown:\n    maxRetryAfter: ${cap}\n    afterFailure: 3s\n` });
+      const h = await startHarness(models, { policy: `  cooldown:\n    maxRetryAfter: ${cap}\n    afterFailure: 3s\n` });
       t.teardown(() => h.close());
       const at = Date.now();
       const iso = (s: number) => new Date(at + s * 1000).toISOString();
@@ -152,7 +153,7 @@ t.test('probe.kind none: an unreachable model stays out for cooldown.afterFailur
   for (const c of cases) {
     await t.test(c.name, async (t) => {
       // probes on, as the CLI runs them: it is the policy's kind none that turns them off for these models
-      const h = await startRig(TWO, { policy, probes: true });
+      const h = await startHarness(TWO, { policy, probes: true });
       t.teardown(() => h.close());
       const primary = modelNamed(h, 'primary');
       h.sims.primary.setFault(c.fault);
@@ -181,7 +182,7 @@ t.test('probe.kind none: an unreachable model stays out for cooldown.afterFailur
 // ---- 4. suspectAfter, or 4x the usual ----
 
 t.test("suspectAfter 'or 4x the model's usual, if longer': a model that is always slow to its first token is not suspected at suspectAfter", async (t) => {
-  const h = await startRig(TWO, {
+  const h = await startHarness(TWO, {
     probes: true,
     policy: '  health:\n    suspectAfter: 150ms\n    slowThreshold: 10s\n    probe:\n      interval: 1m\n      idleInterval: 1m\n      timeout: 3s\n',
   });
@@ -227,7 +228,7 @@ t.test('probe intervals are spread by jitterPercent; without jitter they are reg
   const probe = (jitter: number) => `  health:\n    probe:\n      interval: ${INTERVAL}ms\n      idleInterval: ${INTERVAL}ms\n      jitterPercent: ${jitter}\n`;
   const [still, spread] = await Promise.all(
     [0, 50].map(async (jitter) => {
-      const h = await startRig([{ name: 'only', group: 0 }], { probes: true, policy: probe(jitter) });
+      const h = await startHarness([{ name: 'only', group: 0 }], { probes: true, policy: probe(jitter) });
       await sleep(1600);
       const w = waits(h, 'only');
       await h.close();
@@ -242,7 +243,7 @@ t.test('probe intervals are spread by jitterPercent; without jitter they are reg
 });
 
 t.test('idle models two groups below the traffic are probed every idleInterval, the next group every interval', async (t) => {
-  const h = await startRig(
+  const h = await startHarness(
     [
       { name: 'first', group: 0 },
       { name: 'second', group: 1 },

@@ -16,8 +16,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
 import { startOpenAISimulator } from '../simulator/index.ts';
-import { backendYaml, HELLO, post, TEST_KEY } from './helpers.ts';
-import { eventually, metric, parseRawResponse, rawConnect, sidecarConfigYaml, sleep, spawnCli, startChildSidecar, within } from './reliability-helpers.ts';
+import { spawnCli, startChildSidecar } from './support/child.ts';
+import { HELLO } from './support/harness.ts';
+import { eventually, sleep, within } from './support/wait.ts';
+import { metric, parseRawResponse, post, rawConnect } from './support/wire.ts';
+import { backendYaml, sidecarConfigYaml, TEST_KEY } from './support/yaml.ts';
 
 const THROW_LATER = join(import.meta.dirname, 'fixtures/claims-throw-later.mjs');
 const LOADED_MODULES = join(import.meta.dirname, 'fixtures/claims-loaded-modules.mjs');

@@ -9,8 +9,9 @@
  */
 import { InMemorySpanExporter, SimpleSpanProcessor, TracerProvider } from '@opentelemetry/sdk-trace';
 import t from 'tap';
-import { HELLO, type Harness, post } from './helpers.ts';
-import { eventually, metric, parseRawResponse, rawConnect, rawExchange, sleep, startRig, within } from './reliability-helpers.ts';
+import { type Harness, HELLO, startHarness } from './support/harness.ts';
+import { eventually, sleep, within } from './support/wait.ts';
+import { metric, parseRawResponse, post, rawConnect, rawExchange } from './support/wire.ts';
 
 const TWO = [
   { name: 'primary', group: 0 },
@@ -33,7 +34,7 @@ function tracing() {
 }
 
 t.test('probe metrics: llm_failover_probes_total by kind, trigger and result; llm_failover_probe_duration_seconds per probe', async (t) => {
-  const h = await startRig(TWO, { probes: true, policy: '  health:\n    probe:\n      interval: 50ms\n      idleInterval: 50ms\n      timeout: 500ms\n      jitterPercent: 0\n' });
+  const h = await startHarness(TWO, { probes: true, policy: '  health:\n    probe:\n      interval: 50ms\n      idleInterval: 50ms\n      timeout: 500ms\n      jitterPercent: 0\n' });
   t.teardown(() => h.close());
   // the fallback's model list fails: two failures take it out, then chat probes (which fail too)
   h.sims.fallback.setFault({ kind: 'status', status: 503 });
@@ -62,7 +63,7 @@ t.test('probe metrics: llm_failover_probes_total by kind, trigger and result; ll
 });
 
 t.test('llm_failover_rejected_requests_total counts 413, 431, 408 and the overload 503, by status and code', async (t) => {
-  const h = await startRig(TWO, { server: '  maxBodyBytes: 4096\n  headersTimeout: 500ms\n  maxConcurrentRequests: 1\n  maxQueuedRequests: 0\n' });
+  const h = await startHarness(TWO, { server: '  maxBodyBytes: 4096\n  headersTimeout: 500ms\n  maxConcurrentRequests: 1\n  maxQueuedRequests: 0\n' });
   t.teardown(() => h.close());
   const port = portOf(h);
 
@@ -112,7 +113,7 @@ t.test('attempt spans carry llm_failover.outcome: the failure reason on failed a
     { name: 'mlimited', group: 2 },
     { name: 'mok', group: 3 },
   ];
-  const h = await startRig(models, { tracerProvider });
+  const h = await startHarness(models, { tracerProvider });
   t.teardown(() => h.close());
   h.sims.m5xx.setFault({ kind: 'status', status: 503 });
   h.sims.mrefused.setFault({ kind: 'refuse' });
@@ -142,7 +143,7 @@ t.test('attempt spans carry llm_failover.outcome: the failure reason on failed a
 
 t.test('llm_failover.last_resort: true on attempts at models marked down that are tried anyway, false otherwise', async (t) => {
   const { finished, tracerProvider, reset } = tracing();
-  const h = await startRig(TWO, { tracerProvider });
+  const h = await startHarness(TWO, { tracerProvider });
   t.teardown(() => h.close());
   const [primary, fallback] = h.sidecar.health.models();
   const attemptSpans = async () =>

@@ -7,7 +7,7 @@
 import type OpenAI from 'openai';
 import t from 'tap';
 import { toolUseId } from '../sidecar/translate/anthropic-request.ts';
-import { type Harness, HELLO, startHarness } from './helpers.ts';
+import { type Harness, HELLO, startHarness } from './support/harness.ts';
 
 const NO_MODEL = undefined as unknown as string;
 

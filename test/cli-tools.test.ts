@@ -16,7 +16,8 @@ import { artifacts } from '../scripts/generate-schema.ts';
 import { renderStatus, type StatusDoc } from '../sidecar/cli/status.ts';
 import { loadPlan } from '../sidecar/config/load.ts';
 import { ConfigError } from '../sidecar/config/problems.ts';
-import { HELLO, post, startHarness } from './helpers.ts';
+import { HELLO, startHarness } from './support/harness.ts';
+import { post } from './support/wire.ts';
 
 const ROOT = join(import.meta.dirname, '..');
 const CLI = join(ROOT, 'sidecar/cli.ts');

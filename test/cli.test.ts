@@ -13,7 +13,9 @@ import { loadPlanFromPath } from '../sidecar/config/load.ts';
 import { startSidecar } from '../sidecar/runtime/main.ts';
 import { createLogger } from '../sidecar/observe/log.ts';
 import { startOpenAISimulator } from '../simulator/index.ts';
-import { backendYaml, capturingLogger, HELLO, LOOPBACK_SERVER, post, TEST_KEY } from './helpers.ts';
+import { capturingLogger, HELLO } from './support/harness.ts';
+import { post } from './support/wire.ts';
+import { backendYaml, LOOPBACK_SERVER, TEST_KEY } from './support/yaml.ts';
 
 const CLI = join(import.meta.dirname, '../sidecar/cli.ts');
 

@@ -21,7 +21,8 @@ import type OpenAI from 'openai';
 import t from 'tap';
 import { z } from 'zod';
 import type { Fault, JsonBody, Reply } from '../simulator/index.ts';
-import { HELLO, type Harness, type ModelSpec, startHarness } from './helpers.ts';
+import { type Harness, HELLO, startHarness } from './support/harness.ts';
+import type { ModelSpec } from './support/yaml.ts';
 
 /** What each client sends as `model`: required by every client, replaced by the sidecar. */
 const CLIENT_MODEL = 'gpt-4o-mini';

@@ -17,7 +17,9 @@ import { ConfigError } from '../sidecar/config/problems.ts';
 import { watchConfig } from '../sidecar/config/watch.ts';
 import type { FileSecret } from '../sidecar/core/secret.ts';
 import { compileRouteRegex, createRouter } from '../sidecar/config/routes.ts';
-import { backendYaml, HELLO, post, startHarness } from './helpers.ts';
+import { HELLO, startHarness } from './support/harness.ts';
+import { post } from './support/wire.ts';
+import { backendYaml } from './support/yaml.ts';
 
 const CLI = join(import.meta.dirname, '../sidecar/cli.ts');
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -193,11 +195,9 @@ spec:
 });
 
 t.test('a hostile path against a catastrophic pattern answers at once; the route still serves', async (t) => {
-  const h = await startHarness([{ name: 'primary', group: 0 }], '', {
-    yaml: (ports) =>
+  const h = await startHarness([{ name: 'primary', group: 0 }], { yaml: (ports) =>
       backendYaml([{ name: 'primary', group: 0 }], ports).replace('type: PathPrefix\n        value: /model', () => "type: RegularExpression\n        value: '/(a+)+$'") +
-      '---\napiVersion: llm-failover.dev/v1alpha1\nkind: SidecarConfig\nspec:\n  listen: 127.0.0.1:0\n  admin: 127.0.0.1:0\n',
-  });
+      '---\napiVersion: llm-failover.dev/v1alpha1\nkind: SidecarConfig\nspec:\n  listen: 127.0.0.1:0\n  admin: 127.0.0.1:0\n' });
   t.teardown(() => h.close());
   const hostile = await post(`${h.sidecar.url}/${'a'.repeat(39)}!`, { messages: HELLO });
   t.equal(hostile.status, 404, 'no match: 404');

@@ -10,7 +10,7 @@ import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import t from 'tap';
-import { unlessTool } from './tools.ts';
+import { unlessTool } from './support/tools.ts';
 import { stringify } from 'yaml';
 import {
   CONFIG_DIR,

@@ -4,7 +4,9 @@
  */
 import t from 'tap';
 import type { Fault } from '../simulator/index.ts';
-import { HELLO, policyYaml, post, startHarness } from './helpers.ts';
+import { HELLO, startHarness } from './support/harness.ts';
+import { post } from './support/wire.ts';
+import { policyYaml } from './support/yaml.ts';
 
 const TWO = [
   { name: 'primary', group: 0 },
@@ -189,14 +191,11 @@ t.test('when every model is down, they are tried anyway in priority order before
 });
 
 t.test('the attempt budget bounds a request', async (t) => {
-  const h = await startHarness(
-    [
+  const h = await startHarness([
       { name: 'a', group: 0 },
       { name: 'b', group: 1 },
       { name: 'c', group: 2 },
-    ],
-    policyYaml('  maxAttempts: 2'),
-  );
+    ], { policy: '  maxAttempts: 2' });
   t.teardown(() => h.close());
   h.sims.a.setFault({ kind: 'status', status: 500 });
   h.sims.b.setFault({ kind: 'status', status: 500 });
@@ -207,7 +206,7 @@ t.test('the attempt budget bounds a request', async (t) => {
 });
 
 t.test('a hang fails over after the response timeout', async (t) => {
-  const h = await startHarness(TWO, policyYaml('  timeouts:\n    response: 300ms'));
+  const h = await startHarness(TWO, { policy: '  timeouts:\n    response: 300ms' });
   t.teardown(() => h.close());
   h.sims.primary.setFault({ kind: 'hang' });
   const res = await h.client.chat.completions.create({ model: NO_MODEL, messages: HELLO }).withResponse();
@@ -223,7 +222,7 @@ t.test('DNS and TLS failures fail over', async (t) => {
   const { loadPlan } = await import('../sidecar/config/load.ts');
   const { startSidecar } = await import('../sidecar/runtime/main.ts');
   const { createLogger } = await import('../sidecar/observe/log.ts');
-  const { backendYaml, LOOPBACK_SERVER } = await import('./helpers.ts');
+  const { backendYaml, LOOPBACK_SERVER } = await import('./support/yaml.ts');
   const base = backendYaml(TWO, { primary: h.sims.primary.port, fallback: h.sims.fallback.port });
   const cases = [
     { name: 'dns', yaml: base.replace('host: 127.0.0.1', 'host: no-such-host.invalid'), reason: 'dns' },

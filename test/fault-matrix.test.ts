@@ -19,8 +19,11 @@
  */
 import t from 'tap';
 import type { Fault } from '../simulator/index.ts';
-import { HELLO, type ModelSpec, TEST_KEY } from './helpers.ts';
-import { eventually, metric, type RigOptions, sseData, startRig, streamedContent, type TapTest } from './reliability-helpers.ts';
+import type { TapTest } from './support/child.ts';
+import { type HarnessOptions, HELLO, startHarness } from './support/harness.ts';
+import { eventually } from './support/wait.ts';
+import { metric, sseData, streamedContent } from './support/wire.ts';
+import { type ModelSpec, TEST_KEY } from './support/yaml.ts';
 
 type Reason =
   | 'connect_refused'
@@ -54,7 +57,7 @@ interface Case {
   primary?: 'openai' | 'anthropic';
   /** Built at run time (HTTP dates are relative to now). */
   fault?: () => Fault;
-  rig?: Partial<RigOptions>;
+  rig?: Partial<HarnessOptions>;
   nonStreamed: Outcome;
   streamed: Outcome;
   health: () => HealthAfter;
@@ -230,7 +233,7 @@ async function runCase(t: TapTest, c: Case, stream: boolean, probes: boolean): P
     { name: 'primary', kind: c.primary ?? 'openai', group: 0 },
     { name: 'fallback', group: 1 },
   ];
-  const h = await startRig(models, { policy: POLICY, ...c.rig, probes });
+  const h = await startHarness(models, { policy: POLICY, ...c.rig, probes });
   t.teardown(() => h.close());
   const primary = h.sidecar.health.models()[0];
   const fault = c.fault?.();

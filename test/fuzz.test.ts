@@ -27,7 +27,7 @@ import type { ChatRequest, ProviderAdapter } from '../sidecar/translate/provider
 import { type SseEvent, SseParser } from '../sidecar/translate/sse.ts';
 import { anthropicRequestProblem } from '../simulator/anthropic-validate.ts';
 import { serializeJson } from '../simulator/text.ts';
-import { backendYaml } from './helpers.ts';
+import { backendYaml } from './support/yaml.ts';
 
 /** RELIABILITY_FUZZ_SCALE=20 runs every property 20 times as long (a deeper hunt than the suite's ~4 s). */
 const runs = (n: number) => Math.max(1, Math.round(n * Number(process.env.RELIABILITY_FUZZ_SCALE ?? 1)));

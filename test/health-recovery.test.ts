@@ -6,8 +6,9 @@
  */
 import t from 'tap';
 import type { HealthEvent, ProbeEvent } from '../sidecar/observe/events.ts';
-import { HELLO, policyYaml, post, startHarness } from './helpers.ts';
-import { eventually } from './reliability-helpers.ts';
+import { HELLO, startHarness } from './support/harness.ts';
+import { eventually } from './support/wait.ts';
+import { post } from './support/wire.ts';
 
 const PROBES = `  health:
     probe:
@@ -20,14 +21,10 @@ const PROBES = `  health:
 `;
 
 t.test('a model taken down by user traffic needs healthyThreshold successful probes to come back', async (t) => {
-  const h = await startHarness(
-    [
+  const h = await startHarness([
       { name: 'primary', group: 0 },
       { name: 'fallback', group: 1 },
-    ],
-    policyYaml(PROBES),
-    { probes: true },
-  );
+    ], { policy: PROBES, probes: true });
   t.teardown(() => h.close());
   const probes: ProbeEvent[] = [];
   const health: HealthEvent[] = [];
@@ -52,21 +49,17 @@ t.test('a model taken down by user traffic needs healthyThreshold successful pro
 });
 
 t.test('a suspicion probe starts at once, not behind a probe that is hung on the same outage', async (t) => {
-  const h = await startHarness(
-    [
+  const h = await startHarness([
       { name: 'primary', group: 0 },
       { name: 'fallback', group: 1 },
-    ],
-    policyYaml(`  health:
+    ], { policy: `  health:
     probe:
       interval: 100ms
       idleInterval: 100ms
       timeout: 2s
       jitterPercent: 0
     suspectAfter: 200ms
-`),
-    { probes: true },
-  );
+`, probes: true });
   t.teardown(() => h.close());
   // the primary hangs everything, its model list included: a scheduled model-list probe hangs too
   h.sims.primary.setFault({ kind: 'hang' });

@@ -6,12 +6,15 @@ import { mkdtempSync, mkdirSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
+import { waitForHealth } from './support/wait.ts';
 import { loadPlan } from '../sidecar/config/load.ts';
 import { startSidecar } from '../sidecar/runtime/main.ts';
 import type { HealthEvent } from '../sidecar/observe/events.ts';
 import { createLogger } from '../sidecar/observe/log.ts';
 import type { SimulatedProvider } from '../simulator/index.ts';
-import { backendYaml, HELLO, type Harness, LOOPBACK_SERVER, policyYaml, post, startHarness } from './helpers.ts';
+import { type Harness, HELLO, startHarness } from './support/harness.ts';
+import { post } from './support/wire.ts';
+import { backendYaml, LOOPBACK_SERVER, policyYaml } from './support/yaml.ts';
 
 const PROMPT = 'Reply with the single word: ok';
 const FAST_PROBES = `  health:
@@ -33,19 +36,6 @@ const TWO = [
   { name: 'fallback', group: 1 },
 ];
 
-function waitForHealth(h: Harness, model: string, to: HealthEvent['to'], ms = 10_000): Promise<HealthEvent> {
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`${model} did not become ${to} within ${ms} ms`)), ms);
-    const on = (e: HealthEvent) => {
-      if (e.model.name === model && e.to === to) {
-        clearTimeout(timer);
-        h.sidecar.events.off('health', on);
-        resolve(e);
-      }
-    };
-    h.sidecar.events.on('health', on);
-  });
-}
 
 /** Chat requests that came from users, not from probes. */
 const userRequests = (sim: SimulatedProvider, since = 0) => sim.requests.filter((r) => r.at >= since && r.body?.messages?.[0]?.content !== PROMPT);
@@ -53,10 +43,10 @@ const probeRequests = (sim: SimulatedProvider) => sim.requests.filter((r) => r.b
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 t.test('an outage of an idle primary is found by probes; after detection no user request reaches it; recovery brings traffic back', async (t) => {
-  const h = await startHarness(TWO, policyYaml(FAST_PROBES), { probes: true });
+  const h = await startHarness(TWO, { policy: FAST_PROBES, probes: true });
   t.teardown(() => h.close());
   h.sims.primary.setFault({ kind: 'status', status: 503 });
-  const down = await waitForHealth(h, 'primary', 'unhealthy');
+  const down = await waitForHealth(h.sidecar, 'primary', 'unhealthy');
   t.match(down.cause, /probe failed: upstream_5xx \(upstream 503\)/);
   const detectedAt = Date.now();
   const statuses: number[] = [];
@@ -70,7 +60,7 @@ t.test('an outage of an idle primary is found by probes; after detection no user
   t.equal(userRequests(h.sims.fallback).length, 10);
 
   h.sims.primary.clearFault();
-  const up = await waitForHealth(h, 'primary', 'healthy');
+  const up = await waitForHealth(h.sidecar, 'primary', 'healthy');
   t.match(up.cause, /probe succeeded 2 times in a row/);
   t.ok(probeRequests(h.sims.primary).length >= 2, 'recovery was proven by chat probes, not user requests');
   const back = await post(`${h.sidecar.url}/model`, { messages: HELLO });
@@ -78,18 +68,14 @@ t.test('an outage of an idle primary is found by probes; after detection no user
 });
 
 t.test('a slowed model is marked degraded and traffic moves to its healthy peer; it comes back when fast again', async (t) => {
-  const h = await startHarness(
-    [
+  const h = await startHarness([
       { name: 'primary', group: 0 },
       { name: 'peer', group: 0 },
-    ],
-    // slow (over 250 ms) is not stuck (2 s): the model is degraded, not down
-    policyYaml(FAST_PROBES.replace('timeout: 300ms', 'timeout: 2s').replace('suspectAfter: 250ms', 'suspectAfter: 2s')),
-    { probes: true },
-  );
+    ], { extraYaml: // slow (over 250 ms) is not stuck (2 s): the model is degraded, not down
+    policyYaml(FAST_PROBES.replace('timeout: 300ms', 'timeout: 2s').replace('suspectAfter: 250ms', 'suspectAfter: 2s')), probes: true });
   t.teardown(() => h.close());
   h.sims.primary.setFault({ kind: 'slowFirstToken', delayMs: 500 });
-  const degraded = waitForHealth(h, 'primary', 'degraded');
+  const degraded = waitForHealth(h.sidecar, 'primary', 'degraded');
   // streamed user traffic measures time to first token; two slow samples in a row mark it
   for (let i = 0; i < 6 && h.sidecar.health.state(h.sidecar.health.models()[0]) === 'healthy'; i++) {
     const stream = await h.client.chat.completions.create({ model: undefined as unknown as string, messages: HELLO, stream: true });
@@ -101,12 +87,12 @@ t.test('a slowed model is marked degraded and traffic moves to its healthy peer;
   for (let i = 0; i < 6; i++) served.add((await post(`${h.sidecar.url}/model`, { messages: HELLO })).headers.get('x-llm-failover-provider')!);
   t.same([...served], ['peer'], 'a degraded model is used only when no healthy peer is left');
   h.sims.primary.clearFault();
-  await waitForHealth(h, 'primary', 'healthy');
+  await waitForHealth(h.sidecar, 'primary', 'healthy');
   t.pass('fast chat probes bring it back');
 });
 
 t.test('a flaky model (1 probe in 10 fails) does not flap', async (t) => {
-  const h = await startHarness([{ name: 'flaky', group: 0 }], policyYaml(FAST_PROBES.replace('interval: 100ms', 'interval: 30ms').replace('      idleInterval: 100ms\n', '      idleInterval: 30ms\n      kind: chat\n')), { probes: true });
+  const h = await startHarness([{ name: 'flaky', group: 0 }], { policy: FAST_PROBES.replace('interval: 100ms', 'interval: 30ms').replace('      idleInterval: 100ms\n', '      idleInterval: 30ms\n      kind: chat\n'), probes: true });
   t.teardown(() => h.close());
   const changes: HealthEvent[] = [];
   h.sidecar.events.on('health', (e) => changes.push(e));
@@ -133,7 +119,7 @@ t.test('a flaky model under real traffic (1 request in 10 fails) keeps its traff
 });
 
 t.test('a 429 with Retry-After cools the model for that long, unprobed, then it returns by itself', async (t) => {
-  const h = await startHarness(TWO, policyYaml(FAST_PROBES), { probes: true });
+  const h = await startHarness(TWO, { policy: FAST_PROBES, probes: true });
   t.teardown(() => h.close());
   const events: HealthEvent[] = [];
   h.sidecar.events.on('health', (e) => events.push(e));
@@ -155,10 +141,10 @@ t.test('a 429 with Retry-After cools the model for that long, unprobed, then it 
 });
 
 t.test('with probes off the breaker trips from real traffic alone; one request is the half-open trial', async (t) => {
-  const h = await startHarness(TWO, policyYaml('  health:\n    breaker:\n      resetTimeout: 300ms\n'));
+  const h = await startHarness(TWO, { policy: '  health:\n    breaker:\n      resetTimeout: 300ms\n' });
   t.teardown(() => h.close());
   h.sims.primary.setFault({ kind: 'status', status: 500 });
-  const opened = waitForHealth(h, 'primary', 'open');
+  const opened = waitForHealth(h.sidecar, 'primary', 'open');
   for (let i = 0; i < 3; i++) t.equal((await post(`${h.sidecar.url}/model`, { messages: HELLO })).status, 200);
   const e = await opened;
   t.match(e.cause, /breaker opened: 3 of 3 attempts failed/);
@@ -177,7 +163,7 @@ t.test('a sudden outage under steady traffic opens the breaker after 5 failures 
   t.teardown(() => h.close());
   for (let i = 0; i < 30; i++) await post(`${h.sidecar.url}/model`, { messages: HELLO });
   h.sims.primary.setFault({ kind: 'status', status: 503 });
-  const opened = waitForHealth(h, 'primary', 'open');
+  const opened = waitForHealth(h.sidecar, 'primary', 'open');
   for (let i = 0; i < 8; i++) t.equal((await post(`${h.sidecar.url}/model`, { messages: HELLO })).status, 200);
   const e = await opened;
   t.match(e.cause, /breaker opened: 5 attempts failed in a row/, '30 successes in the window do not delay it');
@@ -185,15 +171,15 @@ t.test('a sudden outage under steady traffic opens the breaker after 5 failures 
 });
 
 t.test('with probes on, the half-open trial is a probe, never a user request', async (t) => {
-  const h = await startHarness(TWO, policyYaml(FAST_PROBES), { probes: true });
+  const h = await startHarness(TWO, { policy: FAST_PROBES, probes: true });
   t.teardown(() => h.close());
   h.sims.primary.setFault({ kind: 'status', status: 500 }, { times: 3 });
-  const opened = waitForHealth(h, 'primary', 'open');
+  const opened = waitForHealth(h.sidecar, 'primary', 'open');
   // concurrent traffic, so the primary keeps real evidence and the breaker sees 3 failures
   await Promise.all(Array.from({ length: 3 }, () => post(`${h.sidecar.url}/model`, { messages: HELLO })));
   await opened;
   const openedAt = Date.now();
-  const healthy = await waitForHealth(h, 'primary', 'healthy');
+  const healthy = await waitForHealth(h.sidecar, 'primary', 'healthy');
   t.match(healthy.cause, /breaker closed|probe succeeded/);
   t.equal(userRequests(h.sims.primary, openedAt).length, 0, 'no user request was the guinea pig');
   t.equal(healthy.origin?.kind, 'probe', 'a probe closed it (the half-open trial, or a scheduled chat probe that came first)');
@@ -216,19 +202,19 @@ t.test('a model whose secret was wrong heals when the mounted secret changes', a
     await fallback.close();
   });
   const h = { sidecar } as Harness;
-  const down = waitForHealth(h, 'primary', 'unhealthy');
+  const down = waitForHealth(h.sidecar, 'primary', 'unhealthy');
   const res = await post(`${sidecar.url}/model`, { messages: HELLO });
   t.equal(res.headers.get('x-llm-failover-provider'), 'fallback', 'a 401 fails over');
   t.match((await down).cause, /auth \(upstream 401\)/);
   await sleep(300);
   t.equal(sidecar.health.state(sidecar.health.models()[0]), 'unhealthy', 'it stays down while the secret is wrong');
   writeFileSync(join(dir, 'openai-secret', 'Authorization'), 'Bearer sk-right');
-  await waitForHealth(h, 'primary', 'healthy');
+  await waitForHealth(h.sidecar, 'primary', 'healthy');
   t.equal((await post(`${sidecar.url}/model`, { messages: HELLO })).headers.get('x-llm-failover-provider'), 'primary', 'the rotated key serves');
 });
 
 t.test('probes are skipped for models that just served real traffic; idle fallbacks are probed for free', async (t) => {
-  const h = await startHarness(TWO, policyYaml(FAST_PROBES), { probes: true });
+  const h = await startHarness(TWO, { policy: FAST_PROBES, probes: true });
   t.teardown(() => h.close());
   const start = Date.now();
   while (Date.now() - start < 800) await post(`${h.sidecar.url}/model`, { messages: HELLO });
@@ -241,7 +227,7 @@ t.test('probes are skipped for models that just served real traffic; idle fallba
 });
 
 t.test('generation hangs on the busy primary (its model list still answers): a stuck request triggers the probe that marks it down, and requests in flight move on', async (t) => {
-  const h = await startHarness(TWO, policyYaml(`${FAST_PROBES}  timeouts:\n    response: 60s\n`), { probes: true });
+  const h = await startHarness(TWO, { policy: `${FAST_PROBES}  timeouts:\n    response: 60s\n`, probes: true });
   t.teardown(() => h.close());
   const stop = { now: false };
   const results: { status: number; by: string | null }[] = [];
@@ -253,7 +239,7 @@ t.test('generation hangs on the busy primary (its model list still answers): a s
   });
   await sleep(200);
   h.sims.primary.setFault({ kind: 'slowFirstToken', delayMs: 30_000 });
-  const down = await waitForHealth(h, 'primary', 'unhealthy');
+  const down = await waitForHealth(h.sidecar, 'primary', 'unhealthy');
   t.match(down.cause, /probe failed: first_token_timeout while a request was stuck on it/, 'suspicion: a chat probe confirmed the stuck request');
   const suspicion = h.sidecar.probes.log.find((p) => p.model === 'primary' && p.trigger === 'suspicion')!;
   t.equal(userRequests(h.sims.primary, suspicion.startedAt + 50).length, 0, 'while the suspicion probe ran, new requests went elsewhere instead of piling onto the hang');

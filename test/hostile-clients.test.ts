@@ -16,8 +16,11 @@ import { promisify } from 'node:util';
 import t from 'tap';
 import type { RequestEvent } from '../sidecar/observe/events.ts';
 import { startOpenAISimulator } from '../simulator/index.ts';
-import { backendYaml, HELLO, type Harness, post, TEST_KEY } from './helpers.ts';
-import { eventually, parseRawResponse, within, policyDoc, rawConnect, rawExchange, sleep, sseData, startChildSidecar, startRig, streamedContent } from './reliability-helpers.ts';
+import { startChildSidecar } from './support/child.ts';
+import { type Harness, HELLO, startHarness } from './support/harness.ts';
+import { eventually, sleep, within } from './support/wait.ts';
+import { parseRawResponse, post, rawConnect, rawExchange, sseData, streamedContent } from './support/wire.ts';
+import { backendYaml, policyYaml, TEST_KEY } from './support/yaml.ts';
 
 const TWO = [
   { name: 'primary', group: 0 },
@@ -38,7 +41,7 @@ function request(body: string | Buffer, headers: Record<string, string> = { 'con
 type ErrorJson = { error?: { message?: string; type?: string; code?: string | null; param?: unknown } };
 
 t.test('bad bodies and content types get the OpenAI error shape with the right status; nothing reaches a provider', async (t) => {
-  const h = await startRig(TWO);
+  const h = await startHarness(TWO);
   t.teardown(() => h.close());
   const deepOpen = '['.repeat(100_000);
   const deepClosed = `${'['.repeat(100_000)}${']'.repeat(100_000)}`;
@@ -103,7 +106,7 @@ t.test('bad bodies and content types get the OpenAI error shape with the right s
 const CURL = ['/usr/bin/curl', '/usr/local/bin/curl'].find((p) => existsSync(p));
 
 t.test('plain `curl -d` (form-urlencoded) with a JSON body is served; with a form body it is told to send JSON', { skip: CURL ? false : 'no curl here' }, async (t) => {
-  const h = await startRig(TWO);
+  const h = await startHarness(TWO);
   t.teardown(() => h.close());
   const curl = async (data: string) => {
     const { stdout } = await execFileP(CURL!, ['-s', '--noproxy', '*', '-w', '\n%{http_code}', '-d', data, `${h.sidecar.url}/model`]);
@@ -124,7 +127,7 @@ t.test('plain `curl -d` (form-urlencoded) with a JSON body is served; with a for
 // in the raw bytes, nothing is re-serialised)
 for (const model of [undefined, 'gpt-4o']) {
   t.test(`a valid request carrying 100k levels of nesting in an extra field${model ? ', naming its own model,' : ''} is forwarded as is and served`, async (t) => {
-    const h = await startRig(TWO);
+    const h = await startHarness(TWO);
     t.teardown(() => h.close());
     const deep = `${'['.repeat(100_000)}${']'.repeat(100_000)}`;
     const res = await post(`${h.sidecar.url}/model`, `{${model ? `"model":"${model}",` : ''}"messages":${JSON.stringify(HELLO)},"x_extra":${deep}}`);
@@ -141,7 +144,7 @@ for (const model of [undefined, 'gpt-4o']) {
 }
 
 t.test('a body starting with a UTF-8 byte order mark is accepted, and the mark is not forwarded', async (t) => {
-  const h = await startRig(TWO);
+  const h = await startHarness(TWO);
   t.teardown(() => h.close());
   for (const stream of [false, true]) {
     const before = h.sims.primary.requests.length;
@@ -157,7 +160,7 @@ t.test('a body starting with a UTF-8 byte order mark is accepted, and the mark i
 });
 
 t.test('an oversized body gets 413 while the client still has bytes to send', async (t) => {
-  const h = await startRig(TWO, { server: '  maxBodyBytes: 4096\n' });
+  const h = await startHarness(TWO, { server: '  maxBodyBytes: 4096\n' });
   t.teardown(() => h.close());
 
   await t.test('declared by Content-Length', async (t) => {
@@ -195,7 +198,7 @@ t.test('an oversized body gets 413 while the client still has bytes to send', as
 });
 
 t.test('oversized or too many headers: 431 with the OpenAI error body, connection closed', async (t) => {
-  const h = await startRig(TWO);
+  const h = await startHarness(TWO);
   t.teardown(() => h.close());
   let many = '';
   for (let i = 0; i < 3000; i++) many += `x-h${i}: ${'v'.repeat(10)}\r\n`;
@@ -220,7 +223,7 @@ t.test('oversized or too many headers: 431 with the OpenAI error body, connectio
 });
 
 t.test('a connection that never sends a byte is closed after headersTimeout', async (t) => {
-  const h = await startRig(TWO, { server: '  headersTimeout: 500ms\n' });
+  const h = await startHarness(TWO, { server: '  headersTimeout: 500ms\n' });
   t.teardown(() => h.close());
   const c = await rawConnect(portOf(h));
   t.ok(await eventually(() => c.isClosed(), 5000), 'closed by the sidecar (bounded at 10x the timeout)');
@@ -239,7 +242,7 @@ async function trickle(c: Awaited<ReturnType<typeof rawConnect>>, text: string, 
 }
 
 t.test('slowloris: headers sent one byte at a time get a 408 with the JSON body and the socket is closed', async (t) => {
-  const h = await startRig(TWO, { server: '  headersTimeout: 500ms\n' });
+  const h = await startHarness(TWO, { server: '  headersTimeout: 500ms\n' });
   t.teardown(() => h.close());
   const c = await rawConnect(portOf(h));
   const headers = `POST /model HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\nx-padding: ${'p'.repeat(200)}\r\ncontent-length: ${BODY.length}\r\n\r\n`;
@@ -254,7 +257,7 @@ t.test('slowloris: headers sent one byte at a time get a 408 with the JSON body 
 });
 
 t.test('a body sent one byte at a time past requestBodyTimeout gets a 408 and frees its slot', async (t) => {
-  const h = await startRig(TWO, { server: '  headersTimeout: 500ms\n  requestBodyTimeout: 1s\n  maxConcurrentRequests: 1\n  maxQueuedRequests: 0\n' });
+  const h = await startHarness(TWO, { server: '  headersTimeout: 500ms\n  requestBodyTimeout: 1s\n  maxConcurrentRequests: 1\n  maxQueuedRequests: 0\n' });
   t.teardown(() => h.close());
   const c = await rawConnect(portOf(h));
   c.socket.write(`POST /model HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: ${BODY.length}\r\n\r\n`);
@@ -274,7 +277,7 @@ t.test('a client that reads a huge stream slowly: backpressure holds the sidecar
   t.teardown(() => sim.close());
   const dir = mkdtempSync(join(tmpdir(), 'reliability-'));
   const config = join(dir, 'config.yaml');
-  writeFileSync(config, backendYaml([{ name: 'big', group: 0 }], { big: sim.port }) + policyDoc('  maxStreamBytes: 1073741824\n'));
+  writeFileSync(config, backendYaml([{ name: 'big', group: 0 }], { big: sim.port }) + policyYaml('  maxStreamBytes: 1073741824\n'));
   const child = await startChildSidecar(config);
   t.teardown(() => child.kill());
 
@@ -317,7 +320,7 @@ t.test('a client that reads a huge stream slowly: backpressure holds the sidecar
 
 t.test('a client that pauses reading longer than streamIdle is not the model\'s fault', async (t) => {
   const content = 'x'.repeat(20 * 1024 * 1024);
-  const h = await startRig([{ name: 'primary', group: 0, sim: { reply: () => ({ content }) } }, { name: 'fallback', group: 1 }], { policy: '  timeouts:\n    streamIdle: 300ms\n  maxStreamBytes: 1073741824\n' });
+  const h = await startHarness([{ name: 'primary', group: 0, sim: { reply: () => ({ content }) } }, { name: 'fallback', group: 1 }], { policy: '  timeouts:\n    streamIdle: 300ms\n  maxStreamBytes: 1073741824\n' });
   t.teardown(() => h.close());
   const c = await rawConnect(portOf(h));
   c.socket.write(request(JSON.stringify({ messages: HELLO, stream: true })));
@@ -383,7 +386,7 @@ t.test('a client that disconnects at any phase: the upstream request is aborted,
   ];
   for (const p of phases) {
     await t.test(p.name, async (t) => {
-      const h = await startRig(
+      const h = await startHarness(
         [
           { name: 'primary', group: 0, sim: { chunkDelayMs: 50, reply: (b) => ({ content: b?.messages?.[0]?.content === 'long' ? long : 'Hello from primary' }) } },
           { name: 'fallback', group: 1 },
@@ -424,7 +427,7 @@ t.test('an HTTP/2 client that cancels its stream: the upstream request is aborte
   const long = Array.from({ length: 120 }, (_, i) => `word${i}`).join(' ');
   for (const stream of [true, false]) {
     await t.test(stream ? 'mid-stream' : 'while waiting for the upstream answer', async (t) => {
-      const h = await startRig(
+      const h = await startHarness(
         [
           { name: 'primary', group: 0, sim: { chunkDelayMs: 50, reply: (b) => ({ content: b?.messages?.[0]?.content === 'long' ? long : 'Hello from primary' }) } },
           { name: 'fallback', group: 1 },
@@ -455,7 +458,7 @@ t.test('an HTTP/2 client that cancels its stream: the upstream request is aborte
 });
 
 t.test('the admin port is bounded like the proxy port: silent and half-sent connections are closed after headersTimeout', async (t) => {
-  const h = await startRig(TWO, { server: '  headersTimeout: 500ms\n' });
+  const h = await startHarness(TWO, { server: '  headersTimeout: 500ms\n' });
   t.teardown(() => h.close());
   const adminPort = Number(new URL(h.sidecar.adminUrl).port);
   const silent = await rawConnect(adminPort);
@@ -469,7 +472,7 @@ t.test('the admin port is bounded like the proxy port: silent and half-sent conn
 });
 
 t.test('the admin port caps its connections; /status is scrubbed of keys', async (t) => {
-  const h = await startRig(TWO, { server: '  headersTimeout: 10s\n  maxConnections: 4\n' });
+  const h = await startHarness(TWO, { server: '  headersTimeout: 10s\n  maxConnections: 4\n' });
   t.teardown(() => h.close());
   const adminPort = Number(new URL(h.sidecar.adminUrl).port);
   const held = await Promise.all(Array.from({ length: 4 }, () => rawConnect(adminPort)));

@@ -12,7 +12,9 @@ import { loadPlan } from '../sidecar/config/load.ts';
 import { startSidecar } from '../sidecar/runtime/main.ts';
 import { createLogger } from '../sidecar/observe/log.ts';
 import { startOpenAISimulator } from '../simulator/index.ts';
-import { backendYaml, HELLO, LOOPBACK_SERVER, post } from './helpers.ts';
+import { HELLO } from './support/harness.ts';
+import { post } from './support/wire.ts';
+import { backendYaml, LOOPBACK_SERVER } from './support/yaml.ts';
 
 interface KeyValue {
   key: string;

@@ -14,7 +14,9 @@ import type { HealthEvent } from '../sidecar/observe/events.ts';
 import { createLogger } from '../sidecar/observe/log.ts';
 import { failoverYaml } from '../simulator/config.ts';
 import { startOpenAISimulator } from '../simulator/index.ts';
-import { HELLO, LOOPBACK_SERVER, policyYaml, post } from './helpers.ts';
+import { HELLO } from './support/harness.ts';
+import { post } from './support/wire.ts';
+import { LOOPBACK_SERVER, policyYaml } from './support/yaml.ts';
 
 const FAST_PROBES = `  health:
     probe:

@@ -13,8 +13,11 @@ import { Agent } from 'undici';
 import type { EventMap } from '../sidecar/observe/events.ts';
 import { openaiAdapter } from '../sidecar/translate/openai.ts';
 import { startOpenAISimulator } from '../simulator/index.ts';
-import { backendYaml, HELLO, post, TEST_KEY } from './helpers.ts';
-import { chatOnce, eventually, metric, type Outcome, sleep, sseData, startChildSidecar, startRig, streamedContent } from './reliability-helpers.ts';
+import { startChildSidecar } from './support/child.ts';
+import { HELLO, startHarness } from './support/harness.ts';
+import { eventually, sleep } from './support/wait.ts';
+import { chatOnce, metric, type Outcome, post, sseData, streamedContent } from './support/wire.ts';
+import { backendYaml, TEST_KEY } from './support/yaml.ts';
 
 const TWO = [
   { name: 'primary', group: 0 },
@@ -22,7 +25,7 @@ const TWO = [
 ];
 
 t.test('an event subscriber that throws breaks no request: every event kind, streamed and not, with failover', async (t) => {
-  const h = await startRig(TWO);
+  const h = await startHarness(TWO);
   t.teardown(() => h.close());
   const kinds: (keyof EventMap)[] = ['request-start', 'attempt-start', 'attempt-end', 'switch', 'health', 'request'];
   const thrown: string[] = [];
@@ -52,7 +55,7 @@ t.test('an event subscriber that throws breaks no request: every event kind, str
 });
 
 t.test('an exception inside one request\'s attempt: that client gets an error it can see, the process serves everyone else', async (t) => {
-  const h = await startRig(TWO);
+  const h = await startHarness(TWO);
   t.teardown(() => h.close());
   const original = { translateResponse: openaiAdapter.translateResponse, streamTranslator: openaiAdapter.streamTranslator };
   t.teardown(() => Object.assign(openaiAdapter, original));
@@ -94,7 +97,7 @@ t.test('an exception inside one request\'s attempt: that client gets an error it
 });
 
 t.test('a request handler failure is logged redacted, like every other log line', async (t) => {
-  const h = await startRig(TWO);
+  const h = await startHarness(TWO);
   t.teardown(() => h.close());
   const original = openaiAdapter.translateResponse;
   t.teardown(() => {
@@ -110,7 +113,7 @@ t.test('a request handler failure is logged redacted, like every other log line'
 });
 
 t.test('after an exception inside an attempt the model\'s in-flight count returns to 0 and the request is recorded', async (t) => {
-  const h = await startRig(TWO);
+  const h = await startHarness(TWO);
   t.teardown(() => h.close());
   const original = openaiAdapter.translateResponse;
   t.teardown(() => {
@@ -148,7 +151,7 @@ t.test('an upstream answer with a null choice is an invalid answer: bad_response
   });
   await new Promise<void>((resolve) => odd.listen(0, '127.0.0.1', resolve));
   t.teardown(() => new Promise<void>((resolve) => odd.close(() => resolve())));
-  const h = await startRig(TWO, { mapYaml: (y, ports) => y.replace(`port: ${ports.primary}`, `port: ${(odd.address() as AddressInfo).port}`) });
+  const h = await startHarness(TWO, { mapYaml: (y, ports) => y.replace(`port: ${ports.primary}`, `port: ${(odd.address() as AddressInfo).port}`) });
   t.teardown(() => h.close());
   const switches: string[] = [];
   h.sidecar.events.on('switch', (e) => switches.push(e.reason));

@@ -10,8 +10,9 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
-import { hasTool, unlessTool } from './tools.ts';
-import { HELLO, post, startHarness } from './helpers.ts';
+import { HELLO, startHarness } from './support/harness.ts';
+import { hasTool, unlessTool } from './support/tools.ts';
+import { post } from './support/wire.ts';
 
 const hasPrometheus = hasTool('prometheus') && hasTool('promtool');
 

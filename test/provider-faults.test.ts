@@ -5,8 +5,9 @@
  */
 import OpenAI from 'openai';
 import t from 'tap';
-import { HELLO, post } from './helpers.ts';
-import { eventually, metric, startRig } from './reliability-helpers.ts';
+import { HELLO, startHarness } from './support/harness.ts';
+import { eventually } from './support/wait.ts';
+import { metric, post } from './support/wire.ts';
 
 const TWO = [
   { name: 'primary', group: 0 },
@@ -14,7 +15,7 @@ const TWO = [
 ];
 
 t.test('a 3xx from a provider is the provider\'s fault: the request fails over and the model is charged', async (t) => {
-  const h = await startRig(TWO, { policy: '  health:\n    breaker: {consecutiveFailures: 2, volumeThreshold: 20}\n' });
+  const h = await startHarness(TWO, { policy: '  health:\n    breaker: {consecutiveFailures: 2, volumeThreshold: 20}\n' });
   t.teardown(() => h.close());
   h.sims.primary.setFault({ kind: 'status', status: 302, message: 'Found' });
   const reasons: string[] = [];
@@ -32,7 +33,7 @@ t.test('a 3xx from a provider is the provider\'s fault: the request fails over a
 });
 
 t.test('while every model waits out its provider\'s Retry-After, no request reaches a provider; the app gets a 429 with the earliest recovery', async (t) => {
-  const h = await startRig(TWO);
+  const h = await startHarness(TWO);
   t.teardown(() => h.close());
   h.sims.primary.setFault({ kind: 'status', status: 429, headers: { 'retry-after': '30' } });
   h.sims.fallback.setFault({ kind: 'status', status: 429, headers: { 'retry-after': '20' } });
@@ -59,7 +60,7 @@ t.test('while every model waits out its provider\'s Retry-After, no request reac
 const NO_STATED_WAIT = { 'x-ratelimit-reset-requests': null, 'x-ratelimit-reset-tokens': null };
 
 t.test('a model cooling on a default cooldown (no stated wait) is still tried as a last resort', async (t) => {
-  const h = await startRig(TWO);
+  const h = await startHarness(TWO);
   t.teardown(() => h.close());
   h.sims.primary.setFault({ kind: 'status', status: 429, headers: NO_STATED_WAIT });
   h.sims.fallback.setFault({ kind: 'status', status: 503 });
@@ -71,7 +72,7 @@ t.test('a model cooling on a default cooldown (no stated wait) is still tried as
 });
 
 t.test('the 503 after every model refused its connection carries Retry-After (probes on: no timed state to read it from)', async (t) => {
-  const h = await startRig(TWO, { probes: true, policy: '  health:\n    probe: {interval: 1m, idleInterval: 1m}\n' });
+  const h = await startHarness(TWO, { probes: true, policy: '  health:\n    probe: {interval: 1m, idleInterval: 1m}\n' });
   t.teardown(() => h.close());
   for (const s of Object.values(h.sims)) s.setFault({ kind: 'refuse' });
   await Promise.all(Object.values(h.sims).map((s) => s.ready()));
@@ -85,7 +86,7 @@ t.test('the 503 after every model refused its connection carries Retry-After (pr
 
 t.test('a model name that is not visible ASCII is sent in JSON as it is and percent-encoded in the header', async (t) => {
   const name = 'qwen-通义千问';
-  const h = await startRig([{ name: 'primary', model: name, group: 0 }]);
+  const h = await startHarness([{ name: 'primary', model: name, group: 0 }]);
   t.teardown(() => h.close());
   for (const stream of [false, true]) {
     const res = await post(`${h.sidecar.url}/model`, { messages: HELLO, stream });
@@ -100,7 +101,7 @@ t.test('a model name that is not visible ASCII is sent in JSON as it is and perc
 });
 
 t.test('a client model with CR/LF (passed through to a provider entry without a model) cannot break the answer\'s headers', async (t) => {
-  const h = await startRig([{ name: 'primary', group: 0 }], { mapYaml: (y) => y.replace(/\n\s+model: "primary"/, '') });
+  const h = await startHarness([{ name: 'primary', group: 0 }], { mapYaml: (y) => y.replace(/\n\s+model: "primary"/, '') });
   t.teardown(() => h.close());
   const model = 'evil\r\nx-injected: 1';
   for (const stream of [false, true]) {
@@ -117,7 +118,7 @@ t.test('OpenAI\'s insufficient_quota 429 is no short cooldown: the key has no cr
   // comes, once with a retry-after a proxy might add, which no more ends it
   for (const headers of [undefined, { 'retry-after': '1' }]) {
     await t.test(headers ? 'with a retry-after: 1' : 'as OpenAI sends it', async (t) => {
-      const h = await startRig(TWO, { policy: '  cooldown:\n    afterFailure: 2s\n    afterAuthFailure: 10m\n' });
+      const h = await startHarness(TWO, { policy: '  cooldown:\n    afterFailure: 2s\n    afterAuthFailure: 10m\n' });
       t.teardown(() => h.close());
       h.sims.primary.setFault({ kind: 'status', status: 429, errorType: 'insufficient_quota', headers });
       const reasons: string[] = [];
@@ -139,7 +140,7 @@ t.test('OpenAI\'s insufficient_quota 429 is no short cooldown: the key has no cr
 });
 
 t.test("OpenAI's rate-limit 429 as it comes (x-ratelimit-reset-requests 120ms, no retry-after): the model cools for the stated 120 ms, not the guessed afterFailure", async (t) => {
-  const h = await startRig(TWO, { policy: '  cooldown:\n    afterFailure: 30s\n' });
+  const h = await startHarness(TWO, { policy: '  cooldown:\n    afterFailure: 30s\n' });
   t.teardown(() => h.close());
   const cooled: { until?: number; at: number }[] = [];
   h.sidecar.events.on('health', (e) => {

@@ -7,8 +7,9 @@ import { createServer, type Server } from 'node:http';
 import { connect, type Socket } from 'node:net';
 import type { AddressInfo } from 'node:net';
 import t from 'tap';
-import { HELLO, post } from './helpers.ts';
-import { startRig, type TapTest } from './reliability-helpers.ts';
+import type { TapTest } from './support/child.ts';
+import { HELLO, startHarness } from './support/harness.ts';
+import { post } from './support/wire.ts';
 
 const TWO = [
   { name: 'primary', group: 0 },
@@ -38,7 +39,7 @@ async function blackHole(t: TapTest): Promise<number> {
 
 t.test('a connect timeout (a listener that never accepts) fails over and marks the model unhealthy', async (t) => {
   const port = await blackHole(t);
-  const h = await startRig(TWO, {
+  const h = await startHarness(TWO, {
     policy: '  timeouts:\n    connect: 300ms\n',
     mapYaml: (yaml, ports) => yaml.replace(`port: ${ports.primary}`, `port: ${port}`),
   });
@@ -80,7 +81,7 @@ async function endlessEvent(): Promise<Server> {
 t.test('one SSE event over 4 MiB that never ends is a malformed answer: the stream fails over before content', async (t) => {
   const upstream = await endlessEvent();
   t.teardown(() => upstream.close());
-  const h = await startRig(TWO, { mapYaml: (yaml, ports) => yaml.replace(`port: ${ports.primary}`, `port: ${(upstream.address() as AddressInfo).port}`) });
+  const h = await startHarness(TWO, { mapYaml: (yaml, ports) => yaml.replace(`port: ${ports.primary}`, `port: ${(upstream.address() as AddressInfo).port}`) });
   t.teardown(() => h.close());
   const reasons: string[] = [];
   h.sidecar.events.on('switch', (e) => reasons.push(e.reason));
@@ -92,7 +93,7 @@ t.test('one SSE event over 4 MiB that never ends is a malformed answer: the stre
 });
 
 t.test('a request the first provider cannot express moves on to one that can, and says nothing about the model', async (t) => {
-  const h = await startRig([
+  const h = await startHarness([
     { name: 'claude', kind: 'anthropic', group: 0 },
     { name: 'gpt', group: 1 },
   ]);

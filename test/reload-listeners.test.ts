@@ -5,7 +5,9 @@
  */
 import t from 'tap';
 import { loadPlan } from '../sidecar/config/load.ts';
-import { HELLO, LOOPBACK_SERVER, backendYaml, post, startHarness } from './helpers.ts';
+import { HELLO, startHarness } from './support/harness.ts';
+import { post } from './support/wire.ts';
+import { backendYaml, LOOPBACK_SERVER } from './support/yaml.ts';
 
 t.test('twelve reloads leave as many event listeners as there were at start', async (t) => {
   const models = [

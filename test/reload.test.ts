@@ -13,7 +13,9 @@ import { startSidecar } from '../sidecar/runtime/main.ts';
 import type { ConfigEvent } from '../sidecar/observe/events.ts';
 import { createLogger } from '../sidecar/observe/log.ts';
 import { startOpenAISimulator } from '../simulator/index.ts';
-import { backendYaml, capturingLogger, HELLO, LOOPBACK_SERVER, post } from './helpers.ts';
+import { capturingLogger, HELLO } from './support/harness.ts';
+import { post } from './support/wire.ts';
+import { backendYaml, LOOPBACK_SERVER } from './support/yaml.ts';
 
 /** A ConfigMap volume as the kubelet lays it out, with atomic updates. */
 function configMapVolume() {

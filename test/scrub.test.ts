@@ -14,8 +14,9 @@ import { loadPlan } from '../sidecar/config/load.ts';
 import { excerpt, redact } from '../sidecar/core/secret.ts';
 import { startSidecar } from '../sidecar/runtime/main.ts';
 import { failoverYaml } from '../simulator/config.ts';
-import { capturingLogger, HELLO, post } from './helpers.ts';
-import { sidecarConfigYaml } from './reliability-helpers.ts';
+import { capturingLogger, HELLO } from './support/harness.ts';
+import { post } from './support/wire.ts';
+import { sidecarConfigYaml } from './support/yaml.ts';
 
 const ALNUM = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789';
 function random(n: number, seed: number): string {

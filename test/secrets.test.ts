@@ -15,8 +15,10 @@ import { InMemorySpanExporter, SimpleSpanProcessor, TracerProvider } from '@open
 import t from 'tap';
 import { loadPlan } from '../sidecar/config/load.ts';
 import { startOpenAISimulator } from '../simulator/index.ts';
-import { backendYaml, HELLO, post, TEST_KEY } from './helpers.ts';
-import { policyDoc, rawExchange, spawnCli, startChildSidecar, startRig, type TapTest } from './reliability-helpers.ts';
+import { spawnCli, startChildSidecar, type TapTest } from './support/child.ts';
+import { HELLO, startHarness } from './support/harness.ts';
+import { post, rawExchange } from './support/wire.ts';
+import { backendYaml, policyYaml, TEST_KEY } from './support/yaml.ts';
 
 const TWO = [
   { name: 'primary', group: 0 },
@@ -27,7 +29,7 @@ const passthrough = (y: string) => y.replaceAll(/kind: Inline\n\s+inline: \S+/g,
 async function passthroughRun(t: TapTest, token: string) {
   const exporter = new InMemorySpanExporter();
   const tracerProvider = new TracerProvider({ spanProcessors: [new SimpleSpanProcessor({ exporter })] });
-  const h = await startRig(TWO, { apiKey: token, mapYaml: passthrough, tracerProvider });
+  const h = await startHarness(TWO, { apiKey: token, mapYaml: passthrough, tracerProvider });
   t.teardown(() => h.close());
   const auth = { authorization: `Bearer ${token}` };
   const ok = await post(`${h.sidecar.url}/model`, { messages: HELLO }, auth);
@@ -76,7 +78,7 @@ t.test('Passthrough auth: a client token of any shape (a JWT) echoed by the prov
 function invalidConfigWithEnvSecret(dir: string): string {
   const file = join(dir, 'bad.yaml');
   const backend = backendYaml(TWO, { primary: 1, fallback: 2 }).replaceAll(/kind: Inline\n\s+inline: \S+/g, 'kind: SecretRef\n            secretRef: {name: openai-secret}');
-  writeFileSync(file, `${backend}${policyDoc('  timeouts: {connect: soon}\n  maxAttempts: -3\n')}`);
+  writeFileSync(file, `${backend}${policyYaml('  timeouts: {connect: soon}\n  maxAttempts: -3\n')}`);
   return file;
 }
 
@@ -150,7 +152,7 @@ t.test('the proxy binds to loopback by default; anything else is logged as a war
 });
 
 t.test('the admin address exposes nothing that could spend a key', async (t) => {
-  const h = await startRig(TWO);
+  const h = await startHarness(TWO);
   t.teardown(() => h.close());
   const admin = h.sidecar.adminUrl;
   const chat = JSON.stringify({ messages: HELLO });

@@ -6,7 +6,8 @@ import http2 from 'node:http2';
 import { connect } from 'node:net';
 import t from 'tap';
 import { Client } from 'undici';
-import { HELLO, post, startHarness } from './helpers.ts';
+import { HELLO, startHarness } from './support/harness.ts';
+import { post } from './support/wire.ts';
 
 t.test('bad requests get the OpenAI error shape with the right status, and nothing reaches a provider', async (t) => {
   const h = await startHarness([{ name: 'primary', group: 0 }]);
@@ -51,7 +52,7 @@ t.test('an oversized body gets 413 before it is all read', async (t) => {
   const { loadPlan } = await import('../sidecar/config/load.ts');
   const { startSidecar } = await import('../sidecar/runtime/main.ts');
   const { createLogger } = await import('../sidecar/observe/log.ts');
-  const { backendYaml } = await import('./helpers.ts');
+  const { backendYaml } = await import('./support/yaml.ts');
   const plan = loadPlan([{ name: 't.yaml', text: `${backendYaml([{ name: 'p', group: 0 }], { p: 1 })}---\napiVersion: llm-failover.dev/v1alpha1\nkind: SidecarConfig\nspec:\n  listen: 127.0.0.1:0\n  admin: 127.0.0.1:0\n  maxBodyBytes: 4096\n` }]);
   const sidecar = await startSidecar({ plan, logger: createLogger('silent') });
   t.teardown(() => sidecar.close());

@@ -11,8 +11,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
 import { startOpenAISimulator } from '../simulator/index.ts';
-import { backendYaml, HELLO, TEST_KEY } from './helpers.ts';
-import { eventually, metric, sidecarConfigYaml, sseData, spawnCli, startChildSidecar, startRig, streamedContent } from './reliability-helpers.ts';
+import { spawnCli, startChildSidecar } from './support/child.ts';
+import { HELLO, startHarness } from './support/harness.ts';
+import { eventually } from './support/wait.ts';
+import { metric, sseData, streamedContent } from './support/wire.ts';
+import { backendYaml, sidecarConfigYaml, TEST_KEY } from './support/yaml.ts';
 
 const LONG = Array.from({ length: 60 }, (_, i) => `word${i}`).join(' ');
 
@@ -148,7 +151,7 @@ t.test('SIGHUP in the demo (no --config): nothing to reload, it keeps serving', 
 });
 
 t.test('over HTTP/2 too: drain() ends a committed stream with the error event and answers a waiting request 503', async (t) => {
-  const h = await startRig([{ name: 'slow', group: 0, sim: { chunkDelayMs: 100, reply: () => ({ content: LONG }) } }]);
+  const h = await startHarness([{ name: 'slow', group: 0, sim: { chunkDelayMs: 100, reply: () => ({ content: LONG }) } }]);
   t.teardown(() => h.close());
   const session = http2.connect(h.sidecar.url);
   session.on('error', () => undefined);

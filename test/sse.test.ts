@@ -9,7 +9,7 @@ import { parseChatRequest } from '../sidecar/server/body.ts';
 import { openaiAdapter } from '../sidecar/translate/openai.ts';
 import type { ChatRequest } from '../sidecar/translate/provider.ts';
 import { SseParser } from '../sidecar/translate/sse.ts';
-import { backendYaml } from './helpers.ts';
+import { backendYaml } from './support/yaml.ts';
 
 const PLAN = loadPlan([{ name: 't.yaml', text: backendYaml([{ name: 'oa', model: 'gpt-4o', group: 0 }, { name: 'an', kind: 'anthropic', model: 'claude-x', group: 1 }], { oa: 1, an: 2 }) }]);
 const [OPENAI_TARGET] = PLAN.backends[0].groups.flat();

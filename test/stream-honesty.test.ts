@@ -9,8 +9,9 @@ import { loadPlan } from '../sidecar/config/load.ts';
 import type { AttemptEndEvent } from '../sidecar/observe/events.ts';
 import { Pools } from '../sidecar/send/pools.ts';
 import { startOpenAISimulator } from '../simulator/index.ts';
-import { backendYaml, type Harness, HELLO, type ModelSpec, policyYaml, post, startHarness } from './helpers.ts';
-import { sseData, streamedContent } from './reliability-helpers.ts';
+import { type Harness, HELLO, startHarness } from './support/harness.ts';
+import { post, sseData, streamedContent } from './support/wire.ts';
+import { backendYaml, type ModelSpec, } from './support/yaml.ts';
 
 const TWO: ModelSpec[] = [
   { name: 'primary', group: 0 },
@@ -112,7 +113,7 @@ t.test('after the first token, keep-alives are no progress: the stream ends with
   ];
   for (const c of cases) {
     await t.test(c.name, async (t) => {
-      const h = await startHarness([{ name: 'primary', group: 0, kind: c.kind }], policyYaml('  timeouts:\n    streamIdle: 300ms\n    request: 20s'));
+      const h = await startHarness([{ name: 'primary', group: 0, kind: c.kind }], { policy: '  timeouts:\n    streamIdle: 300ms\n    request: 20s' });
       t.teardown(() => h.close());
       const r = record(h);
       h.sims.primary.setFault({ kind: 'keepAliveStall', afterChunks: 1, everyMs: 50, as: c.as });
@@ -128,10 +129,7 @@ t.test('after the first token, keep-alives are no progress: the stream ends with
 
 t.test('a thinking model streaming thinking deltas is not idle', async (t) => {
   // guard for the rule above: thinking is progress, though the client sees none of it
-  const h = await startHarness(
-    [{ name: 'primary', group: 0, kind: 'anthropic', sim: { chunkDelayMs: 80, reply: () => ({ thinking: 'one two three four five six seven eight nine ten', content: 'Done thinking' }) } }],
-    policyYaml('  timeouts:\n    streamIdle: 400ms\n    firstToken: 10s'),
-  );
+  const h = await startHarness([{ name: 'primary', group: 0, kind: 'anthropic', sim: { chunkDelayMs: 80, reply: () => ({ thinking: 'one two three four five six seven eight nine ten', content: 'Done thinking' }) } }], { policy: '  timeouts:\n    streamIdle: 400ms\n    firstToken: 10s' });
   t.teardown(() => h.close());
   const res = await streamRaw(h);
   t.equal(streamedContent(res.text), 'Done thinking');
@@ -139,10 +137,7 @@ t.test('a thinking model streaming thinking deltas is not idle', async (t) => {
 });
 
 t.test('the request deadline holds after the commit point: a stream still making progress ends with the error event', async (t) => {
-  const h = await startHarness(
-    [{ name: 'primary', group: 0, sim: { chunkDelayMs: 50, reply: () => ({ content: 'word '.repeat(200) }) } }],
-    policyYaml('  timeouts:\n    streamIdle: 5s\n    request: 600ms'),
-  );
+  const h = await startHarness([{ name: 'primary', group: 0, sim: { chunkDelayMs: 50, reply: () => ({ content: 'word '.repeat(200) }) } }], { policy: '  timeouts:\n    streamIdle: 5s\n    request: 600ms' });
   t.teardown(() => h.close());
   const r = record(h);
   const res = await streamRaw(h, {}, 5000);
@@ -156,7 +151,7 @@ t.test('the request deadline holds after the commit point: a stream still making
 });
 
 t.test('before the commit point, the deadline running out is a 504 that blames no model', async (t) => {
-  const h = await startHarness(TWO, policyYaml('  timeouts:\n    firstToken: 10s\n    response: 10s\n    request: 400ms'));
+  const h = await startHarness(TWO, { policy: '  timeouts:\n    firstToken: 10s\n    response: 10s\n    request: 400ms' });
   t.teardown(() => h.close());
   for (const stream of [true, false]) {
     h.sims.primary.setFault({ kind: 'slowFirstToken', delayMs: 3000 }, { times: 1 });
@@ -205,7 +200,7 @@ t.test('a gzip or br answer sent anyway is decoded, streamed and not, and counts
 });
 
 t.test('a compressed stream is decoded as it arrives: content before a stall reaches the client', async (t) => {
-  const h = await startHarness([{ name: 'primary', group: 0, sim: { compress: { encoding: 'gzip', always: true } } }, { name: 'fallback', group: 1 }], policyYaml('  timeouts:\n    streamIdle: 300ms'));
+  const h = await startHarness([{ name: 'primary', group: 0, sim: { compress: { encoding: 'gzip', always: true } } }, { name: 'fallback', group: 1 }], { policy: '  timeouts:\n    streamIdle: 300ms' });
   t.teardown(() => h.close());
   h.sims.primary.setFault({ kind: 'stallMidStream', afterChunks: 2 });
   const res = await streamRaw(h);

@@ -4,7 +4,8 @@
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import t from 'tap';
-import { HELLO, policyYaml, post, startHarness } from './helpers.ts';
+import { HELLO, startHarness } from './support/harness.ts';
+import { post } from './support/wire.ts';
 
 const TWO = [
   { name: 'primary', group: 0 },
@@ -34,7 +35,7 @@ t.test('a streamed answer arrives chunk by chunk, ending in [DONE]', async (t) =
 });
 
 t.test('failures before the first content chunk fail over inside the stream', async (t) => {
-  const h = await startHarness(TWO, policyYaml('  timeouts:\n    firstToken: 400ms\n    streamIdle: 5s'));
+  const h = await startHarness(TWO, { policy: '  timeouts:\n    firstToken: 400ms\n    streamIdle: 5s' });
   t.teardown(() => h.close());
   const cases = [
     { name: 'in-stream error event before the first token', fault: { kind: 'errorEventBeforeFirstToken' as const }, reason: 'stream_error' },
@@ -63,7 +64,7 @@ t.test('failures before the first content chunk fail over inside the stream', as
 });
 
 t.test('after the first content chunk a failure ends the stream with an error event and no [DONE]', async (t) => {
-  const h = await startHarness(TWO, policyYaml('  timeouts:\n    streamIdle: 300ms'));
+  const h = await startHarness(TWO, { policy: '  timeouts:\n    streamIdle: 300ms' });
   t.teardown(() => h.close());
   const cases = [
     { name: 'in-stream error event after the first token', fault: { kind: 'errorEventAfterFirstToken' as const } },
@@ -124,7 +125,7 @@ t.test('finished streams hand their upstream connection back, even when its end 
 });
 
 t.test('a body that never ends after its final event is dropped after streamIdle, the answer already whole', async (t) => {
-  const h = await startHarness([{ name: 'primary', group: 0 }], policyYaml('  timeouts:\n    streamIdle: 200ms'));
+  const h = await startHarness([{ name: 'primary', group: 0 }], { policy: '  timeouts:\n    streamIdle: 200ms' });
   t.teardown(() => h.close());
   h.sims.primary.setFault({ kind: 'slowEnd', delayMs: 60_000 }, { times: 1 });
   const stream = await h.client.chat.completions.create({ model: NO_MODEL, messages: HELLO, stream: true });

@@ -4,8 +4,10 @@
  */
 import { InMemorySpanExporter, SimpleSpanProcessor, TracerProvider } from '@opentelemetry/sdk-trace';
 import t from 'tap';
-import type { HealthEvent } from '../sidecar/observe/events.ts';
-import { HELLO, type Harness, policyYaml, post, startHarness, TEST_KEY } from './helpers.ts';
+import { waitForHealth } from './support/wait.ts';
+import { HELLO, startHarness } from './support/harness.ts';
+import { post } from './support/wire.ts';
+import { TEST_KEY } from './support/yaml.ts';
 
 const CLIENT_TRACE = '0af7651916cd43dd8448eb211c80319c';
 const CLIENT_SPAN = 'b7ad6b7169203331';
@@ -29,22 +31,10 @@ const THREE = [
   { name: 'third', group: 2 },
 ];
 
-function waitForHealth(h: Harness, model: string, to: HealthEvent['to'], ms = 10_000): Promise<HealthEvent> {
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`${model} did not become ${to}`)), ms);
-    const on = (e: HealthEvent) => {
-      if (e.model.name !== model || e.to !== to) return;
-      clearTimeout(timer);
-      h.sidecar.events.off('health', on);
-      resolve(e);
-    };
-    h.sidecar.events.on('health', on);
-  });
-}
 
 t.test('a request that failed over twice reads as a story: one SERVER span, three CLIENT attempts, two switch events', async (t) => {
   const { finished, tracerProvider } = tracing();
-  const h = await startHarness(THREE, '', { tracerProvider });
+  const h = await startHarness(THREE, { tracerProvider });
   t.teardown(() => h.close());
   h.sims.first.setFault({ kind: 'status', status: 503 });
   h.sims.second.setFault({ kind: 'refuse' });
@@ -94,7 +84,7 @@ t.test('a request that failed over twice reads as a story: one SERVER span, thre
 
 t.test('streams record the time to first chunk', async (t) => {
   const { finished, tracerProvider } = tracing();
-  const h = await startHarness([{ name: 'only', group: 0 }], '', { tracerProvider });
+  const h = await startHarness([{ name: 'only', group: 0 }], { tracerProvider });
   t.teardown(() => h.close());
   const stream = await h.client.chat.completions.create({ model: undefined as unknown as string, messages: HELLO, stream: true, stream_options: { include_usage: true } });
   for await (const _ of stream);
@@ -106,7 +96,7 @@ t.test('streams record the time to first chunk', async (t) => {
 
 t.test('a health transition is its own trace, linked to the attempt or probe that caused it', async (t) => {
   const { finished, tracerProvider } = tracing();
-  const h = await startHarness(THREE.slice(0, 2), policyYaml('  health:\n    probe:\n      interval: 100ms\n      timeout: 300ms\n      jitterPercent: 0\n'), { tracerProvider, probes: true });
+  const h = await startHarness(THREE.slice(0, 2), { policy: '  health:\n    probe:\n      interval: 100ms\n      timeout: 300ms\n      jitterPercent: 0\n', tracerProvider, probes: true });
   t.teardown(() => h.close());
   // caused by a user request: a refused connection marks the model down at once
   h.sims.first.setFault({ kind: 'refuse' });
@@ -125,7 +115,7 @@ t.test('a health transition is its own trace, linked to the attempt or probe tha
 
   // caused by a probe: recovery is proven by chat probes
   h.sims.first.clearFault();
-  const up = await waitForHealth(h, 'first', 'healthy');
+  const up = await waitForHealth(h.sidecar, 'first', 'healthy');
   t.equal(up.origin?.kind, 'probe');
   spans = await finished();
   const healed = spans.find((s) => s.name === 'llm_failover.health first healthy')!;
@@ -137,7 +127,7 @@ t.test('a health transition is its own trace, linked to the attempt or probe tha
 
 t.test('nothing sensitive in any span, metric, log line, /status or error: keys, client tokens and prompts', async (t) => {
   const { finished, tracerProvider } = tracing();
-  const h = await startHarness(THREE, '', { tracerProvider });
+  const h = await startHarness(THREE, { tracerProvider });
   t.teardown(() => h.close());
   const PROMPT = 'PROMPT-SENTINEL-4f9c2d';
   const CLIENT_TOKEN = 'sk-client-token-SENTINEL-77aa';

@@ -12,7 +12,7 @@ import { HealthMonitor } from '../sidecar/health/monitor.ts';
 import { Events } from '../sidecar/observe/events.ts';
 import { createMetrics } from '../sidecar/observe/metrics.ts';
 import { statusOf } from '../sidecar/server/admin.ts';
-import { failure, PROBES_OFF, probe, rig, settle, T0, tick, unitPlan, useMockClock } from './unit-helpers.ts';
+import { failure, probe, PROBES_OFF, rig, settle, T0, tick, unitPlan, useMockClock } from './support/unit.ts';
 
 const TWO = [
   { name: 'a', group: 0 },

@@ -8,7 +8,7 @@
  */
 import t from 'tap';
 import type { HealthEvent } from '../sidecar/observe/events.ts';
-import { failure, PROBES_OFF, rig, seeded, settle, tick, unitPlan, useMockClock } from './unit-helpers.ts';
+import { failure, PROBES_OFF, rig, seeded, settle, tick, unitPlan, useMockClock } from './support/unit.ts';
 
 const RATE_PER_S = 10;
 const STEP_MS = 1_000 / RATE_PER_S;

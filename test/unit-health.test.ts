@@ -10,7 +10,7 @@ import type { FailureReason } from '../sidecar/core/failure.ts';
 import type { HealthState } from '../sidecar/core/health-state.ts';
 import { HealthView } from '../sidecar/health/view.ts';
 import { Events } from '../sidecar/observe/events.ts';
-import { failure, PROBES_OFF, probe, rig, settle, T0, tick, unitPlan, useMockClock } from './unit-helpers.ts';
+import { failure, probe, PROBES_OFF, rig, settle, T0, tick, unitPlan, useMockClock } from './support/unit.ts';
 
 const TWO = [
   { name: 'a', group: 0 },

@@ -13,7 +13,7 @@ import type { Pools } from '../sidecar/send/pools.ts';
 import { ADAPTERS } from '../sidecar/translate/index.ts';
 import type { ProviderAdapter } from '../sidecar/translate/provider.ts';
 import { ProbeScheduler } from '../probes/scheduler.ts';
-import { probe, rig, settle, T0, tick, unitPlan, useMockClock, type Rig } from './unit-helpers.ts';
+import { probe, rig, type Rig, settle, T0, tick, unitPlan, useMockClock } from './support/unit.ts';
 
 type Slot = Parameters<ProbeScheduler['plan']>[0];
 

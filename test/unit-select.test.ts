@@ -9,7 +9,7 @@ import t from 'tap';
 import { HealthMonitor } from '../sidecar/health/monitor.ts';
 import { Events } from '../sidecar/observe/events.ts';
 import { Balancer } from '../sidecar/select/balancer.ts';
-import { failure, PROBES_OFF, rig, settle, T0, tick, unitPlan, useMockClock } from './unit-helpers.ts';
+import { failure, PROBES_OFF, rig, settle, T0, tick, unitPlan, useMockClock } from './support/unit.ts';
 
 const MODELS = [
   { name: 'a', group: 0 },

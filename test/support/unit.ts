@@ -10,16 +10,16 @@
  * outcome a few microtasks after `fire()`, and `settle()` waits for that.
  */
 import { mock } from 'node:test';
-import { loadPlan } from '../sidecar/config/load.ts';
-import type { BackendPlan, ModelTarget, Plan } from '../sidecar/config/plan.ts';
-import type { Failure, FailureReason } from '../sidecar/core/failure.ts';
-import { ActiveHealth, type ProbeResult } from '../sidecar/health/active.ts';
-import { Breakers } from '../sidecar/health/breaker.ts';
-import { PassiveHealth } from '../sidecar/health/passive.ts';
-import { HealthView } from '../sidecar/health/view.ts';
-import { Events, type HealthEvent } from '../sidecar/observe/events.ts';
-import { Balancer } from '../sidecar/select/balancer.ts';
-import { failoverYaml } from '../simulator/config.ts';
+import { loadPlan } from '../../sidecar/config/load.ts';
+import type { BackendPlan, ModelTarget, Plan } from '../../sidecar/config/plan.ts';
+import type { Failure, FailureReason } from '../../sidecar/core/failure.ts';
+import { ActiveHealth, type ProbeResult } from '../../sidecar/health/active.ts';
+import { Breakers } from '../../sidecar/health/breaker.ts';
+import { PassiveHealth } from '../../sidecar/health/passive.ts';
+import { HealthView } from '../../sidecar/health/view.ts';
+import { Events, type HealthEvent } from '../../sidecar/observe/events.ts';
+import { Balancer } from '../../sidecar/select/balancer.ts';
+import { failoverYaml } from '../../simulator/config.ts';
 
 /** A fixed wall-clock start, so `until` values read as plain numbers in failures. */
 export const T0 = 1_800_000_000_000;
@@ -51,7 +51,7 @@ export interface UnitModel {
 }
 
 /**
- * A plan for these models (the same YAML as test/helpers.ts `backendYaml`, without importing
+ * A plan for these models (the same YAML as test/support/yaml.ts `backendYaml`, without importing
  * the sidecar runtime and SDKs that file brings; ports are never dialled), with an optional
  * FailoverPolicy `spec:` body (two-space indented, e.g. `  health:\n    probe:\n      kind: none\n`).
  */
@@ -187,11 +187,3 @@ export function seeded(seed: number): () => number {
   };
 }
 
-/**
- * The options of a test that shows a product bug: tap's `todo` (the test is listed, not run, and
- * does not fail the suite) until the bug is fixed. `UNIT_BUGS=1` runs them as plain tests, to
- * see them fail (or pass, once fixed: then drop the option).
- */
-export function bug(what: string): { todo?: string } {
-  return process.env.UNIT_BUGS ? {} : { todo: `bug: ${what}` };
-}

@@ -1,90 +1,24 @@
 /**
- * Scaffolding for the reliability suites (fault matrix, hostile clients, bounds, fuzz, process
- * faults, secrets): a sidecar built from the YAML users write with any SidecarConfig, the
- * sidecar as a child process (RSS and open descriptors read from /proc), raw sockets, and a
- * reader for Prometheus text.
+ * The wire, read as a client reads it: a JSON POST, Server-Sent Events, Prometheus text, raw
+ * HTTP/1.1 over a socket, and one chat request's outcome as the app would judge it.
  */
-import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { readdirSync, readFileSync } from 'node:fs';
 import { connect, type Socket } from 'node:net';
-import { join } from 'node:path';
-import type { TracerProvider } from '@opentelemetry/api';
-import type tap from 'tap';
 import { type Dispatcher, request as undiciRequest } from 'undici';
-import { backendYaml, type Harness, type ModelSpec, policyYaml, startHarness } from './helpers.ts';
+import { eventually, within } from './wait.ts';
 
-export const CLI = join(import.meta.dirname, '../sidecar/cli.ts');
-
-/** A tap (sub)test, as the callbacks of t.test receive it. */
-export type TapTest = Parameters<Parameters<typeof tap.test>[0]>[0];
-
-/**
- * The options of a test that asserts the correct behaviour of a known product bug: tap's todo
- * (tap 21 does not run a todo test's body), or, with RELIABILITY_RUN_BUGS=1, a normal test that
- * runs and fails until the bug is fixed.
- */
-export function bug(summary: string): { todo?: string } {
-  return process.env.RELIABILITY_RUN_BUGS ? {} : { todo: `bug: ${summary}` };
-}
-
-export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
-
-/** Waits for `p`, at most `ms` (the timer is cleared either way, so it never holds the process open). */
-export async function within(p: Promise<unknown>, ms: number): Promise<void> {
-  let timer: NodeJS.Timeout | undefined;
-  await Promise.race([p, new Promise<void>((resolve) => (timer = setTimeout(resolve, ms)))]);
-  clearTimeout(timer);
-}
-
-/** Polls `check` every 10 ms until it holds or `ms` passed; returns whether it held. */
-export async function eventually(check: () => boolean, ms = 3000): Promise<boolean> {
-  const end = Date.now() + ms;
-  for (;;) {
-    if (check()) return true;
-    if (Date.now() > end) return false;
-    await sleep(10);
+/** POST a JSON body with plain fetch; returns status, headers and parsed body. */
+export async function post(url: string, body: unknown, headers: Record<string, string> = {}) {
+  const res = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body: typeof body === 'string' ? body : JSON.stringify(body) });
+  const text = await res.text();
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch {
+    json = undefined;
   }
+  return { status: res.status, headers: res.headers, text, json: json as { error?: { message: string; type: string; code: string | null; attempts?: unknown[] } } & Record<string, unknown> };
 }
-
-export interface RigOptions {
-  /** Lines under the SidecarConfig's spec (indented two spaces), beside listen/admin on loopback. */
-  server?: string;
-  /** A FailoverPolicy's spec lines for the Backend (see helpers.policyYaml). */
-  policy?: string;
-  /** Rewrites the Backend/HTTPRoute YAML before loading (re-point a host, change auth); `ports` are the simulators'. */
-  mapYaml?: (yaml: string, ports: Record<string, number>) => string;
-  probes?: boolean;
-  /** API key the simulators demand (default TEST_KEY); null: none. */
-  apiKey?: string | null;
-  tracerProvider?: TracerProvider;
-}
-
-/** helpers.startHarness with the SidecarConfig and the YAML under the test's control. */
-export function startRig(models: ModelSpec[], options: RigOptions = {}): Promise<Harness> {
-  return startHarness(models, '', {
-    probes: options.probes,
-    tracerProvider: options.tracerProvider,
-    apiKey: options.apiKey,
-    yaml: (ports) => {
-      const yaml = options.mapYaml ? options.mapYaml(backendYaml(models, ports), ports) : backendYaml(models, ports);
-      return `${yaml}${sidecarConfigYaml(options.server)}${options.policy ? policyDoc(options.policy) : ''}`;
-    },
-  });
-}
-
-export function sidecarConfigYaml(extra = '', listen = '127.0.0.1:0'): string {
-  return `---
-apiVersion: llm-failover.dev/v1alpha1
-kind: SidecarConfig
-spec:
-  listen: ${listen}
-  admin: 127.0.0.1:0
-${extra}`;
-}
-
-/** A FailoverPolicy for the Backend (helpers.policyYaml under the name these suites use). */
-export const policyDoc = policyYaml;
 
 /** The value of one series in Prometheus text: the name and every given label must match. */
 export function metric(text: string, name: string, labels: Record<string, string> = {}): number | undefined {
@@ -127,8 +61,6 @@ export function streamedContent(text: string): string {
   }
   return out;
 }
-
-// ---- raw sockets ----
 
 export interface RawConnection {
   socket: Socket;
@@ -198,78 +130,6 @@ export function parseRawResponse(raw: string): { status: number; headers: Record
   }
   return { status: Number(statusLine.split(' ')[1]), headers, body };
 }
-
-// ---- the sidecar as a child process ----
-
-export interface ChildSidecar {
-  child: ChildProcess;
-  pid: number;
-  /** host:port of the proxy and of the admin address, from the "sidecar ready" line. */
-  listen: string;
-  admin: string;
-  url: string;
-  adminUrl: string;
-  out(): string;
-  err(): string;
-  /** Resident set size in bytes, from /proc/<pid>/status. */
-  rss(): number;
-  /** Open file descriptors, from /proc/<pid>/fd. */
-  fds(): number;
-  /** Resolves with the exit code. */
-  exited: Promise<number | null>;
-  kill(signal?: NodeJS.Signals): void;
-}
-
-/** The V8 flags the sidecar's image runs with (deploy/Dockerfile). */
-export const IMAGE_NODE_FLAGS = ['--max-old-space-size=64', '--max-semi-space-size=8'];
-
-export function spawnCli(args: string[], env: NodeJS.ProcessEnv = {}, nodeFlags: string[] = []): { child: ChildProcess; out: () => string; err: () => string; exited: Promise<number | null> } {
-  const child = spawn(process.execPath, [...nodeFlags, CLI, ...args], { env: { PATH: process.env.PATH, HOME: process.env.HOME, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
-  let out = '';
-  let err = '';
-  child.stdout?.on('data', (d) => (out += d));
-  child.stderr?.on('data', (d) => (err += d));
-  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
-  return { child, out: () => out, err: () => err, exited };
-}
-
-/** Starts `node sidecar/cli.ts --config <file> ...` and waits for its "sidecar ready" line. */
-export async function startChildSidecar(config: string, extraArgs: string[] = [], env: NodeJS.ProcessEnv = {}, nodeFlags: string[] = []): Promise<ChildSidecar> {
-  const hasListen = extraArgs.includes('--listen');
-  const args = ['--config', config, ...(hasListen ? [] : ['--listen', '127.0.0.1:0']), '--admin', '127.0.0.1:0', ...extraArgs];
-  const p = spawnCli(args, env, nodeFlags);
-  let exitCode: number | null | undefined;
-  void p.exited.then((c) => (exitCode = c));
-  const ready = await eventually(() => /"msg":"sidecar ready"/.test(p.out()) || exitCode !== undefined, 15_000);
-  const line = p
-    .out()
-    .split('\n')
-    .find((l) => l.includes('"msg":"sidecar ready"'));
-  if (!ready || !line) {
-    p.child.kill('SIGKILL');
-    throw new Error(`the child sidecar did not start (exit ${exitCode}): ${p.err().slice(0, 2000)} ${p.out().slice(0, 2000)}`);
-  }
-  const { listen, admin } = JSON.parse(line) as { listen: string; admin: string };
-  const pid = p.child.pid!;
-  return {
-    child: p.child,
-    pid,
-    listen,
-    admin,
-    url: `http://${listen}`,
-    adminUrl: `http://${admin}`,
-    out: p.out,
-    err: p.err,
-    rss: () => Number(/VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1]) * 1024,
-    fds: () => readdirSync(`/proc/${pid}/fd`).length,
-    exited: p.exited,
-    kill: (signal = 'SIGKILL') => {
-      if (p.child.exitCode === null && p.child.signalCode === null) p.child.kill(signal);
-    },
-  };
-}
-
-// ---- load ----
 
 /**
  * What one request came to, from the client's side:

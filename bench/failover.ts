@@ -43,9 +43,21 @@ interface Scenario {
 const SCENARIOS: Scenario[] = [
   { id: 'refuse', label: 'connection refused', fault: { kind: 'refuse' }, stream: false, faultMs: 8000 },
   { id: '503', label: '503 on every request', fault: { kind: 'status', status: 503 }, stream: false, faultMs: 8000 },
-  { id: '429', label: '429, Retry-After: 2', fault: { kind: 'status', status: 429, headers: { 'retry-after': '2' } }, stream: false, faultMs: 8000 },
+  {
+    id: '429',
+    label: '429, Retry-After: 2',
+    fault: { kind: 'status', status: 429, headers: { 'retry-after': '2' } },
+    stream: false,
+    faultMs: 8000,
+  },
   { id: 'hang', label: 'hangs (never answers)', fault: { kind: 'hang' }, stream: false, faultMs: 15_000 },
-  { id: 'slow', label: 'first token after 10 s (streamed)', fault: { kind: 'slowFirstToken', delayMs: 10_000 }, stream: true, faultMs: 15_000 },
+  {
+    id: 'slow',
+    label: 'first token after 10 s (streamed)',
+    fault: { kind: 'slowFirstToken', delayMs: 10_000 },
+    stream: true,
+    faultMs: 15_000,
+  },
 ];
 
 const USER_PROMPT = 'bench: failover under load';
@@ -133,7 +145,13 @@ async function runScenario(sc: Scenario, rate: number, baselineMs: number, recov
     const s: Sample = { t0: Date.now(), t1: 0, status: 0, ok: false };
     samples.push(s);
     try {
-      const res = await pool.request({ path: '/model', method: 'POST', headers: { 'content-type': 'application/json' }, body, signal: AbortSignal.timeout(60_000) });
+      const res = await pool.request({
+        path: '/model',
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body,
+        signal: AbortSignal.timeout(60_000),
+      });
       const text = await res.body.text();
       s.status = res.statusCode;
       s.provider = res.headers['x-llm-failover-provider'] as string | undefined;
@@ -208,7 +226,8 @@ async function runScenario(sc: Scenario, rate: number, baselineMs: number, recov
     detectCause: detection?.cause,
     attemptsWhileDown,
     attemptsDuringFault,
-    simRequestsWhileDown: sc.fault.kind === 'refuse' ? undefined : primary.requests.filter((r) => isUser(r) && downAt(r.at) && downAt(r.at - 20)).length,
+    simRequestsWhileDown:
+      sc.fault.kind === 'refuse' ? undefined : primary.requests.filter((r) => isUser(r) && downAt(r.at) && downAt(r.at - 20)).length,
     failovers,
     baselineP99: base.p99,
     faultP50: fault.p50,
@@ -231,7 +250,16 @@ export async function main(argv: string[]): Promise<void> {
   const rate = Number(values.rate);
   const only = values.only?.split(',');
   const chosen = SCENARIOS.filter((s) => !only || only.includes(s.id));
-  const plan = loadPlan([{ name: 'defaults.yaml', text: sidecarYaml([{ name: 'b', route: '/m', groups: [[{ name: 'x', kind: 'openai', model: 'm', port: 1, path: '/v1/chat/completions' }]] }], '127.0.0.1:0', '127.0.0.1:0') }]);
+  const plan = loadPlan([
+    {
+      name: 'defaults.yaml',
+      text: sidecarYaml(
+        [{ name: 'b', route: '/m', groups: [[{ name: 'x', kind: 'openai', model: 'm', port: 1, path: '/v1/chat/completions' }]] }],
+        '127.0.0.1:0',
+        '127.0.0.1:0',
+      ),
+    },
+  ]);
   const h = plan.backends[0].groups[0][0].health;
   const bound = h.probe.intervalMs + h.probe.unhealthyThreshold * h.probe.timeoutMs;
   process.stdout.write(
@@ -254,7 +282,20 @@ export async function main(argv: string[]): Promise<void> {
   process.stdout.write('\n');
   process.stdout.write(
     table(
-      ['fault', 'requests', 'client errors', 'detected after ms', 'as', 'attempts to primary while down', 'user reqs at primary while down', 'failovers', 'p99 baseline ms', 'p50 / p99 / max in fault ms', 'healthy after clear ms', 'serving after clear ms'],
+      [
+        'fault',
+        'requests',
+        'client errors',
+        'detected after ms',
+        'as',
+        'attempts to primary while down',
+        'user reqs at primary while down',
+        'failovers',
+        'p99 baseline ms',
+        'p50 / p99 / max in fault ms',
+        'healthy after clear ms',
+        'serving after clear ms',
+      ],
       results.map((r) => [
         r.id,
         fmt(r.requests),
@@ -271,14 +312,18 @@ export async function main(argv: string[]): Promise<void> {
       ]),
     ),
   );
-  process.stdout.write('\n\nTargets: zero client-visible errors; zero requests to a model after it was marked down; detection within the bound\n');
+  process.stdout.write(
+    '\n\nTargets: zero client-visible errors; zero requests to a model after it was marked down; detection within the bound\n',
+  );
   process.stdout.write(
     table(
       ['fault', 'no client errors', 'none sent while down', `detected within ${bound} ms`],
       results.map((r) => [
         r.id,
         r.clientErrors === 0 ? 'met' : `MISSED (${r.clientErrors})`,
-        r.attemptsWhileDown === 0 && !r.simRequestsWhileDown ? 'met' : `MISSED (${r.attemptsWhileDown} attempts, ${r.simRequestsWhileDown ?? 0} at the simulator)`,
+        r.attemptsWhileDown === 0 && !r.simRequestsWhileDown
+          ? 'met'
+          : `MISSED (${r.attemptsWhileDown} attempts, ${r.simRequestsWhileDown ?? 0} at the simulator)`,
         r.detectMs !== undefined && r.detectMs <= bound ? 'met' : 'MISSED',
       ]),
     ),

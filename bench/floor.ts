@@ -15,7 +15,9 @@ import { Pool } from 'undici';
 
 const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'te', 'trailer', 'upgrade', 'host']);
 
-function forwardHeaders(headers: http.IncomingHttpHeaders | Record<string, string | string[] | undefined>): Record<string, string | string[]> {
+function forwardHeaders(
+  headers: http.IncomingHttpHeaders | Record<string, string | string[] | undefined>,
+): Record<string, string | string[]> {
   const out: Record<string, string | string[]> = {};
   for (const [k, v] of Object.entries(headers)) if (v !== undefined && !HOP_BY_HOP.has(k)) out[k] = v;
   return out;
@@ -25,7 +27,17 @@ export function startFloor(listen: string, routes: { prefix: string; origin: str
   const pools = new Map<string, Pool>();
   for (const r of routes) {
     if (!pools.has(r.origin))
-      pools.set(r.origin, new Pool(r.origin, { connections: 256, pipelining: 1, keepAliveTimeout: 30_000, keepAliveMaxTimeout: 600_000, headersTimeout: 0, bodyTimeout: 0 }));
+      pools.set(
+        r.origin,
+        new Pool(r.origin, {
+          connections: 256,
+          pipelining: 1,
+          keepAliveTimeout: 30_000,
+          keepAliveMaxTimeout: 600_000,
+          headersTimeout: 0,
+          bodyTimeout: 0,
+        }),
+      );
   }
   const table = routes.map((r) => ({ prefix: r.prefix, pool: pools.get(r.origin)! }));
   const server = http.createServer({ keepAliveTimeout: 65_000, requestTimeout: 0, noDelay: true }, (req, res) => {
@@ -72,7 +84,9 @@ export function startFloor(listen: string, routes: { prefix: string; origin: str
 }
 
 if (import.meta.main) {
-  const { values } = parseArgs({ options: { listen: { type: 'string', default: '127.0.0.1:9000' }, route: { type: 'string', multiple: true, default: [] } } });
+  const { values } = parseArgs({
+    options: { listen: { type: 'string', default: '127.0.0.1:9000' }, route: { type: 'string', multiple: true, default: [] } },
+  });
   const routes = (values.route ?? []).map((r) => {
     const i = r.indexOf('=');
     return { prefix: r.slice(0, i), origin: r.slice(i + 1) };

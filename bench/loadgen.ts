@@ -57,7 +57,8 @@ export interface LoadResult {
 }
 
 export function summarize(samples: number[]): Summary {
-  if (samples.length === 0) return { n: 0, mean: Number.NaN, p50: Number.NaN, p90: Number.NaN, p99: Number.NaN, p999: Number.NaN, max: Number.NaN };
+  if (samples.length === 0)
+    return { n: 0, mean: Number.NaN, p50: Number.NaN, p90: Number.NaN, p99: Number.NaN, p999: Number.NaN, max: Number.NaN };
   const s = Float64Array.from(samples).sort();
   const q = (p: number) => s[Math.min(s.length - 1, Math.max(0, Math.ceil(p * s.length) - 1))];
   let sum = 0;
@@ -149,19 +150,19 @@ export async function runLoad(o: LoadOptions): Promise<LoadResult> {
   let total = warmup;
   const schedule = () =>
     new Promise<void>((resolve) => {
-    const tick = () => {
-      const now = performance.now();
-      while (sent < total && start + sent * interval <= now) {
-        const p = one(start + sent * interval);
-        sent++;
-        pending.add(p);
-        void p.finally(() => pending.delete(p));
-      }
-      if (sent >= total) return resolve();
-      setTimeout(tick, Math.max(0, start + sent * interval - performance.now()));
-    };
-    tick();
-  });
+      const tick = () => {
+        const now = performance.now();
+        while (sent < total && start + sent * interval <= now) {
+          const p = one(start + sent * interval);
+          sent++;
+          pending.add(p);
+          void p.finally(() => pending.delete(p));
+        }
+        if (sent >= total) return resolve();
+        setTimeout(tick, Math.max(0, start + sent * interval - performance.now()));
+      };
+      tick();
+    });
   if (warmup > 0) {
     await schedule();
     await Promise.all(pending);

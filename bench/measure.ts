@@ -30,8 +30,36 @@ export interface Settings extends LaunchSettings {
 }
 
 /** nodeFlags, env and cli are filled in at start (the image's, bench/proc.ts). */
-export const FULL: Settings = { rounds: 3, firstWarmUpMs: 1000, warmUpMs: 400, satSeconds: 2, latSeconds: 4, latRate: 1000, ttftSeconds: 2, ttftRate: 200, disturbed: 0.05, retries: 2, nodeFlags: [], env: {}, cli: 'sidecar/cli.ts' };
-export const QUICK: Settings = { rounds: 1, firstWarmUpMs: 1000, warmUpMs: 300, satSeconds: 2, latSeconds: 2, latRate: 1000, ttftSeconds: 1.5, ttftRate: 200, disturbed: 0.08, retries: 1, nodeFlags: [], env: {}, cli: 'sidecar/cli.ts' };
+export const FULL: Settings = {
+  rounds: 3,
+  firstWarmUpMs: 1000,
+  warmUpMs: 400,
+  satSeconds: 2,
+  latSeconds: 4,
+  latRate: 1000,
+  ttftSeconds: 2,
+  ttftRate: 200,
+  disturbed: 0.05,
+  retries: 2,
+  nodeFlags: [],
+  env: {},
+  cli: 'sidecar/cli.ts',
+};
+export const QUICK: Settings = {
+  rounds: 1,
+  firstWarmUpMs: 1000,
+  warmUpMs: 300,
+  satSeconds: 2,
+  latSeconds: 2,
+  latRate: 1000,
+  ttftSeconds: 1.5,
+  ttftRate: 200,
+  disturbed: 0.08,
+  retries: 1,
+  nodeFlags: [],
+  env: {},
+  cli: 'sidecar/cli.ts',
+};
 
 export interface SatResult {
   rps: number;
@@ -91,7 +119,9 @@ async function metricTotals(adminUrl: string): Promise<{ requests: number; attem
 
 /** bench/loadgen.ts as its own process on the load core; its last stdout line is the result. */
 async function runLoadgen(o: LoadOptions): Promise<LoadResult> {
-  const child = spawn('taskset', ['-c', String(LOAD_CORE), NODE, join(ROOT, 'bench/loadgen.ts'), JSON.stringify(o)], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn('taskset', ['-c', String(LOAD_CORE), NODE, join(ROOT, 'bench/loadgen.ts'), JSON.stringify(o)], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   let out = '';
   let err = '';
   child.stdout.on('data', (c: Buffer) => {
@@ -149,7 +179,8 @@ async function saturate(t: Target, w: Workload, s: Settings, warmMs: number): Pr
       foreign: f,
       tries: 1,
     };
-    if (before && after && after.requests > before.requests) res.attemptsPerRequest = (after.attempts - before.attempts) / (after.requests - before.requests);
+    if (before && after && after.requests > before.requests)
+      res.attemptsPerRequest = (after.attempts - before.attempts) / (after.requests - before.requests);
     if (w.events) res.chunksPerSec = r.rps * w.events;
     return res;
   });
@@ -161,7 +192,9 @@ async function openLoop(t: Target, w: Workload, s: Settings): Promise<LatResult>
   return undisturbed(s, async () => {
     const foreign = new ForeignCpu();
     const r = await runLoadgen(
-      ttft ? { mode: 'ttft', url, body: w.body, rate: s.ttftRate, durationMs: s.ttftSeconds * 1000 } : { mode: 'latency', url, body: w.body, rate: s.latRate, durationMs: s.latSeconds * 1000 },
+      ttft
+        ? { mode: 'ttft', url, body: w.body, rate: s.ttftRate, durationMs: s.ttftSeconds * 1000 }
+        : { mode: 'latency', url, body: w.body, rate: s.latRate, durationMs: s.latSeconds * 1000 },
     );
     const res: LatResult = {
       p50: r.latency.p50,
@@ -193,14 +226,32 @@ async function openLoop(t: Target, w: Workload, s: Settings): Promise<LatResult>
 export async function runSystem(sys: System, round: number, s: Settings, rig: Rig): Promise<RunResult> {
   await waitQuiet(s.disturbed / 2, 30_000);
   if (sys.kind === 'direct') {
-    const result: RunResult = { system: sys.id, round, readyMs: Number.NaN, idleRssMB: Number.NaN, idleAnonMB: Number.NaN, peakRssMB: Number.NaN, exit: 0, workloads: {} };
+    const result: RunResult = {
+      system: sys.id,
+      round,
+      readyMs: Number.NaN,
+      idleRssMB: Number.NaN,
+      idleAnonMB: Number.NaN,
+      peakRssMB: Number.NaN,
+      exit: 0,
+      workloads: {},
+    };
     for (const w of sys.workloads) result.workloads[w.id] = await openLoop(directTarget(w, rig), w, s);
     return result;
   }
   const t = await startSystem(sys, s, rig);
   await sleep(300);
   const idle = memory(t.proc.pid);
-  const result: RunResult = { system: sys.id, round, readyMs: t.readyMs, idleRssMB: idle.rssMB, idleAnonMB: idle.anonMB, peakRssMB: Number.NaN, exit: -1, workloads: {} };
+  const result: RunResult = {
+    system: sys.id,
+    round,
+    readyMs: t.readyMs,
+    idleRssMB: idle.rssMB,
+    idleAnonMB: idle.anonMB,
+    peakRssMB: Number.NaN,
+    exit: -1,
+    workloads: {},
+  };
   try {
     let first = true;
     for (const w of sys.workloads) {
@@ -247,7 +298,8 @@ export function aggregate(runs: RunResult[]): Aggregate {
     const list = runs.map((r) => r.workloads[id]).filter(Boolean) as unknown as Record<string, number>[];
     const keys = new Set(list.flatMap((x) => Object.keys(x)));
     const agg: Agg = {};
-    for (const k of keys) agg[k] = k === 'errors' || k === 'tries' ? list.reduce((a, x) => a + (x[k] ?? 0), 0) : median(list.map((x) => x[k]));
+    for (const k of keys)
+      agg[k] = k === 'errors' || k === 'tries' ? list.reduce((a, x) => a + (x[k] ?? 0), 0) : median(list.map((x) => x[k]));
     agg.maxForeign = Math.max(...list.map((x) => x.foreign));
     if (list[0]?.rps !== undefined) {
       agg.rpsMin = Math.min(...list.map((x) => x.rps));

@@ -16,7 +16,8 @@ import http from 'node:http';
 import { parseArgs } from 'node:util';
 
 function openaiFrames(): { pre: string; delta: (text: string) => string; tail: string } {
-  const head = '{"id":"chatcmpl-paced","object":"chat.completion.chunk","created":1760000000,"model":"gpt-4o-2024-08-06","service_tier":"default","system_fingerprint":null,';
+  const head =
+    '{"id":"chatcmpl-paced","object":"chat.completion.chunk","created":1760000000,"model":"gpt-4o-2024-08-06","service_tier":"default","system_fingerprint":null,';
   const chunk = (delta: string, finish: string | null) =>
     `data: ${head}"choices":[{"index":0,"delta":${delta},"logprobs":null,"finish_reason":${finish === null ? 'null' : JSON.stringify(finish)}}]}\n\n`;
   return {

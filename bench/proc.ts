@@ -34,7 +34,12 @@ export interface Spawned {
 }
 
 /** Spawns `cmd args` pinned to `core` with taskset (taskset execs, so the pid is the program's own). */
-export function spawnPinned(core: number, cmd: string, args: string[], options: { env?: NodeJS.ProcessEnv; stdout?: 'ignore' | 'pipe'; cwd?: string } = {}): Spawned {
+export function spawnPinned(
+  core: number,
+  cmd: string,
+  args: string[],
+  options: { env?: NodeJS.ProcessEnv; stdout?: 'ignore' | 'pipe'; cwd?: string } = {},
+): Spawned {
   const startedAt = performance.now();
   const child = spawn('taskset', ['-c', String(core), cmd, ...args], {
     env: options.env ?? process.env,
@@ -185,7 +190,8 @@ export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms))
 export async function waitReady(url: string, spawned: Spawned | undefined, timeoutMs = 20_000, everyMs = 5): Promise<number> {
   const deadline = performance.now() + timeoutMs;
   for (;;) {
-    if (spawned && spawned.child.exitCode !== null) throw new Error(`process exited with ${spawned.child.exitCode} before it was ready:\n${spawned.stderr()}`);
+    if (spawned && spawned.child.exitCode !== null)
+      throw new Error(`process exited with ${spawned.child.exitCode} before it was ready:\n${spawned.stderr()}`);
     try {
       const res = await fetch(url, { signal: AbortSignal.timeout(1000) });
       await res.arrayBuffer();
@@ -293,7 +299,9 @@ export async function waitQuiet(threshold = 0.05, maxWaitMs = 30_000): Promise<{
     const foreign = f.read();
     if (foreign < threshold || performance.now() - start > maxWaitMs) return { waitedMs: performance.now() - start, foreign };
     if (!said) {
-      process.stderr.write(`bench: other processes use ${(foreign * 100).toFixed(0)}% of a core; waiting up to ${maxWaitMs / 1000} s for quiet...\n`);
+      process.stderr.write(
+        `bench: other processes use ${(foreign * 100).toFixed(0)}% of a core; waiting up to ${maxWaitMs / 1000} s for quiet...\n`,
+      );
       said = true;
     }
   }
@@ -304,7 +312,8 @@ export async function waitPort(port: number, spawned?: Spawned, timeoutMs = 20_0
   const { connect } = await import('node:net');
   const deadline = performance.now() + timeoutMs;
   for (;;) {
-    if (spawned && spawned.child.exitCode !== null) throw new Error(`process exited with ${spawned.child.exitCode} before it listened:\n${spawned.stderr()}`);
+    if (spawned && spawned.child.exitCode !== null)
+      throw new Error(`process exited with ${spawned.child.exitCode} before it listened:\n${spawned.stderr()}`);
     const ok = await new Promise<boolean>((resolve) => {
       const s = connect(port, '127.0.0.1');
       s.once('connect', () => {

@@ -13,7 +13,21 @@ import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { parseArgs } from 'node:util';
 import { type BackendSpec, sidecarYaml } from './configs.ts';
-import { cpuMs, ensureTools, freePort, imageEnv, imageNodeFlags, installCleanup, LOAD_CORE, NODE, PROXY_CORE, pinSelf, ROOT, spawnPinned, waitReady } from './proc.ts';
+import {
+  cpuMs,
+  ensureTools,
+  freePort,
+  imageEnv,
+  imageNodeFlags,
+  installCleanup,
+  LOAD_CORE,
+  NODE,
+  PROXY_CORE,
+  pinSelf,
+  ROOT,
+  spawnPinned,
+  waitReady,
+} from './proc.ts';
 import { fmt, table } from './stats.ts';
 import { PATHS, REQUEST_JSON, STREAM_REQUEST_JSON, startNginx } from './upstream.ts';
 import { runWrk } from './wrk.ts';
@@ -62,7 +76,14 @@ function isOurs(url: string): boolean {
   return p.startsWith(join(ROOT, 'sidecar')) || p.startsWith(join(ROOT, 'probes'));
 }
 
-export function summarize(profile: CpuProfile, fromUs: number, toUs: number, workload: string, rps: number, cpuUsPerReq: number): ProfileSummary {
+export function summarize(
+  profile: CpuProfile,
+  fromUs: number,
+  toUs: number,
+  workload: string,
+  rps: number,
+  cpuUsPerReq: number,
+): ProfileSummary {
   const byId = new Map(profile.nodes.map((n) => [n.id, n]));
   const parent = new Map<number, number>();
   for (const n of profile.nodes) for (const c of n.children ?? []) parent.set(c, n.id);
@@ -110,20 +131,46 @@ export function summarize(profile: CpuProfile, fromUs: number, toUs: number, wor
     sampledMs: total / 1000,
     rps,
     cpuUsPerReq,
-    byFunction: [...fn].sort((a, b) => b[1] - a[1]).slice(0, 30).map(([k, us]) => ({ ...split(k), selfPct: pct(us) })),
-    byFile: [...file].sort((a, b) => b[1] - a[1]).slice(0, 25).map(([f, us]) => ({ file: f, selfPct: pct(us) })),
-    sidecarInclusive: [...inclusive].sort((a, b) => b[1] - a[1]).slice(0, 25).map(([k, us]) => ({ ...split(k), totalPct: pct(us) })),
+    byFunction: [...fn]
+      .sort((a, b) => b[1] - a[1])
+      .slice(0, 30)
+      .map(([k, us]) => ({ ...split(k), selfPct: pct(us) })),
+    byFile: [...file]
+      .sort((a, b) => b[1] - a[1])
+      .slice(0, 25)
+      .map(([f, us]) => ({ file: f, selfPct: pct(us) })),
+    sidecarInclusive: [...inclusive]
+      .sort((a, b) => b[1] - a[1])
+      .slice(0, 25)
+      .map(([k, us]) => ({ ...split(k), totalPct: pct(us) })),
   };
 }
 
 export function printSummary(s: ProfileSummary): string {
   const out: string[] = [];
-  out.push(`== ${s.workload}: ${fmt(s.rps)} req/s, ${fmt(s.cpuUsPerReq)} µs CPU/req, ${fmt(s.sampledMs)} ms of samples in a ${fmt(s.windowMs)} ms window`);
-  out.push(table(['self %', 'function', 'where'], s.byFunction.slice(0, 20).map((f) => [f.selfPct.toFixed(1), f.name, f.where])));
+  out.push(
+    `== ${s.workload}: ${fmt(s.rps)} req/s, ${fmt(s.cpuUsPerReq)} µs CPU/req, ${fmt(s.sampledMs)} ms of samples in a ${fmt(s.windowMs)} ms window`,
+  );
+  out.push(
+    table(
+      ['self %', 'function', 'where'],
+      s.byFunction.slice(0, 20).map((f) => [f.selfPct.toFixed(1), f.name, f.where]),
+    ),
+  );
   out.push('');
-  out.push(table(['self %', 'file / package'], s.byFile.slice(0, 15).map((f) => [f.selfPct.toFixed(1), f.file])));
+  out.push(
+    table(
+      ['self %', 'file / package'],
+      s.byFile.slice(0, 15).map((f) => [f.selfPct.toFixed(1), f.file]),
+    ),
+  );
   out.push('');
-  out.push(table(['incl. %', 'sidecar function (self + callees)', 'where'], s.sidecarInclusive.slice(0, 15).map((f) => [f.totalPct.toFixed(1), f.name, f.where])));
+  out.push(
+    table(
+      ['incl. %', 'sidecar function (self + callees)', 'where'],
+      s.sidecarInclusive.slice(0, 15).map((f) => [f.totalPct.toFixed(1), f.name, f.where]),
+    ),
+  );
   return out.join('\n');
 }
 
@@ -143,39 +190,59 @@ const WORKLOADS: ProfileWorkload[] = [
   { id: 'floor-json', floor: true, backends: () => [], path: PATHS.openaiJson, body: REQUEST_JSON },
   {
     id: 'openai-json',
-    backends: (port) => [{ name: 'oa-json', route: '/oa-json', groups: [[{ name: 'gpt-4o', kind: 'openai', model: 'gpt-4o', port, path: PATHS.openaiJson }]] }],
+    backends: (port) => [
+      { name: 'oa-json', route: '/oa-json', groups: [[{ name: 'gpt-4o', kind: 'openai', model: 'gpt-4o', port, path: PATHS.openaiJson }]] },
+    ],
     path: '/oa-json/model',
     body: REQUEST_JSON,
   },
   {
     id: 'openai-sse',
-    backends: (port) => [{ name: 'oa-sse', route: '/oa-sse', groups: [[{ name: 'gpt-4o', kind: 'openai', model: 'gpt-4o', port, path: PATHS.openaiSse }]] }],
+    backends: (port) => [
+      { name: 'oa-sse', route: '/oa-sse', groups: [[{ name: 'gpt-4o', kind: 'openai', model: 'gpt-4o', port, path: PATHS.openaiSse }]] },
+    ],
     path: '/oa-sse/model',
     body: STREAM_REQUEST_JSON,
   },
   {
     id: 'openai-json-info',
-    backends: (port) => [{ name: 'oa-json', route: '/oa-json', groups: [[{ name: 'gpt-4o', kind: 'openai', model: 'gpt-4o', port, path: PATHS.openaiJson }]] }],
+    backends: (port) => [
+      { name: 'oa-json', route: '/oa-json', groups: [[{ name: 'gpt-4o', kind: 'openai', model: 'gpt-4o', port, path: PATHS.openaiJson }]] },
+    ],
     path: '/oa-json/model',
     body: REQUEST_JSON,
     logLevel: 'info',
   },
   {
     id: 'openai-json-tracing',
-    backends: (port) => [{ name: 'oa-json', route: '/oa-json', groups: [[{ name: 'gpt-4o', kind: 'openai', model: 'gpt-4o', port, path: PATHS.openaiJson }]] }],
+    backends: (port) => [
+      { name: 'oa-json', route: '/oa-json', groups: [[{ name: 'gpt-4o', kind: 'openai', model: 'gpt-4o', port, path: PATHS.openaiJson }]] },
+    ],
     path: '/oa-json/model',
     body: REQUEST_JSON,
     tracing: true,
   },
   {
     id: 'anthropic-json',
-    backends: (port) => [{ name: 'an-json', route: '/an-json', groups: [[{ name: 'claude', kind: 'anthropic', model: 'claude-sonnet-4-20250514', port, path: PATHS.anthropicJson }]] }],
+    backends: (port) => [
+      {
+        name: 'an-json',
+        route: '/an-json',
+        groups: [[{ name: 'claude', kind: 'anthropic', model: 'claude-sonnet-4-20250514', port, path: PATHS.anthropicJson }]],
+      },
+    ],
     path: '/an-json/model',
     body: REQUEST_JSON,
   },
   {
     id: 'anthropic-sse',
-    backends: (port) => [{ name: 'an-sse', route: '/an-sse', groups: [[{ name: 'claude', kind: 'anthropic', model: 'claude-sonnet-4-20250514', port, path: PATHS.anthropicSse }]] }],
+    backends: (port) => [
+      {
+        name: 'an-sse',
+        route: '/an-sse',
+        groups: [[{ name: 'claude', kind: 'anthropic', model: 'claude-sonnet-4-20250514', port, path: PATHS.anthropicSse }]],
+      },
+    ],
     path: '/an-sse/model',
     body: STREAM_REQUEST_JSON,
   },
@@ -198,7 +265,10 @@ const WORKLOADS: ProfileWorkload[] = [
 ];
 
 export async function main(argv: string[]): Promise<void> {
-  const { values } = parseArgs({ args: argv, options: { seconds: { type: 'string', default: '8' }, interval: { type: 'string', default: '1000' }, only: { type: 'string' } } });
+  const { values } = parseArgs({
+    args: argv,
+    options: { seconds: { type: 'string', default: '8' }, interval: { type: 'string', default: '1000' }, only: { type: 'string' } },
+  });
   ensureTools();
   installCleanup();
   pinSelf(LOAD_CORE);
@@ -210,7 +280,9 @@ export async function main(argv: string[]): Promise<void> {
   mkdirSync(work, { recursive: true });
   const nginx = await startNginx(await freePort());
   const flags = imageNodeFlags();
-  process.stdout.write(`profiling (node ${flags.join(' ')} --cpu-prof --cpu-prof-interval=${values.interval}), wrk 8 connections, ${seconds} s per workload\n\n`);
+  process.stdout.write(
+    `profiling (node ${flags.join(' ')} --cpu-prof --cpu-prof-interval=${values.interval}), wrk 8 connections, ${seconds} s per workload\n\n`,
+  );
   const summaries: ProfileSummary[] = [];
   try {
     for (const w of WORKLOADS.filter((x) => !only || only.includes(x.id))) {
@@ -226,7 +298,9 @@ export async function main(argv: string[]): Promise<void> {
       if (w.tracing) env.OTEL_EXPORTER_OTLP_ENDPOINT = nginx.origin;
       const prof = [...flags, '--cpu-prof', `--cpu-prof-dir=${profDir}`, `--cpu-prof-interval=${values.interval}`];
       const proc = w.floor
-        ? spawnPinned(PROXY_CORE, NODE, [...prof, 'bench/floor.ts', '--listen', `127.0.0.1:${port}`, '--route', `/=${nginx.origin}`], { env })
+        ? spawnPinned(PROXY_CORE, NODE, [...prof, 'bench/floor.ts', '--listen', `127.0.0.1:${port}`, '--route', `/=${nginx.origin}`], {
+            env,
+          })
         : spawnPinned(PROXY_CORE, NODE, [...prof, 'sidecar/cli.ts', '--config', config, '--log-level', w.logLevel ?? 'warn'], { env });
       await waitReady(w.floor ? `http://127.0.0.1:${port}/__ready` : `http://127.0.0.1:${admin}/readyz`, proc);
       const url = `http://127.0.0.1:${port}${w.path}`;

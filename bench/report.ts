@@ -36,7 +36,9 @@ export function machine() {
     nginx: version('nginx', ['-v']),
     commit: version('git', ['-C', ROOT, 'rev-parse', '--short', 'HEAD']),
     /** Uncommitted changes under sidecar/ and probes/ when the run started (other people's work in progress). */
-    dirty: version('git', ['-C', ROOT, 'status', '--porcelain', 'sidecar', 'probes']).split('\n').filter((l) => l && l !== 'unknown').length,
+    dirty: version('git', ['-C', ROOT, 'status', '--porcelain', 'sidecar', 'probes'])
+      .split('\n')
+      .filter((l) => l && l !== 'unknown').length,
     date: new Date().toISOString(),
   };
 }
@@ -49,7 +51,11 @@ export function header(m: Machine, s: Settings, chosen: System[], flagsFromImage
     `llm-failover-sidecar bench: ${m.cpu}, ${m.nproc} cores, ${m.kernel}, node ${m.node}, ${m.wrk}\n`,
     `commit ${m.commit}${m.dirty ? ` + ${m.dirty} uncommitted file(s) under sidecar/ probes/` : ''}, ${m.date}\n`,
     `node flags of every process under test: ${s.nodeFlags.join(' ') || '(none)'}${flagsFromImage ? ' (deploy/Dockerfile)' : ''}\n`,
-    `environment of every process under test (deploy/Dockerfile): ${Object.entries(s.env).map(([k, v]) => `${k}=${v}`).join(' ') || '(none)'}\n`,
+    `environment of every process under test (deploy/Dockerfile): ${
+      Object.entries(s.env)
+        .map(([k, v]) => `${k}=${v}`)
+        .join(' ') || '(none)'
+    }\n`,
     `the sidecar runs as the image ships it: ${s.cli} (scripts/build-js.ts); sidecar-ts runs sidecar/cli.ts\n`,
     `${s.rounds} round(s) of ${chosen.length} systems: ${chosen.map((x) => x.id).join(', ')}\n\n`,
   ].join('');
@@ -75,12 +81,27 @@ export function report(systemsRun: System[], agg: Record<string, Aggregate>, s: 
   const floor = agg.floor;
   const fw = (twin: string) => floor?.workloads[twin] ?? {};
   const twinRows = (kind: WorkloadKind) =>
-    systemsRun.flatMap((sys) => sys.workloads.filter((w) => w.kind === kind).map((w) => ({ sys, w, a: agg[sys.id]?.workloads[w.id] ?? {}, f: fw(w.twin) })));
+    systemsRun.flatMap((sys) =>
+      sys.workloads.filter((w) => w.kind === kind).map((w) => ({ sys, w, a: agg[sys.id]?.workloads[w.id] ?? {}, f: fw(w.twin) })),
+    );
 
-  out.push(`Saturation: wrk, 8 connections, closed loop, ${s.satSeconds} s per round after a warm-up; the proxy alone on core ${PROXY_CORE}`);
+  out.push(
+    `Saturation: wrk, 8 connections, closed loop, ${s.satSeconds} s per round after a warm-up; the proxy alone on core ${PROXY_CORE}`,
+  );
   out.push(
     table(
-      ['system', 'workload', 'req/s (× floor)', 'rounds min-max', 'CPU µs/req (× floor)', 'chunks/s (× floor)', 'proxy cores', 'load core', 'attempts/req', 'errors'],
+      [
+        'system',
+        'workload',
+        'req/s (× floor)',
+        'rounds min-max',
+        'CPU µs/req (× floor)',
+        'chunks/s (× floor)',
+        'proxy cores',
+        'load core',
+        'attempts/req',
+        'errors',
+      ],
       twinRows('sat').map(({ sys, w, a, f }) => [
         sys.id,
         w.id,
@@ -100,11 +121,21 @@ export function report(systemsRun: System[], agg: Record<string, Aggregate>, s: 
   out.push(
     table(
       ['system', 'workload', 'p50', 'p99', 'p99.9', 'max', 'errors'],
-      twinRows('lat').map(({ sys, w, a, f }) => [sys.id, w.id, withDelta(a.p50, f.p50, 3), withDelta(a.p99, f.p99, 3), withDelta(a.p999, f.p999, 3), fmt(a.max, 1), fmt(a.errors)]),
+      twinRows('lat').map(({ sys, w, a, f }) => [
+        sys.id,
+        w.id,
+        withDelta(a.p50, f.p50, 3),
+        withDelta(a.p99, f.p99, 3),
+        withDelta(a.p999, f.p999, 3),
+        fmt(a.max, 1),
+        fmt(a.errors),
+      ]),
     ),
   );
   out.push('');
-  out.push(`Streams: time to first token at ${s.ttftRate} streams/s (paced upstream: first content 2 ms after the headers), ms, (+ added vs floor)`);
+  out.push(
+    `Streams: time to first token at ${s.ttftRate} streams/s (paced upstream: first content 2 ms after the headers), ms, (+ added vs floor)`,
+  );
   out.push(
     table(
       ['system', 'workload', 'TTFT p50', 'TTFT p99', 'first chunk delivery p50', 'p99', 'errors'],
@@ -127,17 +158,28 @@ export function report(systemsRun: System[], agg: Record<string, Aggregate>, s: 
       systemsRun
         .filter((sys) => sys.kind !== 'direct')
         .map((sys) => {
-        const a = agg[sys.id]?.top ?? {};
-        const f = floor?.top ?? {};
-        return [sys.id, withRatio(a.readyMs, f.readyMs), withRatio(a.idleRssMB, f.idleRssMB, 1), withRatio(a.idleAnonMB, f.idleAnonMB, 1), withRatio(a.peakRssMB, f.peakRssMB, 1)];
-      }),
+          const a = agg[sys.id]?.top ?? {};
+          const f = floor?.top ?? {};
+          return [
+            sys.id,
+            withRatio(a.readyMs, f.readyMs),
+            withRatio(a.idleRssMB, f.idleRssMB, 1),
+            withRatio(a.idleAnonMB, f.idleAnonMB, 1),
+            withRatio(a.peakRssMB, f.peakRssMB, 1),
+          ];
+        }),
     ),
   );
   const targets = checkTargets(agg);
   if (targets.length > 0) {
     out.push('');
     out.push('Targets (issue 7)');
-    out.push(table(['system', 'target', 'measured', ''], targets.map((t) => [t.system, t.target, t.measured, t.pass ? 'met' : 'MISSED'])));
+    out.push(
+      table(
+        ['system', 'target', 'measured', ''],
+        targets.map((t) => [t.system, t.target, t.measured, t.pass ? 'met' : 'MISSED']),
+      ),
+    );
   }
   return { text: out.join('\n'), targets };
 }
@@ -163,12 +205,20 @@ function checkTargets(agg: Record<string, Aggregate>): TargetCheck[] {
     const latId = ['lat', 'an-lat', 'fo-lat'].find((k) => w[k]);
     if (latId) {
       const d = w[latId].p99 - f.lat.p99;
-      add('added p99 < 1 ms at 1k req/s', `${d >= 0 ? '+' : ''}${d.toFixed(3)} ms (p99 ${w[latId].p99.toFixed(3)} vs ${f.lat.p99.toFixed(3)})`, d < 1);
+      add(
+        'added p99 < 1 ms at 1k req/s',
+        `${d >= 0 ? '+' : ''}${d.toFixed(3)} ms (p99 ${w[latId].p99.toFixed(3)} vs ${f.lat.p99.toFixed(3)})`,
+        d < 1,
+      );
     }
     const ttftId = ['ttft', 'an-ttft'].find((k) => w[k]);
     if (ttftId) {
       const d = w[ttftId].p50 - f[ttftId].p50;
-      add('stream TTFB within 0.5 ms of floor', `${d >= 0 ? '+' : ''}${d.toFixed(3)} ms (p50 ${w[ttftId].p50.toFixed(3)} vs ${f[ttftId].p50.toFixed(3)})`, d <= 0.5);
+      add(
+        'stream TTFB within 0.5 ms of floor',
+        `${d >= 0 ? '+' : ''}${d.toFixed(3)} ms (p50 ${w[ttftId].p50.toFixed(3)} vs ${f[ttftId].p50.toFixed(3)})`,
+        d <= 0.5,
+      );
     }
     const sseId = ['sse', 'an-sse'].find((k) => w[k]);
     if (sseId) {
@@ -187,7 +237,8 @@ export function trailer(chosen: System[], runs: RunResult[], s: Settings, export
   let out = '';
   if (chosen.some((x) => x.tracing)) out += `\nOTLP sink (nginx, POST /v1/traces) received ${exports.requests} trace export requests\n`;
   const disturbed = runs.flatMap((r) => Object.values(r.workloads)).filter((w) => w.foreign > s.disturbed).length;
-  if (disturbed > 0) out += `\nWARNING: ${disturbed} measurement(s) ran while other processes used more than ${s.disturbed * 100}% of a core: treat them with care.\n`;
+  if (disturbed > 0)
+    out += `\nWARNING: ${disturbed} measurement(s) ran while other processes used more than ${s.disturbed * 100}% of a core: treat them with care.\n`;
   return out;
 }
 
@@ -211,6 +262,9 @@ export function writeResults(
     `llm-failover-sidecar bench: ${m.cpu}, ${m.nproc} cores, ${m.kernel}, node ${m.node}\ncommit ${m.commit}${m.dirty ? ` + ${m.dirty} uncommitted file(s)` : ''}, ${m.date}, node flags ${s.nodeFlags.join(' ') || '(none)'}\n\n${text}\n`,
   );
   const file = join(ROOT, 'bench/results/latest.json');
-  writeFileSync(file, `${JSON.stringify({ machine: m, settings: s, systems: chosen.map(({ id, label, workloads }) => ({ id, label, workloads: workloads.map((w) => w.id) })), medians: agg, targets, otlpExports: exports, runs }, null, 2)}\n`);
+  writeFileSync(
+    file,
+    `${JSON.stringify({ machine: m, settings: s, systems: chosen.map(({ id, label, workloads }) => ({ id, label, workloads: workloads.map((w) => w.id) })), medians: agg, targets, otlpExports: exports, runs }, null, 2)}\n`,
+  );
   return file;
 }

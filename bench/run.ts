@@ -46,7 +46,12 @@ async function main(): Promise<void> {
     },
   });
   if (values.help) {
-    process.stdout.write(readFileSync(new URL(import.meta.url), 'utf8').split('*/')[0].replace(/^#!.*\n\/\*\*\n/, '').replace(/^ \* ?/gm, ''));
+    process.stdout.write(
+      readFileSync(new URL(import.meta.url), 'utf8')
+        .split('*/')[0]
+        .replace(/^#!.*\n\/\*\*\n/, '')
+        .replace(/^ \* ?/gm, ''),
+    );
     return;
   }
   if (positionals.length > 0) throw new Error(`unknown command ${positionals[0]}: use failover, profile or nothing`);
@@ -64,7 +69,10 @@ async function main(): Promise<void> {
 
   const started = performance.now();
   const rig = await startRig();
-  const all = systems(rig.nginx.port, rig.pacedPort, { openai: rig.nginx.canned.openaiEvents, anthropic: rig.nginx.canned.anthropicEvents });
+  const all = systems(rig.nginx.port, rig.pacedPort, {
+    openai: rig.nginx.canned.openaiEvents,
+    anthropic: rig.nginx.canned.anthropicEvents,
+  });
   const chosen = chooseSystems(all, values.only?.split(','), values.quick);
   const m = machine();
   process.stdout.write(header(m, s, chosen, values['node-flags'] === undefined));

@@ -75,10 +75,39 @@ export function systems(nginxPort: number, pacedPort: number, events: { openai: 
     one('an-paced', '/an-paced', p('claude', 'anthropic', '/paced/anthropic/v1/messages', pacedPort)),
   ];
   const W = {
-    json: (path: string, twin = 'json', id = 'json'): Workload => ({ id, kind: 'sat', label: 'non-streamed', path, body: REQUEST_JSON, twin }),
-    sse: (path: string, ev: number, twin = 'sse', id = 'sse'): Workload => ({ id, kind: 'sat', label: 'streamed', path, body: STREAM_REQUEST_JSON, twin, events: ev }),
-    lat: (path: string, twin = 'lat', id = 'lat'): Workload => ({ id, kind: 'lat', label: 'non-streamed @1k rps', path, body: REQUEST_JSON, twin }),
-    ttft: (path: string, twin = 'ttft', id = 'ttft'): Workload => ({ id, kind: 'ttft', label: 'stream first token', path, body: STREAM_REQUEST_JSON, twin }),
+    json: (path: string, twin = 'json', id = 'json'): Workload => ({
+      id,
+      kind: 'sat',
+      label: 'non-streamed',
+      path,
+      body: REQUEST_JSON,
+      twin,
+    }),
+    sse: (path: string, ev: number, twin = 'sse', id = 'sse'): Workload => ({
+      id,
+      kind: 'sat',
+      label: 'streamed',
+      path,
+      body: STREAM_REQUEST_JSON,
+      twin,
+      events: ev,
+    }),
+    lat: (path: string, twin = 'lat', id = 'lat'): Workload => ({
+      id,
+      kind: 'lat',
+      label: 'non-streamed @1k rps',
+      path,
+      body: REQUEST_JSON,
+      twin,
+    }),
+    ttft: (path: string, twin = 'ttft', id = 'ttft'): Workload => ({
+      id,
+      kind: 'ttft',
+      label: 'stream first token',
+      path,
+      body: STREAM_REQUEST_JSON,
+      twin,
+    }),
   };
   const openaiWork = [W.json('/oa-json/model'), W.sse('/oa-sse/model', events.openai), W.lat('/oa-json/model'), W.ttft('/oa-paced/model')];
   return [
@@ -105,8 +134,24 @@ export function systems(nginxPort: number, pacedPort: number, events: { openai: 
       workloads: [W.lat(PATHS.openaiJson), W.ttft('/paced/openai/v1/chat/completions')],
     },
     { id: 'sidecar', label: 'sidecar, OpenAI, 1 group', kind: 'sidecar', quick: true, backends: openai, workloads: openaiWork },
-    { id: 'sidecar-ts', label: 'sidecar, OpenAI, 1 group, from the TypeScript sources (npm start) instead of the image\'s JavaScript', kind: 'sidecar', quick: true, backends: openai, typescript: true, workloads: openaiWork },
-    { id: 'sidecar-otel', label: 'sidecar, OpenAI, 1 group, tracing on', kind: 'sidecar', quick: true, backends: openai, tracing: true, workloads: openaiWork },
+    {
+      id: 'sidecar-ts',
+      label: "sidecar, OpenAI, 1 group, from the TypeScript sources (npm start) instead of the image's JavaScript",
+      kind: 'sidecar',
+      quick: true,
+      backends: openai,
+      typescript: true,
+      workloads: openaiWork,
+    },
+    {
+      id: 'sidecar-otel',
+      label: 'sidecar, OpenAI, 1 group, tracing on',
+      kind: 'sidecar',
+      quick: true,
+      backends: openai,
+      tracing: true,
+      workloads: openaiWork,
+    },
     {
       id: 'sidecar-anthropic',
       label: 'sidecar, Anthropic (translated), 1 group',
@@ -129,7 +174,11 @@ export function systems(nginxPort: number, pacedPort: number, events: { openai: 
         {
           name: 'failover',
           route: '/failover',
-          groups: [[p('small-a', 'openai', PATHS.contextLength)], [p('small-b', 'openai', PATHS.contextLengthB)], [p('gpt-4o', 'openai', PATHS.openaiJson)]],
+          groups: [
+            [p('small-a', 'openai', PATHS.contextLength)],
+            [p('small-b', 'openai', PATHS.contextLengthB)],
+            [p('gpt-4o', 'openai', PATHS.openaiJson)],
+          ],
         },
       ],
       workloads: [W.json('/failover/model', 'json', 'fo-json'), W.lat('/failover/model', 'lat', 'fo-lat')],
@@ -143,7 +192,11 @@ export function systems(nginxPort: number, pacedPort: number, events: { openai: 
         {
           name: 'failover',
           route: '/failover',
-          groups: [[p('down-a', 'openai', PATHS.error503)], [p('down-b', 'openai', PATHS.error503b)], [p('gpt-4o', 'openai', PATHS.openaiJson)]],
+          groups: [
+            [p('down-a', 'openai', PATHS.error503)],
+            [p('down-b', 'openai', PATHS.error503b)],
+            [p('gpt-4o', 'openai', PATHS.openaiJson)],
+          ],
           policy: NO_HEALTH_POLICY,
         },
       ],
@@ -151,7 +204,7 @@ export function systems(nginxPort: number, pacedPort: number, events: { openai: 
     },
     {
       id: 'sidecar-v8-defaults',
-      label: 'sidecar, OpenAI, 1 group, node without the image\'s flags (heap caps, --no-maglev)',
+      label: "sidecar, OpenAI, 1 group, node without the image's flags (heap caps, --no-maglev)",
       kind: 'sidecar',
       quick: false,
       backends: [openai[0]],
@@ -196,7 +249,17 @@ export async function startRig(): Promise<Rig> {
   mkdirSync(dir, { recursive: true });
   const nginx = await startNginx(await freePort());
   const pacedPort = await freePort();
-  const paced = spawnPinned(LOAD_CORE, NODE, ['bench/paced.ts', '--listen', `127.0.0.1:${pacedPort}`, '--first-ms', '2', '--chunk-ms', '5', '--chunks', '8']);
+  const paced = spawnPinned(LOAD_CORE, NODE, [
+    'bench/paced.ts',
+    '--listen',
+    `127.0.0.1:${pacedPort}`,
+    '--first-ms',
+    '2',
+    '--chunk-ms',
+    '5',
+    '--chunks',
+    '8',
+  ]);
   await waitReady(`http://127.0.0.1:${pacedPort}/__ready`, paced);
   return { nginx, paced, pacedPort, dir };
 }
@@ -231,9 +294,23 @@ export async function startSystem(sys: System, s: LaunchSettings, rig: Rig): Pro
   const port = await freePort();
   const v8 = sys.nodeFlags ?? s.nodeFlags;
   if (sys.kind === 'floor') {
-    const proc = spawnPinned(PROXY_CORE, NODE, [...v8, 'bench/floor.ts', '--listen', `127.0.0.1:${port}`, '--route', `/paced/=http://127.0.0.1:${pacedPort}`, '--route', `/=${nginx.origin}`], {
-      env: { ...process.env, ...s.env },
-    });
+    const proc = spawnPinned(
+      PROXY_CORE,
+      NODE,
+      [
+        ...v8,
+        'bench/floor.ts',
+        '--listen',
+        `127.0.0.1:${port}`,
+        '--route',
+        `/paced/=http://127.0.0.1:${pacedPort}`,
+        '--route',
+        `/=${nginx.origin}`,
+      ],
+      {
+        env: { ...process.env, ...s.env },
+      },
+    );
     const ready = await waitReady(`http://127.0.0.1:${port}/__ready`, proc);
     return { proc, url: `http://127.0.0.1:${port}`, readyMs: ready - proc.startedAt };
   }
@@ -249,7 +326,18 @@ export async function startSystem(sys: System, s: LaunchSettings, rig: Rig): Pro
   const proc = spawnPinned(
     PROXY_CORE,
     NODE,
-    [...v8, sys.typescript ? 'sidecar/cli.ts' : s.cli, '--config', config, '--listen', `127.0.0.1:${port}`, '--admin', `127.0.0.1:${adminPort}`, '--log-level', sys.logLevel ?? 'warn'],
+    [
+      ...v8,
+      sys.typescript ? 'sidecar/cli.ts' : s.cli,
+      '--config',
+      config,
+      '--listen',
+      `127.0.0.1:${port}`,
+      '--admin',
+      `127.0.0.1:${adminPort}`,
+      '--log-level',
+      sys.logLevel ?? 'warn',
+    ],
     { env, stdout: 'ignore' },
   );
   const ready = await waitReady(`http://127.0.0.1:${adminPort}/readyz`, proc);

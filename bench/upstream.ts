@@ -15,7 +15,10 @@ import { LOAD_CORE, type Spawned, spawnPinned, waitReady } from './proc.ts';
 /** The app's request: a short conversation, about 1 KB of JSON, no `model` (the sidecar picks). */
 export const REQUEST = {
   messages: [
-    { role: 'system', content: 'You are a concise assistant for a platform team. Answer in plain text, at most three sentences, no markdown.' },
+    {
+      role: 'system',
+      content: 'You are a concise assistant for a platform team. Answer in plain text, at most three sentences, no markdown.',
+    },
     {
       role: 'user',
       content:
@@ -23,9 +26,14 @@ export const REQUEST = {
     },
     {
       role: 'assistant',
-      content: 'A sidecar adds a loopback hop and fails with its pod only; a central gateway adds a network hop and is a shared dependency you must scale and keep available.',
+      content:
+        'A sidecar adds a loopback hop and fails with its pod only; a central gateway adds a network hop and is a shared dependency you must scale and keep available.',
     },
-    { role: 'user', content: 'And which one is cheaper to run for a small team that already has a service mesh? Keep it short, please, two sentences at most.' },
+    {
+      role: 'user',
+      content:
+        'And which one is cheaper to run for a small team that already has a service mesh? Keep it short, please, two sentences at most.',
+    },
   ],
   max_tokens: 256,
   temperature: 0.2,

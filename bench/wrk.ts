@@ -58,7 +58,20 @@ export function parseWrk(out: string): WrkResult {
 /** wrk takes whole seconds. */
 export async function runWrk(url: string, body: string, secondsWanted: number, connections = 8): Promise<WrkResult> {
   const seconds = Math.max(1, Math.round(secondsWanted));
-  const args = ['-c', String(LOAD_CORE), 'wrk', '-t1', `-c${connections}`, `-d${seconds}s`, '--timeout', '5s', '--latency', '-s', scriptFor(body), url];
+  const args = [
+    '-c',
+    String(LOAD_CORE),
+    'wrk',
+    '-t1',
+    `-c${connections}`,
+    `-d${seconds}s`,
+    '--timeout',
+    '5s',
+    '--latency',
+    '-s',
+    scriptFor(body),
+    url,
+  ];
   const child = spawn('taskset', args, { stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   child.stdout.on('data', (c: Buffer) => {

@@ -110,9 +110,10 @@ export async function modelsProbe(model: ModelTarget, deps: ProbeDeps, signal: A
     const failure = classifyStatus({ status: res.statusCode, headers: res.headers, message: text }, DEFAULT_FAILOVER.maxRetryAfterMs);
     return { kind: 'models', ok: false, durationMs, failure: scrubbed(failure) };
   } catch (err) {
-    const failure = controller.signal.aborted && !signal.aborted
-      ? { reason: 'response_timeout' as const, message: `no answer within ${model.health.probe.timeoutMs} ms` }
-      : failureFromError(err, controller.signal);
+    const failure =
+      controller.signal.aborted && !signal.aborted
+        ? { reason: 'response_timeout' as const, message: `no answer within ${model.health.probe.timeoutMs} ms` }
+        : failureFromError(err, controller.signal);
     return { kind: 'models', ok: false, durationMs: performance.now() - started, failure: scrubbed(failure) };
   } finally {
     clearTimeout(timer);

@@ -54,7 +54,14 @@ export class ProbeScheduler {
   readonly #events: Events;
   #seq = 0;
 
-  constructor(backends: BackendPlan[], view: HealthView, active: ActiveHealth, deps: ProbeDeps, events: Events, now: () => number = Date.now) {
+  constructor(
+    backends: BackendPlan[],
+    view: HealthView,
+    active: ActiveHealth,
+    deps: ProbeDeps,
+    events: Events,
+    now: () => number = Date.now,
+  ) {
     this.#view = view;
     this.#events = events;
     this.#active = active;

@@ -40,7 +40,8 @@ function validateBlock(block: unknown, at: string): string | undefined {
       if (!isRecord(block.input)) return `${at}.tool_use.input: Input should be a valid dictionary`;
       return undefined;
     case 'tool_result':
-      if (typeof block.tool_use_id !== 'string' || !ID.test(block.tool_use_id)) return `${at}.tool_result.tool_use_id: String should match pattern '^[a-zA-Z0-9_-]+$'`;
+      if (typeof block.tool_use_id !== 'string' || !ID.test(block.tool_use_id))
+        return `${at}.tool_result.tool_use_id: String should match pattern '^[a-zA-Z0-9_-]+$'`;
       if (block.content !== undefined && typeof block.content !== 'string') {
         if (!Array.isArray(block.content)) return `${at}.tool_result.content: Input should be a valid list`;
         for (const [k, inner] of block.content.entries()) {
@@ -71,7 +72,8 @@ function validateMessages(messages: unknown): string | undefined {
     if (i === 0 && m.role !== 'user') return 'messages: first message must use the "user" role';
     const finalAssistant = i === messages.length - 1 && m.role === 'assistant';
     const empty = typeof m.content === 'string' ? m.content === '' : m.content.length === 0;
-    if (empty && !finalAssistant) return `messages.${i}: all messages must have non-empty content except for the optional final assistant message`;
+    if (empty && !finalAssistant)
+      return `messages.${i}: all messages must have non-empty content except for the optional final assistant message`;
     if (typeof m.content === 'string') {
       if (m.content !== '' && m.content.trim() === '') return 'messages: text content blocks must contain non-whitespace text';
     } else {
@@ -187,8 +189,12 @@ export function anthropicRequestProblem(body: unknown): string | undefined {
     if (body.temperature < 0) return 'temperature: Input should be greater than or equal to 0';
     if (body.temperature > 1) return 'temperature: Input should be less than or equal to 1';
   }
-  if (body.top_p !== undefined && (typeof body.top_p !== 'number' || body.top_p < 0 || body.top_p > 1)) return 'top_p: Input should be less than or equal to 1';
-  if (body.stop_sequences !== undefined && (!Array.isArray(body.stop_sequences) || body.stop_sequences.some((s) => typeof s !== 'string'))) {
+  if (body.top_p !== undefined && (typeof body.top_p !== 'number' || body.top_p < 0 || body.top_p > 1))
+    return 'top_p: Input should be less than or equal to 1';
+  if (
+    body.stop_sequences !== undefined &&
+    (!Array.isArray(body.stop_sequences) || body.stop_sequences.some((s) => typeof s !== 'string'))
+  ) {
     return 'stop_sequences: Input should be a valid list';
   }
   return validateMessages(body.messages) ?? validateSystem(body.system) ?? validateThinking(body);

@@ -27,8 +27,7 @@ const TYPE_FOR_STATUS: Record<number, string> = {
 const MESSAGE_FOR_TYPE: Record<string, string> = {
   invalid_request_error: 'Invalid request',
   authentication_error: 'invalid x-api-key',
-  billing_error:
-    'Your credit balance is too low to access the Anthropic API. Please go to Plans & Billing to upgrade or purchase credits.',
+  billing_error: 'Your credit balance is too low to access the Anthropic API. Please go to Plans & Billing to upgrade or purchase credits.',
   permission_error: 'Your API key does not have permission to use the specified resource.',
   not_found_error: 'Not found',
   conflict_error: 'Conflict',
@@ -129,7 +128,9 @@ export function createAnthropicDialect(model: string): Dialect {
 
     authError(headers, apiKey) {
       // The API takes the key as x-api-key or (as the current SDK sends it) Authorization: Bearer.
-      const bearer = headerValue(headers, 'authorization')?.match(/^Bearer\s+(.+)$/i)?.[1].trim();
+      const bearer = headerValue(headers, 'authorization')
+        ?.match(/^Bearer\s+(.+)$/i)?.[1]
+        .trim();
       const key = headerValue(headers, 'x-api-key') || bearer;
       if (!key) return { status: 401, type: 'authentication_error', message: 'x-api-key header is required' };
       if (apiKey !== undefined && key !== apiKey) {
@@ -209,11 +210,17 @@ export function createAnthropicDialect(model: string): Dialect {
       ];
       let index = 0;
       if (reply.thinking) {
-        frames.push({ kind: 'pre', text: event('content_block_start', { index, content_block: { type: 'thinking', thinking: '', signature: '' } }) });
+        frames.push({
+          kind: 'pre',
+          text: event('content_block_start', { index, content_block: { type: 'thinking', thinking: '', signature: '' } }),
+        });
         for (const thinking of splitText(reply.thinking)) {
           frames.push({ kind: 'pre', text: event('content_block_delta', { index, delta: { type: 'thinking_delta', thinking } }) });
         }
-        frames.push({ kind: 'pre', text: event('content_block_delta', { index, delta: { type: 'signature_delta', signature: 'EqQBCgIYAhIM' } }) });
+        frames.push({
+          kind: 'pre',
+          text: event('content_block_delta', { index, delta: { type: 'signature_delta', signature: 'EqQBCgIYAhIM' } }),
+        });
         frames.push({ kind: 'pre', text: event('content_block_stop', { index }) });
         index += 1;
       }

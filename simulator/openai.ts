@@ -199,7 +199,11 @@ export function createOpenAIDialect(model: string, options: Pick<SimulatorOption
         return invalid('you must provide a model parameter');
       }
       if (typeof body.model !== 'string') {
-        return invalid(`Invalid type for 'model': expected a string, but got ${jsonTypeName(body.model)} instead.`, 'model', 'invalid_type');
+        return invalid(
+          `Invalid type for 'model': expected a string, but got ${jsonTypeName(body.model)} instead.`,
+          'model',
+          'invalid_type',
+        );
       }
       if (body.messages === undefined) return invalid("Missing required parameter: 'messages'.", 'messages', 'missing_required_parameter');
       if (!Array.isArray(body.messages)) {
@@ -321,7 +325,13 @@ export function createOpenAIDialect(model: string, options: Pick<SimulatorOption
     },
 
     errorThenDone(errorType) {
-      const chunk = { id: randomId('chatcmpl-', 29), object: 'chat.completion.chunk', created: Math.floor(Date.now() / 1000), model, choices: [] };
+      const chunk = {
+        id: randomId('chatcmpl-', 29),
+        object: 'chat.completion.chunk',
+        created: Math.floor(Date.now() / 1000),
+        model,
+        choices: [],
+      };
       return sse(json({ ...chunk, error: errorObject({ status: 500, type: errorType }, model) })) + sse('[DONE]');
     },
 

@@ -79,7 +79,11 @@ function compressed(encoding: Encoding, body: string | Buffer): Buffer {
 }
 
 /** The body as it goes on the wire (compressed when this response is), and its headers. */
-function encoded(res: ServerResponse, body: string | Buffer, headers: Record<string, string>): { body: string | Buffer; headers: Record<string, string> } {
+function encoded(
+  res: ServerResponse,
+  body: string | Buffer,
+  headers: Record<string, string>,
+): { body: string | Buffer; headers: Record<string, string> } {
   const encoding = ENCODING.get(res);
   if (!encoding) return { body, headers };
   return { body: compressed(encoding, body), headers: { ...headers, 'content-encoding': encoding } };
@@ -282,7 +286,8 @@ class Simulator implements SimulatedProvider {
     res.setHeader(this.#dialect.requestIdHeader, requestId);
     const compress = this.#opts.compress;
     const accept = req.headers['accept-encoding'];
-    if (compress && (compress.always || admits(Array.isArray(accept) ? accept.join(',') : accept, compress.encoding))) ENCODING.set(res, compress.encoding);
+    if (compress && (compress.always || admits(Array.isArray(accept) ? accept.join(',') : accept, compress.encoding)))
+      ENCODING.set(res, compress.encoding);
     const route = this.#dialect.route(method, pathname);
     const handler =
       route === 'chat'

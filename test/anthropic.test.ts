@@ -75,7 +75,9 @@ async function rawStream(h: Harness, body: Record<string, unknown>): Promise<{ s
   return { status: res.status, provider: res.headers.get('x-llm-failover-provider'), data };
 }
 
-async function rejection(p: Promise<unknown>): Promise<Error & { status?: number; error?: { type?: string; code?: string | null; message?: string } }> {
+async function rejection(
+  p: Promise<unknown>,
+): Promise<Error & { status?: number; error?: { type?: string; code?: string | null; message?: string } }> {
   try {
     await p;
   } catch (err) {
@@ -108,7 +110,11 @@ t.test('a plain question: Claude answers as an OpenAI chat.completion', async (t
   t.equal(sent.headers['x-api-key'], TEST_KEY);
   t.notOk(sent.headers.authorization, 'the client key is not forwarded');
   t.equal(sent.headers['content-type'], 'application/json');
-  t.same(sent.body, { model: HAIKU, max_tokens: 4096, messages: [{ role: 'user', content: [{ type: 'text', text: 'What is kubernetes?' }] }] });
+  t.same(sent.body, {
+    model: HAIKU,
+    max_tokens: 4096,
+    messages: [{ role: 'user', content: [{ type: 'text', text: 'What is kubernetes?' }] }],
+  });
 });
 
 t.test('a multi-turn conversation: instructions into system, turns merged to alternate, parameters mapped', async (t) => {
@@ -143,8 +149,20 @@ t.test('a multi-turn conversation: instructions into system, turns merged to alt
     { type: 'text', text: 'Answer in French.' },
   ]);
   t.same(body.messages, [
-    { role: 'user', content: [{ type: 'text', text: 'Hi.' }, { type: 'text', text: 'What is k8s?' }] },
-    { role: 'assistant', content: [{ type: 'text', text: 'Un orchestrateur.' }, { type: 'text', text: 'De conteneurs.' }] },
+    {
+      role: 'user',
+      content: [
+        { type: 'text', text: 'Hi.' },
+        { type: 'text', text: 'What is k8s?' },
+      ],
+    },
+    {
+      role: 'assistant',
+      content: [
+        { type: 'text', text: 'Un orchestrateur.' },
+        { type: 'text', text: 'De conteneurs.' },
+      ],
+    },
     { role: 'user', content: [{ type: 'text', text: 'Merci' }] },
   ]);
   t.equal(body.max_tokens, 4096, 'the default when the client sets none');
@@ -158,7 +176,14 @@ t.test('a multi-turn conversation: instructions into system, turns merged to alt
     'fields with no equivalent (seed, penalties, logit_bias, n, store, metadata, service_tier) are dropped',
   );
 
-  await h.client.chat.completions.create({ model: NO_MODEL, messages: HELLO, max_completion_tokens: 200, max_tokens: 50, stop: ['a', 'b'], temperature: 1.7 });
+  await h.client.chat.completions.create({
+    model: NO_MODEL,
+    messages: HELLO,
+    max_completion_tokens: 200,
+    max_tokens: 50,
+    stop: ['a', 'b'],
+    temperature: 1.7,
+  });
   const second = h.sims.claude.requests[1].body;
   t.equal(second.max_tokens, 200, 'max_completion_tokens wins over max_tokens');
   t.same(second.stop_sequences, ['a', 'b']);
@@ -215,7 +240,12 @@ t.test('tools: definitions and choice mapped, parallel calls come back as tool_c
     reply: (body) => (JSON.stringify(body.messages).includes('tool_result') ? { content: 'Paris 18°C, Tokyo 25°C.' } : TOOL_REPLY),
   });
   const question = { role: 'user' as const, content: 'Weather in Paris and Tokyo?' };
-  const first = await h.client.chat.completions.create({ model: NO_MODEL, messages: [question], tools: [WEATHER_TOOL], tool_choice: 'required' });
+  const first = await h.client.chat.completions.create({
+    model: NO_MODEL,
+    messages: [question],
+    tools: [WEATHER_TOOL],
+    tool_choice: 'required',
+  });
   const sent = h.sims.claude.requests[0].body;
   t.same(sent.tools, [{ name: 'get_weather', description: 'Weather for a city', input_schema: WEATHER_TOOL.function.parameters }]);
   t.same(sent.tool_choice, { type: 'any' });
@@ -292,12 +322,18 @@ t.test('tool-call arguments that are not a JSON object are kept for the model, n
     tools: [WEATHER_TOOL],
     messages: [
       { role: 'user', content: 'Weather?' },
-      { role: 'assistant', content: null, tool_calls: [{ id: 'call_1', type: 'function', function: { name: 'get_weather', arguments: '{"city": "Par' } }] },
+      {
+        role: 'assistant',
+        content: null,
+        tool_calls: [{ id: 'call_1', type: 'function', function: { name: 'get_weather', arguments: '{"city": "Par' } }],
+      },
       { role: 'tool', tool_call_id: 'call_1', content: 'error: bad arguments' },
     ],
   });
   t.equal(res.choices[0].finish_reason, 'stop');
-  t.same(h.sims.claude.requests[0].body.messages[1].content, [{ type: 'tool_use', id: 'call_1', name: 'get_weather', input: { _raw_arguments: '{"city": "Par' } }]);
+  t.same(h.sims.claude.requests[0].body.messages[1].content, [
+    { type: 'tool_use', id: 'call_1', name: 'get_weather', input: { _raw_arguments: '{"city": "Par' } },
+  ]);
 });
 
 t.test('streamed tool calls: the SDK accumulates the same answer as the non-streamed one', async (t) => {
@@ -351,7 +387,12 @@ t.test('a streamed answer: role first, one id/created/model, tool indexes count 
 });
 
 t.test('usage: cache reads and writes counted into prompt_tokens; the usage chunk only with include_usage', async (t) => {
-  const h = await claude(t, { reply: () => ({ content: 'Cached answer.', usage: { promptTokens: 10, completionTokens: 5, cacheReadTokens: 100, cacheCreationTokens: 20 } }) });
+  const h = await claude(t, {
+    reply: () => ({
+      content: 'Cached answer.',
+      usage: { promptTokens: 10, completionTokens: 5, cacheReadTokens: 100, cacheCreationTokens: 20 },
+    }),
+  });
   const whole = await h.client.chat.completions.create({ model: NO_MODEL, messages: HELLO });
   t.same(whole.usage, {
     prompt_tokens: 130,
@@ -373,7 +414,13 @@ t.test('usage: cache reads and writes counted into prompt_tokens; the usage chun
   );
 
   const withUsage: OpenAI.Chat.ChatCompletionChunk[] = [];
-  for await (const chunk of await h.client.chat.completions.create({ model: NO_MODEL, messages: HELLO, stream: true, stream_options: { include_usage: true } })) withUsage.push(chunk);
+  for await (const chunk of await h.client.chat.completions.create({
+    model: NO_MODEL,
+    messages: HELLO,
+    stream: true,
+    stream_options: { include_usage: true },
+  }))
+    withUsage.push(chunk);
   const last = withUsage[withUsage.length - 1];
   t.same(last.choices, [], 'the usage chunk has no choices');
   t.same(last.usage, whole.usage, 'the same usage as the non-streamed answer');
@@ -398,7 +445,12 @@ t.test('every stop reason becomes the matching finish_reason, streamed or not', 
     const whole = await h.client.chat.completions.create({ model: NO_MODEL, messages: HELLO, tools: [WEATHER_TOOL] });
     t.equal(whole.choices[0].finish_reason, c.want, `${c.reply.finishReason ?? 'tool_use'} → ${c.want}`);
     const reasons: (string | null)[] = [];
-    for await (const chunk of await h.client.chat.completions.create({ model: NO_MODEL, messages: HELLO, tools: [WEATHER_TOOL], stream: true })) {
+    for await (const chunk of await h.client.chat.completions.create({
+      model: NO_MODEL,
+      messages: HELLO,
+      tools: [WEATHER_TOOL],
+      stream: true,
+    })) {
       reasons.push(chunk.choices[0]?.finish_reason ?? null);
     }
     t.same(
@@ -411,7 +463,12 @@ t.test('every stop reason becomes the matching finish_reason, streamed or not', 
 
 t.test("a 400 that is the request's own fault comes back in the OpenAI shape, not retried", async (t) => {
   const h = await claude(t, { fallback: true });
-  h.sims.claude.setFault({ kind: 'status', status: 400, errorType: 'invalid_request_error', message: 'messages.0.content.0.image.source.base64: image exceeds 5 MB maximum' });
+  h.sims.claude.setFault({
+    kind: 'status',
+    status: 400,
+    errorType: 'invalid_request_error',
+    message: 'messages.0.content.0.image.source.base64: image exceeds 5 MB maximum',
+  });
   const err = await rejection(h.client.chat.completions.create({ model: NO_MODEL, messages: HELLO }));
   t.equal(err.status, 400);
   t.equal(err.error?.type, 'invalid_request_error');
@@ -420,12 +477,23 @@ t.test("a 400 that is the request's own fault comes back in the OpenAI shape, no
 
   const raw = await post(`${h.sidecar.url}/v1/chat/completions`, { messages: HELLO });
   t.equal(raw.status, 400);
-  t.same(Object.keys(raw.json.error ?? {}).sort(), ['code', 'message', 'param', 'type'], 'the OpenAI error shape, nothing of Anthropic left');
+  t.same(
+    Object.keys(raw.json.error ?? {}).sort(),
+    ['code', 'message', 'param', 'type'],
+    'the OpenAI error shape, nothing of Anthropic left',
+  );
 
   h.sims.claude.setFault({ kind: 'status', status: 413 });
   const tooLarge = await post(`${h.sidecar.url}/v1/chat/completions`, { messages: HELLO });
   t.equal(tooLarge.status, 413);
-  t.same(tooLarge.json, { error: { message: 'Request exceeds the maximum allowed number of bytes.', type: 'invalid_request_error', param: null, code: 'request_too_large' } });
+  t.same(tooLarge.json, {
+    error: {
+      message: 'Request exceeds the maximum allowed number of bytes.',
+      type: 'invalid_request_error',
+      param: null,
+      code: 'request_too_large',
+    },
+  });
   t.equal(h.sims.fallback.requests.length, 0);
 });
 
@@ -434,13 +502,25 @@ const FAILOVER: { name: string; fault: Fault; reason: string }[] = [
   { name: '402 billing_error', fault: { kind: 'status', status: 402 }, reason: 'quota_exhausted' },
   { name: '403 permission_error', fault: { kind: 'status', status: 403 }, reason: 'auth' },
   { name: '404 not_found_error', fault: { kind: 'status', status: 404 }, reason: 'model_not_found' },
-  { name: '429 rate_limit_error with retry-after', fault: { kind: 'status', status: 429, headers: { 'retry-after': '30' } }, reason: 'rate_limited' },
+  {
+    name: '429 rate_limit_error with retry-after',
+    fault: { kind: 'status', status: 429, headers: { 'retry-after': '30' } },
+    reason: 'rate_limited',
+  },
   { name: '500 api_error', fault: { kind: 'status', status: 500 }, reason: 'upstream_5xx' },
   { name: '529 overloaded_error', fault: { kind: 'status', status: 529 }, reason: 'overloaded' },
-  { name: '400 prompt is too long', fault: { kind: 'status', status: 400, errorType: 'context_length_exceeded' }, reason: 'context_length' },
+  {
+    name: '400 prompt is too long',
+    fault: { kind: 'status', status: 400, errorType: 'context_length_exceeded' },
+    reason: 'context_length',
+  },
   {
     name: '400 max_tokens above the model maximum',
-    fault: { kind: 'status', status: 400, message: 'max_tokens: 16384 > 8192, which is the maximum allowed number of output tokens for claude-3-5-haiku-20241022' },
+    fault: {
+      kind: 'status',
+      status: 400,
+      message: 'max_tokens: 16384 > 8192, which is the maximum allowed number of output tokens for claude-3-5-haiku-20241022',
+    },
     reason: 'context_length',
   },
   { name: 'invalid JSON body', fault: { kind: 'invalidJson' }, reason: 'bad_response' },
@@ -479,7 +559,6 @@ t.test('streamed: an overload error event before the first token fails over to O
   t.equal(h.sims.claude.requests.length, 1);
   t.equal(events[0]?.attempts[0]?.outcome, 'overloaded');
 
-
   const h2 = await claude(t, { fallback: true });
   const events2 = recordRequests(h2);
   h2.sims.claude.setFault({ kind: 'invalidJson' });
@@ -498,7 +577,8 @@ t.test('streamed: an error event after the first token ends the stream with an e
   const got: string[] = [];
   const err = await rejection(
     (async () => {
-      for await (const chunk of await h.client.chat.completions.create({ model: NO_MODEL, messages: HELLO, stream: true })) got.push(chunk.choices[0]?.delta?.content ?? '');
+      for await (const chunk of await h.client.chat.completions.create({ model: NO_MODEL, messages: HELLO, stream: true }))
+        got.push(chunk.choices[0]?.delta?.content ?? '');
     })(),
   );
   t.match(err.message, /broke after it started/, 'the SDK raises the error event');
@@ -515,7 +595,13 @@ t.test('streamed: an error event after the first token ends the stream with an e
 
 t.test('reasoning_effort becomes extended thinking with max_tokens raised to fit it', async (t) => {
   const h = await claude(t);
-  await h.client.chat.completions.create({ model: NO_MODEL, messages: HELLO, reasoning_effort: 'high', max_completion_tokens: 1000, temperature: 0.2 });
+  await h.client.chat.completions.create({
+    model: NO_MODEL,
+    messages: HELLO,
+    reasoning_effort: 'high',
+    max_completion_tokens: 1000,
+    temperature: 0.2,
+  });
   const body = h.sims.claude.requests[0].body;
   t.same(body.thinking, { type: 'enabled', budget_tokens: 16384 });
   t.equal(body.max_tokens, 1000 + 16384, 'the answer keeps its 1000 tokens beside the thinking budget');
@@ -551,7 +637,9 @@ t.test('the deprecated functions / function_call style is answered in the same s
   t.notOk(choice.message.tool_calls);
   t.equal(choice.finish_reason, 'function_call');
   t.same(h.sims.claude.requests[0].body.tool_choice, { type: 'tool', name: 'get_weather', disable_parallel_tool_use: true });
-  t.same(h.sims.claude.requests[0].body.tools, [{ name: 'get_weather', description: 'Weather for a city', input_schema: WEATHER_TOOL.function.parameters }]);
+  t.same(h.sims.claude.requests[0].body.tools, [
+    { name: 'get_weather', description: 'Weather for a city', input_schema: WEATHER_TOOL.function.parameters },
+  ]);
 
   const streamed = await rawStream(h, body);
   const deltas = streamed.data
@@ -599,7 +687,11 @@ t.test('the stream translator on its own', (t) => {
     t.equal(first.model, HAIKU, 'the model is known from message_start');
     t.match(first.out, /"role":"assistant"/);
     t.same(s.push(ev('content_block_start', { index: 0, content_block: { type: 'thinking', thinking: '' } })), {});
-    t.same(s.push(ev('content_block_delta', { index: 0, delta: { type: 'thinking_delta', thinking: 'hmm' } })), { progress: true }, 'thinking is progress (it holds off the idle timer), not content');
+    t.same(
+      s.push(ev('content_block_delta', { index: 0, delta: { type: 'thinking_delta', thinking: 'hmm' } })),
+      { progress: true },
+      'thinking is progress (it holds off the idle timer), not content',
+    );
     t.same(s.push(ev('content_block_delta', { index: 0, delta: { type: 'signature_delta', signature: 'x' } })), { progress: true });
     t.same(s.push({ event: 'ping', data: '{"type":"ping"}' }), {});
     const text = s.push(ev('content_block_delta', { index: 1, delta: { type: 'text_delta', text: 'Hi' } }));
@@ -619,7 +711,9 @@ t.test('the stream translator on its own', (t) => {
   t.test('a tool_use block with no argument fragments still gives arguments, as a whole answer would', (t) => {
     const s = new AnthropicStream(HAIKU, false, false);
     s.push(start);
-    const open = s.push(ev('content_block_start', { index: 0, content_block: { type: 'tool_use', id: 'toolu_9', name: 'now', input: {} } }));
+    const open = s.push(
+      ev('content_block_start', { index: 0, content_block: { type: 'tool_use', id: 'toolu_9', name: 'now', input: {} } }),
+    );
     t.ok(open.content, 'a tool call start commits');
     const close = s.push(ev('content_block_stop', { index: 0 }));
     t.match(close.out, /"tool_calls":\[\{"index":0,"function":\{"arguments":"\{\}"\}\}\]/);
@@ -636,7 +730,14 @@ t.test('the stream translator on its own', (t) => {
 t.test('a text chunk is the very chunk the general framing makes, whatever the text', async (t) => {
   for (const usage of [false, true]) {
     const framer = new ChunkFramer('chatcmpl-x', 'claude-sonnet-4', usage);
-    const texts = ['Hello', 'two\nlines', 'quote " and \\ backslash', '\u2028 line and paragraph separators \u2029', 'emoji 🦀', '</script>'];
+    const texts = [
+      'Hello',
+      'two\nlines',
+      'quote " and \\ backslash',
+      '\u2028 line and paragraph separators \u2029',
+      'emoji 🦀',
+      '</script>',
+    ];
     for (const [i, text] of texts.entries()) {
       // named by index: a U+2028 in a test name would break the TAP stream itself
       t.equal(framer.text(text), framer.chunk({ content: text }), `text ${i}, usage ${usage}`);
@@ -646,7 +747,18 @@ t.test('a text chunk is the very chunk the general framing makes, whatever the t
 
 // ---- the translator on its own: requests found by fuzzing (test/fuzz.test.ts) ----
 
-const PLAN = loadPlan([{ name: 't.yaml', text: backendYaml([{ name: 'oa', model: 'gpt-4o', group: 0 }, { name: 'an', kind: 'anthropic', model: 'claude-x', group: 1 }], { oa: 1, an: 2 }) }]);
+const PLAN = loadPlan([
+  {
+    name: 't.yaml',
+    text: backendYaml(
+      [
+        { name: 'oa', model: 'gpt-4o', group: 0 },
+        { name: 'an', kind: 'anthropic', model: 'claude-x', group: 1 },
+      ],
+      { oa: 1, an: 2 },
+    ),
+  },
+]);
 const [, ANTHROPIC_TARGET] = PLAN.backends[0].groups.flat();
 
 /** A client request, read and checked as the handler does. */
@@ -658,7 +770,11 @@ function parsed(raw: Buffer): ChatRequest | undefined {
 type AnthropicBody = { messages?: unknown[] };
 
 t.test('anthropic buildRequest never sends an empty conversation', async (t) => {
-  for (const messages of [[{ role: 'user', content: '   ' }], [{ role: 'narrator', content: 'hello' }], [{ role: 'user', content: [{ type: 'input_audio', input_audio: {} }] }]]) {
+  for (const messages of [
+    [{ role: 'user', content: '   ' }],
+    [{ role: 'narrator', content: 'hello' }],
+    [{ role: 'user', content: [{ type: 'input_audio', input_audio: {} }] }],
+  ]) {
     const req = parsed(Buffer.from(JSON.stringify({ messages })))!;
     let body: AnthropicBody | undefined;
     try {
@@ -674,10 +790,22 @@ t.test('anthropic buildRequest never sends an empty conversation', async (t) => 
 t.test('untrusted strings that name Object.prototype members are no lookup keys', async (t) => {
   for (const effort of ['valueOf', 'constructor', '__proto__', 'toString']) {
     const req = parsed(Buffer.from(JSON.stringify({ messages: [{ role: 'user', content: 'hi' }], reasoning_effort: effort })))!;
-    const body = JSON.parse(anthropicAdapter.buildRequest(req, ANTHROPIC_TARGET).body.toString()) as { max_tokens: unknown; thinking?: unknown };
+    const body = JSON.parse(anthropicAdapter.buildRequest(req, ANTHROPIC_TARGET).body.toString()) as {
+      max_tokens: unknown;
+      thinking?: unknown;
+    };
     t.equal(body.max_tokens, 4096, `reasoning_effort ${effort}: no thinking budget, max_tokens stays a number`);
     t.equal(body.thinking, undefined, `reasoning_effort ${effort}: no thinking`);
   }
-  const { clientBody } = anthropicAdapter.translateError(400, {}, Buffer.from(JSON.stringify({ type: 'error', error: { type: 'constructor', message: 'odd' } })), 1000);
-  t.equal((JSON.parse(clientBody.toString()) as { error: { type?: unknown } }).error.type, 'invalid_request_error', 'an unknown error type maps like any unknown type');
+  const { clientBody } = anthropicAdapter.translateError(
+    400,
+    {},
+    Buffer.from(JSON.stringify({ type: 'error', error: { type: 'constructor', message: 'odd' } })),
+    1000,
+  );
+  t.equal(
+    (JSON.parse(clientBody.toString()) as { error: { type?: unknown } }).error.type,
+    'invalid_request_error',
+    'an unknown error type maps like any unknown type',
+  );
 });

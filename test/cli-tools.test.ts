@@ -50,25 +50,63 @@ t.test('check: the seed examples would start; the resolved plan is printed', asy
   t.equal(priority.code, 0);
   t.match(priority.out, /^Backend kgateway-system\/model-failover$/m);
   t.match(priority.out, /routes: PathPrefix \/model \(HTTPRoute\/model-failover rule 0\), Exact \/v1\/chat\/completions \(default route\)/);
-  t.match(priority.out, /priority group 1:\n {4}openai-gpt-4o: openai gpt-4o at https:\/\/api\.openai\.com\/v1\/chat\/completions\n {6}auth SecretRef openai-secret \(found in .*fixtures\/secrets\/openai-secret\/Authorization; sent as authorization\)\n {6}probes auto every 10s \(idle 1m\), timeout 5s, thresholds 2 up \/ 2 down; slow over 8s to first token; breaker opens at 50% of >= 3 attempts in 10s, trial after 10s/);
+  t.match(
+    priority.out,
+    /priority group 1:\n {4}openai-gpt-4o: openai gpt-4o at https:\/\/api\.openai\.com\/v1\/chat\/completions\n {6}auth SecretRef openai-secret \(found in .*fixtures\/secrets\/openai-secret\/Authorization; sent as authorization\)\n {6}probes auto every 10s \(idle 1m\), timeout 5s, thresholds 2 up \/ 2 down; slow over 8s to first token; breaker opens at 50% of >= 3 attempts in 10s, trial after 10s/,
+  );
   t.match(priority.out, /priority group 3:\n {4}openai-gpt-3\.5-turbo/);
   t.match(priority.out, /OK: the sidecar would start/);
   t.notMatch(priority.out, /sk-from-mounted-secret/, 'the key itself is never printed');
 
   const cost = await run(['check', '--config', join(import.meta.dirname, 'fixtures/seed-cost.yaml'), '--secrets-dir', SECRETS]);
   t.equal(cost.code, 0);
-  t.match(cost.out, /priority group 1 \(round robin\):\n {4}openai-gpt-3\.5-turbo: openai gpt-3\.5-turbo[^\n]*\n[^\n]*\n[^\n]*\n {4}claude-haiku: anthropic claude-3-5-haiku-latest at https:\/\/api\.anthropic\.com\/v1\/messages/);
+  t.match(
+    cost.out,
+    /priority group 1 \(round robin\):\n {4}openai-gpt-3\.5-turbo: openai gpt-3\.5-turbo[^\n]*\n[^\n]*\n[^\n]*\n {4}claude-haiku: anthropic claude-3-5-haiku-latest at https:\/\/api\.anthropic\.com\/v1\/messages/,
+  );
 });
 
 t.test('check: every kind of invalid configuration exits 2 with each problem located', async (t) => {
   const seed = readFileSync(join(import.meta.dirname, 'fixtures/seed-priority.yaml'), 'utf8');
   const cases = [
-    { name: 'YAML syntax', text: seed.replace('  name: model-failover\n  namespace: kgateway-system\nspec:\n  type: AI', '  name: [model-failover\nspec:\n  type: AI'), want: [/config\.yaml:\d+:\d+ document 1: YAML syntax: /] },
-    { name: 'schema', text: seed.replace('model: "gpt-4o"', 'model: 4').replace('type: AI', 'type: AI\n  extra: 1'), want: [/Backend\/model-failover spec\.ai\.priorityGroups\[0\]\.providers\[0\]\.openai\.model: Invalid input: expected string, received number/] },
-    { name: 'reference', text: seed.replace('    - name: model-failover\n      namespace: kgateway-system\n      group', '    - name: other\n      namespace: kgateway-system\n      group'), want: [/HTTPRoute\/model-failover spec\.rules\[0\]\.backendRefs\[0\]: no Backend kgateway-system\/other in the configuration/] },
-    { name: 'missing secret', text: seed.replaceAll('openai-secret', 'gone-secret'), want: [/secret "gone-secret" not found \(looked in .*gone-secret\/Authorization and env GONE_SECRET\)/] },
-    { name: 'value out of range', text: `${seed}---\napiVersion: llm-failover.dev/v1alpha1\nkind: FailoverPolicy\nmetadata: {name: p}\nspec:\n  targetRefs: [{kind: Backend, name: model-failover}]\n  health: {probe: {jitterPercent: 90}}\n`, want: [/FailoverPolicy\/p spec\.health\.probe\.jitterPercent: Too big: expected number to be <=50/] },
-    { name: 'provider not served', text: seed.replace('openai:\n          model: "gpt-4o"', 'gemini:\n          model: "gemini-pro"'), want: [/providers\[0\]\.gemini: provider "gemini" is not served by this sidecar yet/] },
+    {
+      name: 'YAML syntax',
+      text: seed.replace(
+        '  name: model-failover\n  namespace: kgateway-system\nspec:\n  type: AI',
+        '  name: [model-failover\nspec:\n  type: AI',
+      ),
+      want: [/config\.yaml:\d+:\d+ document 1: YAML syntax: /],
+    },
+    {
+      name: 'schema',
+      text: seed.replace('model: "gpt-4o"', 'model: 4').replace('type: AI', 'type: AI\n  extra: 1'),
+      want: [
+        /Backend\/model-failover spec\.ai\.priorityGroups\[0\]\.providers\[0\]\.openai\.model: Invalid input: expected string, received number/,
+      ],
+    },
+    {
+      name: 'reference',
+      text: seed.replace(
+        '    - name: model-failover\n      namespace: kgateway-system\n      group',
+        '    - name: other\n      namespace: kgateway-system\n      group',
+      ),
+      want: [/HTTPRoute\/model-failover spec\.rules\[0\]\.backendRefs\[0\]: no Backend kgateway-system\/other in the configuration/],
+    },
+    {
+      name: 'missing secret',
+      text: seed.replaceAll('openai-secret', 'gone-secret'),
+      want: [/secret "gone-secret" not found \(looked in .*gone-secret\/Authorization and env GONE_SECRET\)/],
+    },
+    {
+      name: 'value out of range',
+      text: `${seed}---\napiVersion: llm-failover.dev/v1alpha1\nkind: FailoverPolicy\nmetadata: {name: p}\nspec:\n  targetRefs: [{kind: Backend, name: model-failover}]\n  health: {probe: {jitterPercent: 90}}\n`,
+      want: [/FailoverPolicy\/p spec\.health\.probe\.jitterPercent: Too big: expected number to be <=50/],
+    },
+    {
+      name: 'provider not served',
+      text: seed.replace('openai:\n          model: "gpt-4o"', 'gemini:\n          model: "gemini-pro"'),
+      want: [/providers\[0\]\.gemini: provider "gemini" is not served by this sidecar yet/],
+    },
   ];
   for (const c of cases) {
     const r = await run(['check', '--config', tmpConfig(c.text), '--secrets-dir', SECRETS]);
@@ -108,7 +146,10 @@ t.test('status against a running sidecar: JSON for scripts, a table for people, 
   const json = await run(['status', '--admin', h.sidecar.adminUrl, '--json']);
   t.equal(json.code, 0);
   const doc = JSON.parse(json.out) as StatusDoc;
-  t.same(doc.backends[0].groups.map((g) => g.models.map((m) => [m.name, m.state, m.successes, m.failures])), [[['primary', 'cooling', 0, 1]], [['fallback', 'healthy', 1, 0]]]);
+  t.same(
+    doc.backends[0].groups.map((g) => g.models.map((m) => [m.name, m.state, m.successes, m.failures])),
+    [[['primary', 'cooling', 0, 1]], [['fallback', 'healthy', 1, 0]]],
+  );
   const table = await run(['status', '--admin', h.sidecar.adminUrl]);
   t.equal(table.code, 0);
   t.match(table.out, /^1 +primary +openai\/primary +cooling +\d+s +0 +1 +0 +- +rate_limited \(upstream 429\)$/m);
@@ -144,7 +185,12 @@ t.test('the status table, fixed width', async (t) => {
         name: 'model-failover',
         namespace: 'shop',
         groups: [
-          { priority: 1, models: [model('gpt-4o', 'unhealthy', 75, 'probe failed: upstream_5xx (upstream 503) while a request was stuck on it', 120, 7, 410)] },
+          {
+            priority: 1,
+            models: [
+              model('gpt-4o', 'unhealthy', 75, 'probe failed: upstream_5xx (upstream 503) while a request was stuck on it', 120, 7, 410),
+            ],
+          },
           { priority: 2, models: [model('gpt-4o-mini', 'healthy', 3700, 'start', 5300, 0, 180)] },
         ],
       },
@@ -161,13 +207,17 @@ t.test('the status table, fixed width', async (t) => {
       '',
     ].join('\n'),
   );
-  t.ok(text.split('\n').every((l) => l.length <= 100), 'no line wider than the terminal');
+  t.ok(
+    text.split('\n').every((l) => l.length <= 100),
+    'no line wider than the terminal',
+  );
   const coloured = renderStatus(doc, { now: Date.UTC(2026, 10, 25, 12, 0, 0), colour: true });
   t.ok(coloured.includes('\u001b[31munhealthy'), 'states are coloured on a terminal');
 });
 
 t.test('the published schemas, CRD and configuration reference are what the code generates', async (t) => {
-  for (const [path, text] of Object.entries(artifacts())) t.equal(readFileSync(join(ROOT, path), 'utf8'), text, `${path} is up to date (npm run schema)`);
+  for (const [path, text] of Object.entries(artifacts()))
+    t.equal(readFileSync(join(ROOT, path), 'utf8'), text, `${path} is up to date (npm run schema)`);
 });
 
 t.test('the schema accepts the seed examples and rejects invalid documents at the paths the loader reports', async (t) => {
@@ -178,26 +228,69 @@ t.test('the schema accepts the seed examples and rejects invalid documents at th
       t.ok(validate(d.toJS()), `${file}: ${JSON.stringify(validate.errors?.slice(0, 2))}`);
     }
   }
-  const byKind = Object.fromEntries(['backend', 'httproute', 'sidecarconfig', 'failoverpolicy'].map((k) => [k, ajv.compile(JSON.parse(readFileSync(join(ROOT, `schema/${k}.schema.json`), 'utf8')))]));
+  const byKind = Object.fromEntries(
+    ['backend', 'httproute', 'sidecarconfig', 'failoverpolicy'].map((k) => [
+      k,
+      ajv.compile(JSON.parse(readFileSync(join(ROOT, `schema/${k}.schema.json`), 'utf8'))),
+    ]),
+  );
   const seed = parseAllDocuments(readFileSync(join(import.meta.dirname, 'fixtures/seed-priority.yaml'), 'utf8')).map((d) => d.toJS());
   const invalid: { kind: string; doc: unknown }[] = [
-    { kind: 'backend', doc: { ...seed[0], spec: { ...seed[0].spec, ai: { priorityGroups: [{ providers: [{ name: 'x', openai: { model: 4, authToken: { kind: 'Inline', inline: 'k' } } }] }] } } } },
-    { kind: 'backend', doc: { ...seed[0], spec: { ...seed[0].spec, ai: { priorityGroups: [{ providers: [{ name: 'x', openai: { authToken: { kind: 'Nope' } } }] }] } } } },
-    { kind: 'failoverpolicy', doc: { apiVersion: 'llm-failover.dev/v1alpha1', kind: 'FailoverPolicy', metadata: { name: 'p' }, spec: { targetRefs: [{ kind: 'Backend', name: 'model-failover' }], timeouts: { response: 'soon' } } } },
+    {
+      kind: 'backend',
+      doc: {
+        ...seed[0],
+        spec: {
+          ...seed[0].spec,
+          ai: { priorityGroups: [{ providers: [{ name: 'x', openai: { model: 4, authToken: { kind: 'Inline', inline: 'k' } } }] }] },
+        },
+      },
+    },
+    {
+      kind: 'backend',
+      doc: {
+        ...seed[0],
+        spec: { ...seed[0].spec, ai: { priorityGroups: [{ providers: [{ name: 'x', openai: { authToken: { kind: 'Nope' } } }] }] } },
+      },
+    },
+    {
+      kind: 'failoverpolicy',
+      doc: {
+        apiVersion: 'llm-failover.dev/v1alpha1',
+        kind: 'FailoverPolicy',
+        metadata: { name: 'p' },
+        spec: { targetRefs: [{ kind: 'Backend', name: 'model-failover' }], timeouts: { response: 'soon' } },
+      },
+    },
     { kind: 'sidecarconfig', doc: { apiVersion: 'llm-failover.dev/v1alpha1', kind: 'SidecarConfig', spec: { listen: 'nowhere' } } },
   ];
-  const jsonPointerToPath = (p: string) => p.split('/').slice(1).map((s) => (/^\d+$/.test(s) ? `[${s}]` : `.${s}`)).join('').replace(/^\./, '');
+  const jsonPointerToPath = (p: string) =>
+    p
+      .split('/')
+      .slice(1)
+      .map((s) => (/^\d+$/.test(s) ? `[${s}]` : `.${s}`))
+      .join('')
+      .replace(/^\./, '');
   for (const { kind, doc } of invalid) {
     t.notOk(byKind[kind](doc), `${kind}: invalid`);
     const schemaPaths = new Set((byKind[kind].errors ?? []).map((e) => jsonPointerToPath(e.instancePath)));
     let loaderPaths: string[] = [];
     try {
-      loadPlan([{ name: 'x.yaml', text: JSON.stringify(doc) + (kind === 'backend' ? '' : `\n---\n${JSON.stringify(seed[0]).replace('openai-secret', 'x')}`) }], { env: { X: 'k', OPENAI_SECRET: 'k' } });
+      loadPlan(
+        [
+          {
+            name: 'x.yaml',
+            text: JSON.stringify(doc) + (kind === 'backend' ? '' : `\n---\n${JSON.stringify(seed[0]).replace('openai-secret', 'x')}`),
+          },
+        ],
+        { env: { X: 'k', OPENAI_SECRET: 'k' } },
+      );
     } catch (err) {
       if (!(err instanceof ConfigError)) throw err;
       loaderPaths = err.problems.map((p) => p.path ?? '');
     }
     t.ok(loaderPaths.length > 0, `${kind}: the loader rejects it too`);
-    for (const p of loaderPaths) t.ok(schemaPaths.has(p), `${kind}: the schema reports ${p} as the loader does (schema: ${[...schemaPaths].join(', ')})`);
+    for (const p of loaderPaths)
+      t.ok(schemaPaths.has(p), `${kind}: the schema reports ${p} as the loader does (schema: ${[...schemaPaths].join(', ')})`);
   }
 });

@@ -74,15 +74,27 @@ t.test('the demo schedule fails the primary and every request still succeeds, ea
   t.same(failed, [], 'no request failed');
   t.ok((served.get('openai-gpt-4o') ?? 0) > 0, 'the primary served while it was up');
   t.ok((served.get('openai-gpt-4.0-turbo') ?? 0) > 0, 'the fallback served while the primary was down');
-  t.ok(lines.some((l) => /^\[switch\] openai-gpt-4o -> openai-gpt-4\.0-turbo \(upstream_5xx 503\)$/.test(l)), 'the switch is printed');
-  t.ok(lines.some((l) => /^\[health\] openai-gpt-4o: healthy -> (open|cooling)/.test(l)), 'the health change is printed');
+  t.ok(
+    lines.some((l) => /^\[switch\] openai-gpt-4o -> openai-gpt-4\.0-turbo \(upstream_5xx 503\)$/.test(l)),
+    'the switch is printed',
+  );
+  t.ok(
+    lines.some((l) => /^\[health\] openai-gpt-4o: healthy -> (open|cooling)/.test(l)),
+    'the health change is printed',
+  );
 });
 
 t.test('an invalid configuration exits 2 and names every problem', async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'cli-'));
   const file = join(dir, 'bad.yaml');
-  const backend = backendYaml([{ name: 'a', group: 0 }], { a: 1 }).replace(`kind: Inline\n            inline: ${TEST_KEY}`, 'kind: SecretRef\n            secretRef: {name: missing-secret}');
-  writeFileSync(file, `${backend}---\napiVersion: llm-failover.dev/v1alpha1\nkind: FailoverPolicy\nmetadata: {name: p}\nspec:\n  targetRefs: [{kind: Backend, name: model-failover}]\n  timeouts: {connect: soon}\n`);
+  const backend = backendYaml([{ name: 'a', group: 0 }], { a: 1 }).replace(
+    `kind: Inline\n            inline: ${TEST_KEY}`,
+    'kind: SecretRef\n            secretRef: {name: missing-secret}',
+  );
+  writeFileSync(
+    file,
+    `${backend}---\napiVersion: llm-failover.dev/v1alpha1\nkind: FailoverPolicy\nmetadata: {name: p}\nspec:\n  targetRefs: [{kind: Backend, name: model-failover}]\n  timeouts: {connect: soon}\n`,
+  );
   const p = run(['--config', file, '--secrets-dir', dir]);
   const [code] = await once(p.child, 'exit');
   t.equal(code, 2);
@@ -104,7 +116,11 @@ t.test('SIGTERM: stop accepting, let in-flight streams finish, then exit 0', asy
   const p = run(['--config', file, '--listen', '127.0.0.1:0', '--admin', '127.0.0.1:0']);
   t.teardown(() => p.child.kill('SIGKILL'));
   const [, listen] = await waitFor(() => p.out().match(/"listen":"([\d.:]+)"/), 'the ready log line');
-  const res = await fetch(`http://${listen}/model`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ messages: HELLO, stream: true }) });
+  const res = await fetch(`http://${listen}/model`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ messages: HELLO, stream: true }),
+  });
   t.equal(res.status, 200);
   p.child.kill('SIGTERM');
   const text = await res.text();
@@ -123,7 +139,11 @@ t.test('log lines are written in batches, yet each arrives within the flush inte
   const p = run(['--config', file, '--listen', '127.0.0.1:0', '--admin', '127.0.0.1:0', '--log-level', 'info']);
   t.teardown(() => p.child.kill('SIGKILL'));
   const [, listen] = await waitFor(() => p.out().match(/"listen":"([\d.:]+)"/), 'the ready log line');
-  const requestLines = () => p.out().split('\n').filter((l) => l.includes('"event":"request"'));
+  const requestLines = () =>
+    p
+      .out()
+      .split('\n')
+      .filter((l) => l.includes('"event":"request"'));
   t.equal((await post(`http://${listen}/model`, { messages: HELLO })).status, 200);
   // one quiet request: its line is not held for a full buffer (LOG_FLUSH_MS is 250 ms)
   await waitFor(() => (requestLines().length === 1 ? ['ok'] : null), 'the request line, flushed on time', 3000);
@@ -144,7 +164,12 @@ t.test('a deleted configuration file is reported once, not at every poll; its re
   const yaml = backendYaml([{ name: 'primary', group: 0 }], { primary: sim.port }) + LOOPBACK_SERVER;
   writeFileSync(file, yaml);
   const logs: string[] = [];
-  const sidecar = await startSidecar({ plan: loadPlanFromPath(file), logger: capturingLogger(logs), probes: false, watch: { path: file, pollMs: 25 } });
+  const sidecar = await startSidecar({
+    plan: loadPlanFromPath(file),
+    logger: capturingLogger(logs),
+    probes: false,
+    watch: { path: file, pollMs: 25 },
+  });
   t.teardown(() => sidecar.close());
   const errors = () => logs.filter((l) => l.includes('"level":"error"') && l.includes('configuration change rejected'));
 
@@ -155,7 +180,11 @@ t.test('a deleted configuration file is reported once, not at every poll; its re
   t.equal((await post(`${sidecar.url}/model`, { messages: HELLO })).status, 200, 'the running configuration keeps serving');
 
   writeFileSync(file, yaml);
-  await waitFor(() => (logs.some((l) => l.includes('the configuration can be read again and is unchanged')) ? ['back'] : null), 'the recovery line', 3000);
+  await waitFor(
+    () => (logs.some((l) => l.includes('the configuration can be read again and is unchanged')) ? ['back'] : null),
+    'the recovery line',
+    3000,
+  );
   t.pass('its return is reported');
   rmSync(file);
   await waitFor(() => (errors().length === 2 ? ['again'] : null), 'the second error line', 3000);

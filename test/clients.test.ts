@@ -58,7 +58,8 @@ function answers(name: string): (body: JsonBody) => Reply {
   return (body) => {
     const result = toolResultOf(body);
     if (result !== undefined) return { content: `In Paris: ${result}` };
-    if (Array.isArray(body.tools) && body.tools.length > 0) return { toolCalls: [{ name: 'get_weather', arguments: JSON.stringify(WEATHER_ARGS) }] };
+    if (Array.isArray(body.tools) && body.tools.length > 0)
+      return { toolCalls: [{ name: 'get_weather', arguments: JSON.stringify(WEATHER_ARGS) }] };
     return { content: `Hello from ${name}` };
   };
 }
@@ -84,7 +85,12 @@ async function failingPrimary(tt: Test, models: ModelSpec[], fault: Fault): Prom
  * The primary was tried first and failed, `by` served, `calls` requests each; what reached `by`
  * names its own model, not the client's. `headers`: the response headers, where the client shows them.
  */
-function failedOver(tt: Test, h: Harness, by: string, opts: { headers?: Record<string, string | null | undefined>; calls?: number } = {}): void {
+function failedOver(
+  tt: Test,
+  h: Harness,
+  by: string,
+  opts: { headers?: Record<string, string | null | undefined>; calls?: number } = {},
+): void {
   const calls = opts.calls ?? 1;
   tt.equal(h.sims.primary.requests.length, calls, 'the primary was tried first');
   tt.equal(h.sims[by].requests.length, calls, `${by} served`);
@@ -104,7 +110,11 @@ t.test('the official OpenAI SDK', async (t) => {
     function: {
       name: 'get_weather',
       description: WEATHER_DESCRIPTION,
-      parameters: { type: 'object', properties: { city: { type: 'string' }, unit: { type: 'string', enum: ['celsius', 'fahrenheit'] } }, required: ['city'] },
+      parameters: {
+        type: 'object',
+        properties: { city: { type: 'string' }, unit: { type: 'string', enum: ['celsius', 'fahrenheit'] } },
+        required: ['city'],
+      },
     },
   };
 
@@ -119,7 +129,9 @@ t.test('the official OpenAI SDK', async (t) => {
 
   t.test('a stream after an error event before the first token', async (t) => {
     const h = await failingPrimary(t, WITH_OPENAI_FALLBACK, ERROR_EVENT);
-    const { data: stream, response } = await h.client.chat.completions.create({ model: CLIENT_MODEL, messages: HELLO, stream: true, stream_options: { include_usage: true } }).withResponse();
+    const { data: stream, response } = await h.client.chat.completions
+      .create({ model: CLIENT_MODEL, messages: HELLO, stream: true, stream_options: { include_usage: true } })
+      .withResponse();
     let text = '';
     let finish: string | null = null;
     let usage: OpenAI.CompletionUsage | null | undefined;
@@ -136,7 +148,9 @@ t.test('the official OpenAI SDK', async (t) => {
 
   t.test('a tool call after a connection reset', async (t) => {
     const h = await failingPrimary(t, WITH_OPENAI_FALLBACK, RESET);
-    const { data, response } = await h.client.chat.completions.create({ model: CLIENT_MODEL, messages: HELLO, tools: [weather] }).withResponse();
+    const { data, response } = await h.client.chat.completions
+      .create({ model: CLIENT_MODEL, messages: HELLO, tools: [weather] })
+      .withResponse();
     const call = data.choices[0].message.tool_calls?.[0];
     t.equal(call?.type, 'function');
     t.equal(call?.type === 'function' ? call.function.name : undefined, 'get_weather');
@@ -178,7 +192,11 @@ t.test('the official OpenAI SDK', async (t) => {
     const finalTools = await toolRunner.finalChatCompletion();
     const streamedCall = finalTools.choices[0].message.tool_calls?.[0];
     t.equal(streamedCall?.type === 'function' ? streamedCall.function.name : undefined, 'get_weather');
-    t.same(streamedCall?.type === 'function' ? JSON.parse(streamedCall.function.arguments) : undefined, WEATHER_ARGS, 'the argument fragments assemble into the arguments');
+    t.same(
+      streamedCall?.type === 'function' ? JSON.parse(streamedCall.function.arguments) : undefined,
+      WEATHER_ARGS,
+      'the argument fragments assemble into the arguments',
+    );
     t.equal(finalTools.choices[0].finish_reason, 'tool_calls');
     failedOver(t, streamedTools, 'claude');
   });
@@ -268,7 +286,13 @@ t.test('the Vercel AI SDK (@ai-sdk/openai)', async (t) => {
     // two steps: the streamed tool call runs, its result goes back through the sidecar (as an
     // Anthropic tool_result), and Claude's final answer quotes it
     const roundTrip = await failingPrimary(t, WITH_ANTHROPIC_FALLBACK, ERROR_EVENT);
-    const loop = streamText({ model: chatModel(roundTrip), prompt: QUESTION, tools: { get_weather: weatherThatRuns }, stopWhen: stepCountIs(2), maxRetries: 0 });
+    const loop = streamText({
+      model: chatModel(roundTrip),
+      prompt: QUESTION,
+      tools: { get_weather: weatherThatRuns },
+      stopWhen: stepCountIs(2),
+      maxRetries: 0,
+    });
     const { parts, errors: loopErrors } = await drain(loop.fullStream);
     t.same(loopErrors, [], 'no error reached the app');
     const call = parts.find((p) => p.type === 'tool-call');
@@ -292,7 +316,13 @@ t.test('the Vercel AI SDK (@ai-sdk/openai)', async (t) => {
 
 t.test('LangChain ChatOpenAI', async (t) => {
   const chat = (h: Harness) =>
-    new ChatOpenAI({ model: CLIENT_MODEL, apiKey: 'unused', maxRetries: 0, timeout: 20_000, configuration: { baseURL: `${h.sidecar.url}/v1` } });
+    new ChatOpenAI({
+      model: CLIENT_MODEL,
+      apiKey: 'unused',
+      maxRetries: 0,
+      timeout: 20_000,
+      configuration: { baseURL: `${h.sidecar.url}/v1` },
+    });
   const weather = langchainTool(async ({ city, unit }) => `21 degrees ${unit ?? 'celsius'} in ${city}`, {
     name: 'get_weather',
     description: WEATHER_DESCRIPTION,

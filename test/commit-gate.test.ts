@@ -71,22 +71,29 @@ t.test('a stream: events before the first content are held, then go out with the
     'x-llm-failover-attempts': '3',
     'cache-control': 'no-cache',
   });
-  t.same(Object.keys(sink.headers ?? {}), ['content-type', 'x-llm-failover-provider', 'x-llm-failover-model', 'x-llm-failover-group', 'x-llm-failover-attempts', 'cache-control'], 'in this order');
+  t.same(
+    Object.keys(sink.headers ?? {}),
+    ['content-type', 'x-llm-failover-provider', 'x-llm-failover-model', 'x-llm-failover-group', 'x-llm-failover-attempts', 'cache-control'],
+    'in this order',
+  );
 });
 
-t.test('a whole answer: JSON headers; the client\'s model when the provider names none; names that are not visible ASCII are percent-encoded', async (t) => {
-  const sink = new RecordingSink();
-  new CommitGate(sink, target('qwen-通义千问', undefined, 0), request({ model: 'my\r\nmodel' }), 1).reply(200, '{"ok":true}');
-  t.equal(sink.ended, '{"ok":true}');
-  t.same(sink.headers, {
-    'content-type': 'application/json',
-    'x-llm-failover-provider': encodeURIComponent('qwen-通义千问'),
-    'x-llm-failover-model': encodeURIComponent('my\r\nmodel'),
-    'x-llm-failover-group': '1',
-    'x-llm-failover-attempts': '1',
-  });
-  t.equal(headerValue('gpt-4o mini (2024)'), 'gpt-4o mini (2024)', 'visible ASCII and spaces as they are');
-});
+t.test(
+  "a whole answer: JSON headers; the client's model when the provider names none; names that are not visible ASCII are percent-encoded",
+  async (t) => {
+    const sink = new RecordingSink();
+    new CommitGate(sink, target('qwen-通义千问', undefined, 0), request({ model: 'my\r\nmodel' }), 1).reply(200, '{"ok":true}');
+    t.equal(sink.ended, '{"ok":true}');
+    t.same(sink.headers, {
+      'content-type': 'application/json',
+      'x-llm-failover-provider': encodeURIComponent('qwen-通义千问'),
+      'x-llm-failover-model': encodeURIComponent('my\r\nmodel'),
+      'x-llm-failover-group': '1',
+      'x-llm-failover-attempts': '1',
+    });
+    t.equal(headerValue('gpt-4o mini (2024)'), 'gpt-4o mini (2024)', 'visible ASCII and spaces as they are');
+  },
+);
 
 t.test('a failure before the commit sends nothing; after it, an error event ends the stream', async (t) => {
   const failure = { reason: 'upstream_5xx' as const, status: 503, message: 'upstream 503' };
@@ -99,7 +106,10 @@ t.test('a failure before the commit sends nothing; after it, an error event ends
   const gate = new CommitGate(after, target('a', 'a'), request(), 1);
   gate.commit();
   t.same(gate.fail(failure), { kind: 'cut', failure });
-  t.match(after.ended, /^data: \{"error":\{"message":"the stream from the model broke after it started: upstream 503","type":"server_error","param":null,"code":"stream_interrupted"\}\}\n\n$/);
+  t.match(
+    after.ended,
+    /^data: \{"error":\{"message":"the stream from the model broke after it started: upstream 503","type":"server_error","param":null,"code":"stream_interrupted"\}\}\n\n$/,
+  );
   t.notMatch(after.ended, /\[DONE\]/);
 });
 

@@ -25,7 +25,10 @@ t.test('durations: the schema converts them to milliseconds, with the same messa
 });
 
 t.test('layered: a layer replaces the fields it sets, nested groups merged, nothing but settings read', async (t) => {
-  const merged = layered<HealthSpec>(HEALTH_DEFAULTS, { probe: { interval: 3_000 }, breaker: { enabled: false } }, undefined, { probe: { kind: 'chat' }, slowThreshold: 1_000 });
+  const merged = layered<HealthSpec>(HEALTH_DEFAULTS, { probe: { interval: 3_000 }, breaker: { enabled: false } }, undefined, {
+    probe: { kind: 'chat' },
+    slowThreshold: 1_000,
+  });
   t.same(merged.probe, { ...HEALTH_DEFAULTS.probe, interval: 3_000, kind: 'chat' });
   t.same(merged.breaker, { ...HEALTH_DEFAULTS.breaker, enabled: false });
   t.equal(merged.slowThreshold, 1_000);
@@ -61,10 +64,27 @@ t.test('the defaults the plan runs with', async (t) => {
     maxStreamBytes: 67_108_864,
   });
   t.same(DEFAULT_HEALTH, {
-    probe: { kind: 'auto', intervalMs: 10_000, idleIntervalMs: 60_000, timeoutMs: 5_000, jitterPercent: 20, healthyThreshold: 2, unhealthyThreshold: 2, prompt: 'Reply with the single word: ok', maxTokens: 16 },
+    probe: {
+      kind: 'auto',
+      intervalMs: 10_000,
+      idleIntervalMs: 60_000,
+      timeoutMs: 5_000,
+      jitterPercent: 20,
+      healthyThreshold: 2,
+      unhealthyThreshold: 2,
+      prompt: 'Reply with the single word: ok',
+      maxTokens: 16,
+    },
     slowThresholdMs: 8_000,
     suspectAfterMs: 3_000,
-    breaker: { enabled: true, consecutiveFailures: 5, windowMs: 10_000, errorThresholdPercentage: 50, volumeThreshold: 3, resetTimeoutMs: 10_000 },
+    breaker: {
+      enabled: true,
+      consecutiveFailures: 5,
+      windowMs: 10_000,
+      errorThresholdPercentage: 50,
+      volumeThreshold: 3,
+      resetTimeoutMs: 10_000,
+    },
   });
 });
 
@@ -100,7 +120,11 @@ t.test('a model runs with the defaults, then the policy, then its override', asy
   const [a, c] = b.groups[0];
   t.equal(b.settings.requestDeadlineMs, 60_000, "the policy's request deadline");
   t.same(a.timeouts, { ...DEFAULT_FAILOVER.timeouts, connectMs: 1_000 });
-  t.same(c.timeouts, { ...DEFAULT_FAILOVER.timeouts, connectMs: 1_000, streamIdleMs: 7_000 }, "an override's timeouts.request is not a model's");
+  t.same(
+    c.timeouts,
+    { ...DEFAULT_FAILOVER.timeouts, connectMs: 1_000, streamIdleMs: 7_000 },
+    "an override's timeouts.request is not a model's",
+  );
   t.same([a.health.probe.intervalMs, a.health.probe.timeoutMs, a.health.breaker.windowMs], [3_000, 5_000, 20_000]);
   t.same([c.health.probe.intervalMs, c.health.probe.timeoutMs, c.health.breaker.windowMs], [3_000, 500, 20_000]);
 });
@@ -116,9 +140,18 @@ t.test('every provider the registry serves has its facts, its schema block and i
     t.match(facts.chatPath, /^\//, `${kind}: a chat path`);
     t.equal(facts.auth.header, facts.auth.header.toLowerCase(), `${kind}: the auth header in lower case`);
     t.ok(facts.auth.prefix === '' || facts.auth.prefix.endsWith(' '), `${kind}: the prefix ends in a space`);
-    const plan = loadPlan([{ name: 'x.yaml', text: `apiVersion: gateway.kgateway.dev/v1alpha1\nkind: Backend\nmetadata: {name: b}\nspec:\n  type: AI\n  ai:\n    llm:\n      ${kind}: {authToken: {kind: Inline, inline: k}}\n` }]);
+    const plan = loadPlan([
+      {
+        name: 'x.yaml',
+        text: `apiVersion: gateway.kgateway.dev/v1alpha1\nkind: Backend\nmetadata: {name: b}\nspec:\n  type: AI\n  ai:\n    llm:\n      ${kind}: {authToken: {kind: Inline, inline: k}}\n`,
+      },
+    ]);
     const m = plan.backends[0].groups[0][0];
-    t.same([m.provider, m.origin, m.path, m.auth.header, m.auth.prefix], [kind, facts.origin, facts.chatPath, facts.auth.header, facts.auth.prefix], `${kind}: a target from its facts`);
+    t.same(
+      [m.provider, m.origin, m.path, m.auth.header, m.auth.prefix],
+      [kind, facts.origin, facts.chatPath, facts.auth.header, facts.auth.prefix],
+      `${kind}: a target from its facts`,
+    );
     t.match(facts.modelsProbe(m).path, /\/models$/, `${kind}: the model list beside the chat path`);
   }
 });

@@ -28,7 +28,11 @@ function problemsOf(text: string, options: { env?: NodeJS.ProcessEnv; secretsDir
   try {
     loadPlan([{ name: 'bad.yaml', text }], { env: options.env ?? {}, secretsDir: options.secretsDir ?? '/nonexistent' });
   } catch (err) {
-    if (err instanceof ConfigError) return err.message.split('\n').slice(1).map((l) => l.replace(/^ {2}- /, ''));
+    if (err instanceof ConfigError)
+      return err.message
+        .split('\n')
+        .slice(1)
+        .map((l) => l.replace(/^ {2}- /, ''));
     throw err;
   }
   return [];
@@ -37,7 +41,10 @@ function problemsOf(text: string, options: { env?: NodeJS.ProcessEnv; secretsDir
 async function check(text: string, secretsDir: string): Promise<{ code: number | null; out: string; err: string }> {
   const file = join(mkdtempSync(join(tmpdir(), 'check-')), 'config.yaml');
   writeFileSync(file, text);
-  const child = spawn(process.execPath, [CLI, 'check', '--config', file, '--secrets-dir', secretsDir], { env: { ...process.env, NO_COLOR: '1' }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [CLI, 'check', '--config', file, '--secrets-dir', secretsDir], {
+    env: { ...process.env, NO_COLOR: '1' },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   let out = '';
   let err = '';
   child.stdout.on('data', (d) => (out += d));
@@ -121,12 +128,16 @@ t.test('an environment variable with a control character is a problem naming the
 t.test('an Inline token with a line break is a problem at its path, without the value', async (t) => {
   const problems = problemsOf(BACKEND(`        openai:\n          authToken: {kind: Inline, inline: "${KEY_A}\\r\\nX-Injected: 1"}`));
   t.equal(problems.length, 1, problems.join('\n'));
-  t.match(problems[0], 'bad.yaml Backend/b spec.ai.priorityGroups[0].providers[0].openai.authToken.inline: the Inline token is not a valid header value: it holds a line break');
+  t.match(
+    problems[0],
+    'bad.yaml Backend/b spec.ai.priorityGroups[0].providers[0].openai.authToken.inline: the Inline token is not a valid header value: it holds a line break',
+  );
   t.notMatch(problems[0], 'validation-first');
 });
 
 t.test('header names must be RFC 9110 tokens, prefixes valid header values: at load and in check', async (t) => {
-  const provider = (override: string) => BACKEND(`        openai:\n          authToken: {kind: Inline, inline: ${KEY_A}}\n        authHeaderOverride: ${override}`);
+  const provider = (override: string) =>
+    BACKEND(`        openai:\n          authToken: {kind: Inline, inline: ${KEY_A}}\n        authHeaderOverride: ${override}`);
   const cases: [string, RegExp][] = [
     ['{headerName: "x api key"}', /authHeaderOverride\.headerName: .*not a valid HTTP header name/],
     ['{headerName: "x-api-key:"}', /authHeaderOverride\.headerName: .*not a valid HTTP header name/],
@@ -184,20 +195,32 @@ spec:
   ]) {
     const problems = problemsOf(route(pattern));
     t.equal(problems.length, 1, `${what}: ${problems.join('\n')}`);
-    t.match(problems[0], /^bad\.yaml HTTPRoute\/r spec\.rules\[0\]\.matches\[0\]\.path\.value: invalid regular expression \(RE2 syntax, as Envoy uses\): /, what);
+    t.match(
+      problems[0],
+      /^bad\.yaml HTTPRoute\/r spec\.rules\[0\]\.matches\[0\]\.path\.value: invalid regular expression \(RE2 syntax, as Envoy uses\): /,
+      what,
+    );
   }
   const plan = loadPlan([{ name: 'ok.yaml', text: route('/v[0-9]+/(chat|talk)') }]);
   const router = createRouter(plan.routes);
   t.equal(router.match('/v12/chat')?.source, 'HTTPRoute/r rule 0', 'a whole-path match');
   t.equal(router.match('/v12/chat/x'), undefined, 'the whole path must match, not a part');
   t.equal(router.match('/xv1/talk'), undefined);
-  t.equal(createRouter(loadPlan([{ name: 'ok.yaml', text: route('/a+') }]).routes).match(`/${'a'.repeat(9000)}`), undefined, 'a path over 8 KiB never matches a regex route');
+  t.equal(
+    createRouter(loadPlan([{ name: 'ok.yaml', text: route('/a+') }]).routes).match(`/${'a'.repeat(9000)}`),
+    undefined,
+    'a path over 8 KiB never matches a regex route',
+  );
 });
 
 t.test('a hostile path against a catastrophic pattern answers at once; the route still serves', async (t) => {
-  const h = await startHarness([{ name: 'primary', group: 0 }], { yaml: (ports) =>
-      backendYaml([{ name: 'primary', group: 0 }], ports).replace('type: PathPrefix\n        value: /model', () => "type: RegularExpression\n        value: '/(a+)+$'") +
-      '---\napiVersion: llm-failover.dev/v1alpha1\nkind: SidecarConfig\nspec:\n  listen: 127.0.0.1:0\n  admin: 127.0.0.1:0\n' });
+  const h = await startHarness([{ name: 'primary', group: 0 }], {
+    yaml: (ports) =>
+      backendYaml([{ name: 'primary', group: 0 }], ports).replace(
+        'type: PathPrefix\n        value: /model',
+        () => "type: RegularExpression\n        value: '/(a+)+$'",
+      ) + '---\napiVersion: llm-failover.dev/v1alpha1\nkind: SidecarConfig\nspec:\n  listen: 127.0.0.1:0\n  admin: 127.0.0.1:0\n',
+  });
   t.teardown(() => h.close());
   const hostile = await post(`${h.sidecar.url}/${'a'.repeat(39)}!`, { messages: HELLO });
   t.equal(hostile.status, 404, 'no match: 404');
@@ -215,12 +238,18 @@ spec:
   targetRefs: [{kind: Backend, name: b}]
 `;
   const problems = problemsOf(text);
-  t.same(problems, ['bad.yaml Backend/b spec.ai.priorityGroups[0].providers[0].gemini: provider "gemini" is not served by this sidecar yet (served: openai, anthropic)']);
+  t.same(problems, [
+    'bad.yaml Backend/b spec.ai.priorityGroups[0].providers[0].gemini: provider "gemini" is not served by this sidecar yet (served: openai, anthropic)',
+  ]);
   const r = await check(text, '/nonexistent');
   t.equal(r.code, 2);
   t.match(r.err, /invalid configuration \(1 problem\)/);
   t.notMatch(r.err, /no Backend/);
-  t.match(problemsOf(`${BACKEND('        gemini: {model: gemini-pro}')}${ROUTE('other')}`).join('\n'), /no Backend default\/other in the configuration/, 'a reference to a Backend that is not there at all is still reported');
+  t.match(
+    problemsOf(`${BACKEND('        gemini: {model: gemini-pro}')}${ROUTE('other')}`).join('\n'),
+    /no Backend default\/other in the configuration/,
+    'a reference to a Backend that is not there at all is still reported',
+  );
 });
 
 t.test('on reload, an invalid header name or secret is rejected with its problem and the running configuration stays', async (t) => {
@@ -229,7 +258,11 @@ t.test('on reload, an invalid header name or secret is rejected with its problem
   writeFileSync(config, BACKEND(OPENAI_SECRET_REF));
   const plans: unknown[] = [];
   const rejected: string[] = [];
-  const watch = watchConfig(config, { secretsDir: dir, env: {}, pollMs: 60_000 }, { onPlan: (p) => plans.push(p), onRejected: (err) => rejected.push(String((err as Error).message)) });
+  const watch = watchConfig(
+    config,
+    { secretsDir: dir, env: {}, pollMs: 60_000 },
+    { onPlan: (p) => plans.push(p), onRejected: (err) => rejected.push(String((err as Error).message)) },
+  );
   t.teardown(() => watch.stop());
   writeFileSync(config, `${BACKEND(OPENAI_SECRET_REF)}        authHeaderOverride: {headerName: "x api key"}\n`);
   watch.check();

@@ -18,7 +18,11 @@ function problemsOf(text: string, env: NodeJS.ProcessEnv = { OPENAI_SECRET: 'sk-
   try {
     loadPlan([{ name: 'bad.yaml', text }], { env, secretsDir: '/nonexistent' });
   } catch (err) {
-    if (err instanceof ConfigError) return err.message.split('\n').slice(1).map((l) => l.replace(/^ {2}- /, ''));
+    if (err instanceof ConfigError)
+      return err.message
+        .split('\n')
+        .slice(1)
+        .map((l) => l.replace(/^ {2}- /, ''));
     throw err;
   }
   return [];
@@ -44,35 +48,54 @@ const OPENAI = (name: string, model = 'gpt-4o') => `      - name: ${name}
             secretRef:
               name: openai-secret`;
 
-t.test('the seed page\'s first example loads as written: three priority groups, /model routed', async (t) => {
+t.test("the seed page's first example loads as written: three priority groups, /model routed", async (t) => {
   const plan = loadPlanFromPath(fixture('seed-priority.yaml'), { secretsDir: SECRETS, env: {} });
   const backend = plan.backends[0];
   t.equal(backend.name, 'model-failover');
   t.equal(backend.namespace, 'kgateway-system');
-  t.same(backend.groups.map((g) => g.map((m) => m.model)), [['gpt-4o'], ['gpt-4.0-turbo'], ['gpt-3.5-turbo']]);
-  t.same(backend.groups.flat().map((m) => [m.origin, m.path]), Array(3).fill(['https://api.openai.com', '/v1/chat/completions']));
+  t.same(
+    backend.groups.map((g) => g.map((m) => m.model)),
+    [['gpt-4o'], ['gpt-4.0-turbo'], ['gpt-3.5-turbo']],
+  );
+  t.same(
+    backend.groups.flat().map((m) => [m.origin, m.path]),
+    Array(3).fill(['https://api.openai.com', '/v1/chat/completions']),
+  );
   const router = createRouter(plan.routes);
   t.equal(router.match('/model')?.backend, backend, '/model goes to the Backend');
   t.equal(router.match('/v1/chat/completions')?.backend, backend, 'and so does the OpenAI path');
   t.equal(router.match('/models'), undefined, 'a prefix matches whole path elements only');
   const m = backend.groups[0][0];
-  t.equal(m.auth.kind === 'static' && m.auth.token.reveal(), 'sk-from-mounted-secret', 'the Bearer prefix of the mounted Secret is removed');
+  t.equal(
+    m.auth.kind === 'static' && m.auth.token.reveal(),
+    'sk-from-mounted-secret',
+    'the Bearer prefix of the mounted Secret is removed',
+  );
   t.equal(JSON.stringify(plan).includes('sk-from-mounted-secret'), false, 'the plan never serialises a key');
 });
 
-t.test('the seed page\'s cost-based example loads: OpenAI and Anthropic balanced per group', async (t) => {
+t.test("the seed page's cost-based example loads: OpenAI and Anthropic balanced per group", async (t) => {
   const plan = loadPlanFromPath(fixture('seed-cost.yaml'), { secretsDir: SECRETS, env: {} });
   const groups = plan.backends[0].groups;
-  t.same(groups.map((g) => g.map((m) => `${m.provider}:${m.model}`)), [
-    ['openai:gpt-3.5-turbo', 'anthropic:claude-3-5-haiku-latest'],
-    ['openai:gpt-4.0-turbo', 'anthropic:claude-opus-4-1'],
-  ]);
+  t.same(
+    groups.map((g) => g.map((m) => `${m.provider}:${m.model}`)),
+    [
+      ['openai:gpt-3.5-turbo', 'anthropic:claude-3-5-haiku-latest'],
+      ['openai:gpt-4.0-turbo', 'anthropic:claude-opus-4-1'],
+    ],
+  );
   const haiku = groups[0][1];
-  t.same([haiku.origin, haiku.path, haiku.auth.kind === 'static' && haiku.auth.header, haiku.apiVersion], ['https://api.anthropic.com', '/v1/messages', 'x-api-key', '2023-06-01']);
+  t.same(
+    [haiku.origin, haiku.path, haiku.auth.kind === 'static' && haiku.auth.header, haiku.apiVersion],
+    ['https://api.anthropic.com', '/v1/messages', 'x-api-key', '2023-06-01'],
+  );
 });
 
-t.test('a Backend with a single llm provider (kgateway\'s one-model form) works', async (t) => {
-  const plan = loadPlan([{ name: 'one.yaml', text: `apiVersion: gateway.kgateway.dev/v1alpha1
+t.test("a Backend with a single llm provider (kgateway's one-model form) works", async (t) => {
+  const plan = loadPlan([
+    {
+      name: 'one.yaml',
+      text: `apiVersion: gateway.kgateway.dev/v1alpha1
 kind: Backend
 metadata: {name: single}
 spec:
@@ -85,33 +108,49 @@ spec:
       hostOverride: {host: vllm.internal, port: 8000}
       pathOverride: {fullPath: /openai/v1/chat/completions}
       authHeaderOverride: {headerName: api-key, prefix: ""}
-` }]);
+`,
+    },
+  ]);
   const m = plan.backends[0].groups[0][0];
-  t.same([m.name, m.model, m.origin, m.path], ['single', 'gpt-4o-mini', 'http://vllm.internal:8000', '/openai/v1/chat/completions'], 'port 8000 speaks plain HTTP');
+  t.same(
+    [m.name, m.model, m.origin, m.path],
+    ['single', 'gpt-4o-mini', 'http://vllm.internal:8000', '/openai/v1/chat/completions'],
+    'port 8000 speaks plain HTTP',
+  );
   t.same(m.auth.kind === 'static' && [m.auth.header, m.auth.prefix], ['api-key', '']);
   t.equal(createRouter(plan.routes).match('/v1/chat/completions')?.backend.name, 'single');
 });
 
-t.test('a hostOverride on port 443 speaks TLS; Passthrough auth uses the client\'s header', async (t) => {
-  const plan = loadPlan([{ name: 'x.yaml', text: BACKEND(`      - name: company
+t.test("a hostOverride on port 443 speaks TLS; Passthrough auth uses the client's header", async (t) => {
+  const plan = loadPlan([
+    {
+      name: 'x.yaml',
+      text: BACKEND(`      - name: company
         openai:
           authToken: {kind: Passthrough}
-        hostOverride: {host: llm.example.com, port: 443}`) }]);
+        hostOverride: {host: llm.example.com, port: 443}`),
+    },
+  ]);
   const m = plan.backends[0].groups[0][0];
   t.equal(m.origin, 'https://llm.example.com:443');
   t.equal(m.auth.kind, 'passthrough');
-  t.equal(m.model, undefined, 'no model: the client\'s model is used (kgateway semantics)');
+  t.equal(m.model, undefined, "no model: the client's model is used (kgateway semantics)");
 });
 
 t.test('secrets come from the environment for local runs, named after the secret', async (t) => {
-  const plan = loadPlan([{ name: 'x.yaml', text: BACKEND(OPENAI('a')) }], { secretsDir: '/nonexistent', env: { OPENAI_SECRET: 'Bearer sk-env' } });
+  const plan = loadPlan([{ name: 'x.yaml', text: BACKEND(OPENAI('a')) }], {
+    secretsDir: '/nonexistent',
+    env: { OPENAI_SECRET: 'Bearer sk-env' },
+  });
   const m = plan.backends[0].groups[0][0];
   t.equal(m.auth.kind === 'static' && m.auth.token.reveal(), 'sk-env');
 });
 
 t.test('a missing secret is named, never printed', async (t) => {
   const problems = problemsOf(BACKEND(OPENAI('a')), {});
-  t.same(problems, ['bad.yaml Backend/b spec.ai.priorityGroups[0].providers[0].openai.authToken.secretRef.name: secret "openai-secret" not found (looked in /nonexistent/openai-secret/Authorization and env OPENAI_SECRET)']);
+  t.same(problems, [
+    'bad.yaml Backend/b spec.ai.priorityGroups[0].providers[0].openai.authToken.secretRef.name: secret "openai-secret" not found (looked in /nonexistent/openai-secret/Authorization and env OPENAI_SECRET)',
+  ]);
 });
 
 t.test('invalid configurations: every problem, located', async (t) => {
@@ -133,7 +172,9 @@ t.test('invalid configurations: every problem, located', async (t) => {
     {
       name: 'provider names must be unique across groups',
       text: BACKEND(`${OPENAI('a')}\n    - providers:\n${OPENAI('a')}`),
-      problems: ['bad.yaml Backend/b spec.ai.priorityGroups[1].providers[0].name: provider name "a" is used twice in this Backend; names must be unique across all priority groups'],
+      problems: [
+        'bad.yaml Backend/b spec.ai.priorityGroups[1].providers[0].name: provider name "a" is used twice in this Backend; names must be unique across all priority groups',
+      ],
     },
     {
       name: 'no provider block, and a provider not served',
@@ -208,7 +249,7 @@ spec:
   }
 });
 
-t.test('a folder of YAML files loads like one file; hidden entries (the kubelet\'s ..data) are skipped', async (t) => {
+t.test("a folder of YAML files loads like one file; hidden entries (the kubelet's ..data) are skipped", async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'cfg-'));
   writeFileSync(join(dir, '01-backend.yaml'), BACKEND(OPENAI('a')));
   writeFileSync(join(dir, '..data'), 'not: yaml: at: all');

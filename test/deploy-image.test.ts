@@ -12,7 +12,10 @@ import t from 'tap';
 import { type Any, bytes, DEPLOY, entrypointCwd, entrypointOf, find, NODE, ROOT, readYaml } from './fixtures/deploy/k8s.ts';
 
 const DOCKERFILE = readFileSync(join(DEPLOY, 'Dockerfile'), 'utf8');
-const PKG = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { dependencies: Record<string, string>; devDependencies: Record<string, string> };
+const PKG = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as {
+  dependencies: Record<string, string>;
+  devDependencies: Record<string, string>;
+};
 
 interface Instruction {
   stage: string;
@@ -44,7 +47,12 @@ const inStage = (stage: string, op: string) => INSTR.filter((i) => i.stage === s
 function copied(stage: string): string[] {
   return inStage(stage, 'COPY')
     .filter((c) => !c.args.includes('--from='))
-    .flatMap((c) => c.args.split(/\s+/).filter((a) => !a.startsWith('--')).slice(0, -1))
+    .flatMap((c) =>
+      c.args
+        .split(/\s+/)
+        .filter((a) => !a.startsWith('--'))
+        .slice(0, -1),
+    )
     .map((p) => p.replace(/\/$/, ''));
 }
 
@@ -54,7 +62,13 @@ function ignored(path: string, patterns: string[]): boolean {
   for (const raw of patterns) {
     const negate = raw.startsWith('!');
     const p = (negate ? raw.slice(1) : raw).replace(/\/$/, '');
-    const re = new RegExp(`^${p.replace(/[.+^${}()|[\]\\]/g, '\\$&').replace(/\*\*\//g, '(.*/)?').replace(/\*\*/g, '.*').replace(/\*/g, '[^/]*')}(/.*)?$`);
+    const re = new RegExp(
+      `^${p
+        .replace(/[.+^${}()|[\]\\]/g, '\\$&')
+        .replace(/\*\*\//g, '(.*/)?')
+        .replace(/\*\*/g, '.*')
+        .replace(/\*/g, '[^/]*')}(/.*)?$`,
+    );
     if (re.test(path)) out = !negate;
   }
   return out;
@@ -78,7 +92,8 @@ function closure(entry: string): Closure {
     files.add(file);
     const text = readFileSync(file, 'utf8');
     const specifiers: string[] = [];
-    for (const m of text.matchAll(/^\s*(import|export)\s+(type\s+)?([^'";]*?\sfrom\s+)?['"]([^'"]+)['"]/gm)) if (!m[2]) specifiers.push(m[4]);
+    for (const m of text.matchAll(/^\s*(import|export)\s+(type\s+)?([^'";]*?\sfrom\s+)?['"]([^'"]+)['"]/gm))
+      if (!m[2]) specifiers.push(m[4]);
     for (const m of text.matchAll(/\bimport\(\s*['"]([^'"]+)['"]\s*\)/g)) specifiers.push(m[1]);
     for (const s of specifiers) {
       if (s.startsWith('node:')) continue;
@@ -96,7 +111,8 @@ function closure(entry: string): Closure {
 t.test('multi-stage, every base image is Node 24, the default target is the sidecar', async (t) => {
   const froms = INSTR.filter((i) => i.op === 'FROM');
   t.ok(froms.length >= 2, 'multi-stage');
-  for (const f of froms) t.match(f.args.split(/\s+/)[0], /(^|\/)node:24([-.]|$)|nodejs24/, `${f.stage}: ${f.args.split(/\s+/)[0]} is Node 24`);
+  for (const f of froms)
+    t.match(f.args.split(/\s+/)[0], /(^|\/)node:24([-.]|$)|nodejs24/, `${f.stage}: ${f.args.split(/\s+/)[0]} is Node 24`);
   t.equal(stages.at(-1), 'sidecar', 'a plain docker build gives the sidecar');
   t.ok(stages.includes('injector'), 'and --target injector the injector');
   t.same(
@@ -117,7 +133,10 @@ t.test('production dependencies only, installed without scripts, in a build stag
     inStage('sidecar', 'COPY').some((c) => c.args.includes(`--from=${installs[0].stage}`) && c.args.includes('node_modules')),
     'the sidecar takes node_modules from that stage',
   );
-  t.notOk(inStage('injector', 'COPY').some((c) => c.args.includes('node_modules')), 'the injector needs no node_modules');
+  t.notOk(
+    inStage('injector', 'COPY').some((c) => c.args.includes('node_modules')),
+    'the injector needs no node_modules',
+  );
   t.ok('node' in PKG.devDependencies && !('node' in PKG.dependencies), 'the `node` package is a devDependency, so it is left out');
 });
 
@@ -142,13 +161,19 @@ for (const [stage, script, source, sourceStage, pattern] of [
     t.equal(entrypoint.at(-1), script);
     t.ok(existsSync(join(ROOT, source)), `${source} exists`);
     for (const src of copied(sourceStage)) t.ok(existsSync(join(ROOT, src)), `COPY ${src}: exists`);
-    t.ok(copied(stage).includes('package.json') || inStage(stage, 'COPY').some((c) => c.args.includes(`--from=${sourceStage}`)), 'package.json ("type": "module") is in the stage');
+    t.ok(
+      copied(stage).includes('package.json') || inStage(stage, 'COPY').some((c) => c.args.includes(`--from=${sourceStage}`)),
+      'package.json ("type": "module") is in the stage',
+    );
     if (sourceStage !== stage) {
       t.ok(
         inStage(sourceStage, 'RUN').some((r) => /\bnode scripts\/build-js\.ts --out (\S+)/.test(r.args)),
         `the ${sourceStage} stage strips the types with scripts/build-js.ts`,
       );
-      t.ok(inStage(stage, 'COPY').some((c) => c.args.includes(`--from=${sourceStage}`)), `${stage} takes its code from the ${sourceStage} stage`);
+      t.ok(
+        inStage(stage, 'COPY').some((c) => c.args.includes(`--from=${sourceStage}`)),
+        `${stage} takes its code from the ${sourceStage} stage`,
+      );
     }
 
     const { files, packages } = closure(source);
@@ -173,13 +198,19 @@ for (const [stage, script, source, sourceStage, pattern] of [
 t.test("the ENTRYPOINT's heap cap fits the memory limit of the manifests", async (t) => {
   const heapCap = (stage: string) => {
     const flags = entrypointOf(DOCKERFILE, stage).slice(1, -1);
-    const r = spawnSync(NODE, [...flags, '-p', 'require("node:v8").getHeapStatistics().heap_size_limit'], { encoding: 'utf8', timeout: 20_000 });
+    const r = spawnSync(NODE, [...flags, '-p', 'require("node:v8").getHeapStatistics().heap_size_limit'], {
+      encoding: 'utf8',
+      timeout: 20_000,
+    });
     return Number(r.stdout.trim());
   };
-  const sidecarLimit = bytes(find(readYaml(join(DEPLOY, 'kubernetes/deployment.yaml')), 'Deployment').spec.template.spec.initContainers[0].resources.limits.memory);
+  const sidecarLimit = bytes(
+    find(readYaml(join(DEPLOY, 'kubernetes/deployment.yaml')), 'Deployment').spec.template.spec.initContainers[0].resources.limits.memory,
+  );
   const injectorLimit = bytes(
-    (find(readYaml(join(DEPLOY, 'injector/manifests/injector.yaml')), 'Deployment').spec.template.spec.containers as Any[]).find((c) => c.name === 'injector').resources.limits
-      .memory,
+    (find(readYaml(join(DEPLOY, 'injector/manifests/injector.yaml')), 'Deployment').spec.template.spec.containers as Any[]).find(
+      (c) => c.name === 'injector',
+    ).resources.limits.memory,
   );
   const MiB = 1024 * 1024;
   for (const [stage, limit] of [
@@ -189,15 +220,28 @@ t.test("the ENTRYPOINT's heap cap fits the memory limit of the manifests", async
     const cap = heapCap(stage);
     t.ok(cap > 16 * MiB, `${stage}: heap cap ${Math.round(cap / MiB)} MiB`);
     // Measured beside the heap: ~40 MB of native memory and ~55-60 MB of the node binary's pages.
-    t.ok(limit - cap >= 64 * MiB, `${stage}: ${Math.round((limit - cap) / MiB)} MiB of the ${Math.round(limit / MiB)} MiB limit left beside the heap (>= 64)`);
+    t.ok(
+      limit - cap >= 64 * MiB,
+      `${stage}: ${Math.round((limit - cap) / MiB)} MiB of the ${Math.round(limit / MiB)} MiB limit left beside the heap (>= 64)`,
+    );
   }
 });
 
 t.test('the .dockerignore is an allowlist: no node_modules, tests, git history or local files reach the builder', async (t) => {
   const stat = statSync(join(DEPLOY, 'Dockerfile.dockerignore'));
   t.ok(stat.isFile(), 'deploy/Dockerfile.dockerignore, the name BuildKit looks for beside deploy/Dockerfile');
-  for (const p of ['node_modules/undici/index.js', '.git/HEAD', 'test/config.test.ts', 'bench/run.ts', '.scratch/dual.ts', '.env', 'docs/kubernetes.md', 'sidecar/x.test.ts']) {
+  for (const p of [
+    'node_modules/undici/index.js',
+    '.git/HEAD',
+    'test/config.test.ts',
+    'bench/run.ts',
+    '.scratch/dual.ts',
+    '.env',
+    'docs/kubernetes.md',
+    'sidecar/x.test.ts',
+  ]) {
     t.ok(ignored(p, IGNORE), `${p} is excluded`);
   }
-  for (const p of ['package.json', 'package-lock.json', 'sidecar/cli.ts', 'scripts/build-js.ts', 'deploy/injector/server.ts']) t.notOk(ignored(p, IGNORE), `${p} is included`);
+  for (const p of ['package.json', 'package-lock.json', 'sidecar/cli.ts', 'scripts/build-js.ts', 'deploy/injector/server.ts'])
+    t.notOk(ignored(p, IGNORE), `${p} is included`);
 });

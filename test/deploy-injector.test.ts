@@ -79,7 +79,15 @@ function call(base: string, path: string, body: unknown, options: { method?: str
 }
 
 /** A pod as the ReplicaSet controller creates it, after defaulting and the ServiceAccount admission plugin. */
-function replicaSetPod(options: { labels?: Record<string, string>; annotations?: Record<string, string>; withVolumes?: boolean; initContainers?: Any[]; ports?: number[] } = {}): Any {
+function replicaSetPod(
+  options: {
+    labels?: Record<string, string>;
+    annotations?: Record<string, string>;
+    withVolumes?: boolean;
+    initContainers?: Any[];
+    ports?: number[];
+  } = {},
+): Any {
   const withVolumes = options.withVolumes ?? true;
   const app: Any = {
     name: 'shop',
@@ -91,7 +99,8 @@ function replicaSetPod(options: { labels?: Record<string, string>; annotations?:
     terminationMessagePath: '/dev/termination-log',
     terminationMessagePolicy: 'File',
   };
-  if (withVolumes) app.volumeMounts = [{ name: 'kube-api-access-x7k2p', mountPath: '/var/run/secrets/kubernetes.io/serviceaccount', readOnly: true }];
+  if (withVolumes)
+    app.volumeMounts = [{ name: 'kube-api-access-x7k2p', mountPath: '/var/run/secrets/kubernetes.io/serviceaccount', readOnly: true }];
   const pod: Any = {
     apiVersion: 'v1',
     kind: 'Pod',
@@ -100,7 +109,16 @@ function replicaSetPod(options: { labels?: Record<string, string>; annotations?:
       namespace: 'shop',
       labels: { 'app.kubernetes.io/name': 'shop', 'pod-template-hash': '6d8f9c7b5', ...options.labels },
       annotations: options.annotations,
-      ownerReferences: [{ apiVersion: 'apps/v1', kind: 'ReplicaSet', name: 'shop-6d8f9c7b5', uid: randomUUID(), controller: true, blockOwnerDeletion: true }],
+      ownerReferences: [
+        {
+          apiVersion: 'apps/v1',
+          kind: 'ReplicaSet',
+          name: 'shop-6d8f9c7b5',
+          uid: randomUUID(),
+          controller: true,
+          blockOwnerDeletion: true,
+        },
+      ],
     },
     spec: {
       containers: [app],
@@ -152,7 +170,11 @@ function admissionReview(pod: Any, options: { namespace?: string; operation?: st
       requestResource: gvr,
       namespace: options.namespace ?? 'shop',
       operation: options.operation ?? 'CREATE',
-      userInfo: { username: 'system:serviceaccount:kube-system:replicaset-controller', uid: randomUUID(), groups: ['system:serviceaccounts', 'system:authenticated'] },
+      userInfo: {
+        username: 'system:serviceaccount:kube-system:replicaset-controller',
+        uid: randomUUID(),
+        groups: ['system:serviceaccounts', 'system:authenticated'],
+      },
       object: pod,
       oldObject: null,
       dryRun: false,
@@ -211,8 +233,14 @@ t.test('a plain pod that did not opt in is admitted untouched', async (t) => {
 t.test('an opted-in pod gets the native sidecar, valid against the Kubernetes schema', async (t) => {
   const migrate = { name: 'migrate', image: 'registry.example.com/shop-migrate:2.3.1', resources: {} };
   for (const [label, pod] of [
-    ['a pod with volumes and init containers (appended with /-)', replicaSetPod({ labels: { 'llm-failover.dev/inject': 'true' }, annotations: OPTED_IN, initContainers: [migrate] })],
-    ['a pod with no volumes and no init containers (whole arrays added)', replicaSetPod({ labels: { 'llm-failover.dev/inject': 'true' }, annotations: OPTED_IN, withVolumes: false })],
+    [
+      'a pod with volumes and init containers (appended with /-)',
+      replicaSetPod({ labels: { 'llm-failover.dev/inject': 'true' }, annotations: OPTED_IN, initContainers: [migrate] }),
+    ],
+    [
+      'a pod with no volumes and no init containers (whole arrays added)',
+      replicaSetPod({ labels: { 'llm-failover.dev/inject': 'true' }, annotations: OPTED_IN, withVolumes: false }),
+    ],
   ] as const) {
     await t.test(label, async (t) => {
       const { patch, warnings } = await mutate(t, '/mutate/pod', admissionReview(pod));
@@ -222,7 +250,11 @@ t.test('an opted-in pod gets the native sidecar, valid against the Kubernetes sc
       t.equal(schemaErrors(out), undefined, 'the patched pod is a valid v1 Pod');
       t.same(sidecarPodProblems(out.spec), [], 'native sidecar, probes, mounts, security, resources, telemetry env');
       t.same(out.spec.containers, pod.spec.containers, 'the app containers are untouched');
-      t.same(out.spec.initContainers.slice(0, -1), pod.spec.initContainers ?? [], "the pod's own init containers stay, in order, before the sidecar");
+      t.same(
+        out.spec.initContainers.slice(0, -1),
+        pod.spec.initContainers ?? [],
+        "the pod's own init containers stay, in order, before the sidecar",
+      );
       t.equal(out.spec.initContainers.at(-1).name, 'llm-failover-sidecar');
       t.same(out.spec.volumes.slice(0, (pod.spec.volumes ?? []).length), pod.spec.volumes ?? [], 'existing volumes are kept');
       const sidecar = out.spec.initContainers.at(-1);
@@ -241,7 +273,10 @@ t.test('an opted-in pod gets the native sidecar, valid against the Kubernetes sc
       t.equal(out.metadata.annotations[CONFIG_ANNOTATION], 'llm-failover-config', 'existing annotations are kept');
       t.equal(out.spec.terminationGracePeriodSeconds, 30, 'pod settings are untouched');
       // The same patch applied again by a second webhook call would not happen: see "already injected".
-      t.ok(patch!.every((op: Any) => op.op === 'add'), 'only add operations');
+      t.ok(
+        patch!.every((op: Any) => op.op === 'add'),
+        'only add operations',
+      );
     });
   }
 });
@@ -264,9 +299,17 @@ t.test('a pod that already has the sidecar is left alone (idempotent)', async (t
 t.test('namespace opt-in: every pod of the namespace, unless it opts out', async (t) => {
   const plain = await mutate(t, '/mutate/namespace', admissionReview(replicaSetPod({ annotations: OPTED_IN })));
   t.ok(plain.patch, 'an unlabelled pod of an opted-in namespace is injected');
-  const optOut = await mutate(t, '/mutate/namespace', admissionReview(replicaSetPod({ labels: { 'llm-failover.dev/inject': 'false' }, annotations: OPTED_IN })));
+  const optOut = await mutate(
+    t,
+    '/mutate/namespace',
+    admissionReview(replicaSetPod({ labels: { 'llm-failover.dev/inject': 'false' }, annotations: OPTED_IN })),
+  );
   t.equal(optOut.patch, undefined, 'llm-failover.dev/inject: "false" opts out');
-  const podRouteFalse = await mutate(t, '/mutate/pod', admissionReview(replicaSetPod({ labels: { 'llm-failover.dev/inject': 'false' }, annotations: OPTED_IN })));
+  const podRouteFalse = await mutate(
+    t,
+    '/mutate/pod',
+    admissionReview(replicaSetPod({ labels: { 'llm-failover.dev/inject': 'false' }, annotations: OPTED_IN })),
+  );
   t.equal(podRouteFalse.patch, undefined);
 });
 
@@ -309,7 +352,11 @@ t.test('injections that could not start are skipped with a warning; the port ann
   t.equal(r1.patch, undefined, 'the app declares the proxy port 8080: no patch');
   t.match(r1.warnings.join('\n'), new RegExp(`port 8080.*${PROXY_PORT_ANNOTATION}`));
 
-  const moved = replicaSetPod({ labels: { 'llm-failover.dev/inject': 'true' }, annotations: { ...OPTED_IN, [PROXY_PORT_ANNOTATION]: '9090' }, ports: [8080] });
+  const moved = replicaSetPod({
+    labels: { 'llm-failover.dev/inject': 'true' },
+    annotations: { ...OPTED_IN, [PROXY_PORT_ANNOTATION]: '9090' },
+    ports: [8080],
+  });
   const r2 = await mutate(t, '/mutate/pod', admissionReview(moved));
   const out = applied(moved, r2.patch!);
   t.equal(schemaErrors(out), undefined);
@@ -318,7 +365,11 @@ t.test('injections that could not start are skipped with a warning; the port ann
 
   // Istio's proxy holds 127.0.0.1:15000 (Envoy admin) without declaring it.
   const istio = replicaSetPod({ labels: { 'llm-failover.dev/inject': 'true' }, annotations: OPTED_IN });
-  istio.spec.containers.push({ name: 'istio-proxy', image: 'docker.io/istio/proxyv2:1.28.0', ports: [{ containerPort: 15090, name: 'http-envoy-prom', protocol: 'TCP' }] });
+  istio.spec.containers.push({
+    name: 'istio-proxy',
+    image: 'docker.io/istio/proxyv2:1.28.0',
+    ports: [{ containerPort: 15090, name: 'http-envoy-prom', protocol: 'TCP' }],
+  });
   const r3 = await mutate(t, '/mutate/pod', admissionReview(istio));
   t.equal(r3.patch, undefined, "clashes with Istio's admin port: no patch");
   t.match(r3.warnings.join('\n'), new RegExp(`istio-proxy uses port 15000.*${ADMIN_PORT_ANNOTATION}`));
@@ -335,7 +386,10 @@ t.test('injections that could not start are skipped with a warning; the port ann
   t.equal(r5.patch, undefined, 'hostNetwork: no patch');
   t.match(r5.warnings.join('\n'), /hostNetwork/);
 
-  const badName = replicaSetPod({ labels: { 'llm-failover.dev/inject': 'true' }, annotations: { ...OPTED_IN, [SECRETS_ANNOTATION]: 'openai_secret' } });
+  const badName = replicaSetPod({
+    labels: { 'llm-failover.dev/inject': 'true' },
+    annotations: { ...OPTED_IN, [SECRETS_ANNOTATION]: 'openai_secret' },
+  });
   const r6 = await mutate(t, '/mutate/pod', admissionReview(badName));
   t.equal(r6.patch, undefined, 'an invalid Secret name: no patch (the pod would never start)');
   t.match(r6.warnings.join('\n'), /openai_secret/);
@@ -441,10 +495,14 @@ t.test('server.ts: the flags the Deployment passes; usage errors exit 2; SIGTERM
   const unknown = spawnSync(NODE, [script, '--certs', 'x'], { encoding: 'utf8', timeout: 15_000 });
   t.equal(unknown.status, 2, 'an unknown flag: exit 2');
 
-  const proc = spawn(NODE, [script, '--cert', certs.cert, '--key', certs.key, '--listen', '127.0.0.1:0', '--image', IMAGE, '--exclude-namespaces', 'kube-system'], {
-    env: { PATH: process.env.PATH, POD_NAMESPACE: 'llm-failover-system' },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+  const proc = spawn(
+    NODE,
+    [script, '--cert', certs.cert, '--key', certs.key, '--listen', '127.0.0.1:0', '--image', IMAGE, '--exclude-namespaces', 'kube-system'],
+    {
+      env: { PATH: process.env.PATH, POD_NAMESPACE: 'llm-failover-system' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    },
+  );
   t.teardown(() => {
     if (proc.exitCode === null) proc.kill('SIGKILL');
   });
@@ -464,9 +522,19 @@ t.test('server.ts: the flags the Deployment passes; usage errors exit 2; SIGTERM
     });
   });
   t.same(listening.excludeNamespaces, ['kube-system', 'llm-failover-system'], "POD_NAMESPACE (the injector's own) is always excluded");
-  const own = await call(listening.url, '/mutate/pod', admissionReview(replicaSetPod({ labels: { 'llm-failover.dev/inject': 'true' }, annotations: OPTED_IN }), { namespace: 'llm-failover-system' }));
+  const own = await call(
+    listening.url,
+    '/mutate/pod',
+    admissionReview(replicaSetPod({ labels: { 'llm-failover.dev/inject': 'true' }, annotations: OPTED_IN }), {
+      namespace: 'llm-failover-system',
+    }),
+  );
   t.equal(own.json.response.patch, undefined, 'its own namespace: no patch');
-  const other = await call(listening.url, '/mutate/pod', admissionReview(replicaSetPod({ labels: { 'llm-failover.dev/inject': 'true' }, annotations: OPTED_IN })));
+  const other = await call(
+    listening.url,
+    '/mutate/pod',
+    admissionReview(replicaSetPod({ labels: { 'llm-failover.dev/inject': 'true' }, annotations: OPTED_IN })),
+  );
   t.ok(other.json.response.patch, 'another namespace: patched');
   const exited = once(proc, 'exit');
   proc.kill('SIGTERM');

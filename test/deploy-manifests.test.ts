@@ -63,7 +63,11 @@ t.test('every YAML document under deploy/ parses and is valid for its kind', asy
   t.ok(FILES.length >= 10, `${FILES.length} YAML files`);
   // Patch files of kustomizations are partial objects by design: validated after the build (below).
   const patchFiles = new Set(
-    FILES.flatMap((f) => readYaml(f).filter((d) => String(d.apiVersion).startsWith('kustomize.config.k8s.io/')).flatMap((d) => ((d.patches as Any[]) ?? []).map((p) => join(f, '..', p.path)))),
+    FILES.flatMap((f) =>
+      readYaml(f)
+        .filter((d) => String(d.apiVersion).startsWith('kustomize.config.k8s.io/'))
+        .flatMap((d) => ((d.patches as Any[]) ?? []).map((p) => join(f, '..', p.path))),
+    ),
   );
   let validated = 0;
   for (const file of FILES) {
@@ -95,8 +99,16 @@ t.test('every YAML document under deploy/ parses and is valid for its kind', asy
     }
   }
   t.ok(validated >= 15, `${validated} objects validated against the Kubernetes schemas`);
-  t.match(schemaErrors({ apiVersion: 'apps/v1', kind: 'Deployment', metadata: { name: 'x' }, spec: { template: {} } }), /selector/, 'the validator rejects a Deployment without a selector');
-  t.match(schemaErrors({ ...SIDECAR_POD(), spec: { containers: [{ name: 'a', ports: [{ containerPort: '15000' }] }] } }), /containerPort/, 'and a string containerPort');
+  t.match(
+    schemaErrors({ apiVersion: 'apps/v1', kind: 'Deployment', metadata: { name: 'x' }, spec: { template: {} } }),
+    /selector/,
+    'the validator rejects a Deployment without a selector',
+  );
+  t.match(
+    schemaErrors({ ...SIDECAR_POD(), spec: { containers: [{ name: 'a', ports: [{ containerPort: '15000' }] }] } }),
+    /containerPort/,
+    'and a string containerPort',
+  );
 });
 
 function SIDECAR_POD(): Obj {
@@ -105,7 +117,10 @@ function SIDECAR_POD(): Obj {
 
 t.test("the ConfigMap's Backend and HTTPRoute are the seed's, and load with the sidecar's own loader", async (t) => {
   const keys = Object.keys(CONFIGMAP.data);
-  t.ok(keys.every((k) => /\.ya?ml$/.test(k)), 'every key is a .yaml file in the mounted folder');
+  t.ok(
+    keys.every((k) => /\.ya?ml$/.test(k)),
+    'every key is a .yaml file in the mounted folder',
+  );
   const sources = keys.map((k) => ({ name: `${CONFIGMAP.metadata.name}/${k}`, text: CONFIGMAP.data[k] }));
   const plan = loadPlan(sources, { env: SECRETS_ENV, secretsDir: '/nonexistent' });
   t.equal(plan.backends.length, 1);
@@ -131,7 +146,8 @@ t.test("the ConfigMap's Backend and HTTPRoute are the seed's, and load with the 
   t.same([...new Set(secretNames)].sort(), [...mounted].sort(), 'every secretRef of the config is mounted, and nothing else');
   const secrets = readYaml(join(DEPLOY, 'kubernetes/secret.example.yaml'));
   t.same(secrets.map((s: Any) => s.metadata.name).sort(), [...mounted].sort(), 'secret.example.yaml shows those Secrets');
-  for (const s of secrets as Any[]) t.same(Object.keys(s.stringData), ['Authorization'], `${s.metadata.name}: the one key the sidecar reads`);
+  for (const s of secrets as Any[])
+    t.same(Object.keys(s.stringData), ['Authorization'], `${s.metadata.name}: the one key the sidecar reads`);
 });
 
 t.test('the example Deployment: a native sidecar, exactly as the injector adds it', async (t) => {
@@ -166,7 +182,11 @@ t.test('the example Deployment: a native sidecar, exactly as the injector adds i
   t.equal(SIDECAR.readinessProbe.httpGet.path, '/readyz', 'ready = listening with a valid config (never "every provider healthy")');
 
   const annotations = APP.spec.template.metadata.annotations;
-  t.same(annotations, { 'prometheus.io/scrape': 'true', 'prometheus.io/port': f.admin.split(':')[1], 'prometheus.io/path': '/metrics' }, 'Prometheus annotations on the admin port');
+  t.same(
+    annotations,
+    { 'prometheus.io/scrape': 'true', 'prometheus.io/port': f.admin.split(':')[1], 'prometheus.io/path': '/metrics' },
+    'Prometheus annotations on the admin port',
+  );
   const podMonitor: Any = find(readYaml(join(DEPLOY, 'kubernetes/podmonitor.yaml')), 'PodMonitor');
   t.ok(selects(podMonitor.spec.selector, APP.spec.template.metadata.labels), 'the PodMonitor selects the pod');
   t.same(
@@ -177,10 +197,20 @@ t.test('the example Deployment: a native sidecar, exactly as the injector adds i
   t.ok(podMonitor.spec.namespaceSelector.any, 'in every namespace (injected pods live anywhere)');
 
   const ns: Any = find(readYaml(join(DEPLOY, 'kubernetes/namespace.yaml')), 'Namespace');
-  t.equal(ns.metadata.labels['pod-security.kubernetes.io/enforce'], 'restricted', 'the example namespace enforces the restricted Pod Security Standard');
+  t.equal(
+    ns.metadata.labels['pod-security.kubernetes.io/enforce'],
+    'restricted',
+    'the example namespace enforces the restricted Pod Security Standard',
+  );
   for (const c of [...POD_SPEC.initContainers, ...POD_SPEC.containers]) {
     const sc = { ...POD_SPEC.securityContext, ...c.securityContext };
-    t.ok(sc.runAsNonRoot && sc.allowPrivilegeEscalation === false && sc.capabilities?.drop?.includes('ALL') && sc.seccompProfile?.type === 'RuntimeDefault', `${c.name} meets "restricted"`);
+    t.ok(
+      sc.runAsNonRoot &&
+        sc.allowPrivilegeEscalation === false &&
+        sc.capabilities?.drop?.includes('ALL') &&
+        sc.seccompProfile?.type === 'RuntimeDefault',
+      `${c.name} meets "restricted"`,
+    );
   }
 });
 
@@ -252,7 +282,11 @@ t.test('the injector manifests: fail-open webhooks that select each pod at most 
     t.equal(w.sideEffects, 'None', `${w.name}: sideEffects None`);
     t.equal(w.failurePolicy, 'Ignore', `${w.name}: fail-open`);
     t.ok(w.timeoutSeconds >= 1 && w.timeoutSeconds <= 5, `${w.name}: timeoutSeconds ${w.timeoutSeconds}`);
-    t.same(w.rules, [{ operations: ['CREATE'], apiGroups: [''], apiVersions: ['v1'], resources: ['pods'], scope: 'Namespaced' }], `${w.name}: pod CREATE only`);
+    t.same(
+      w.rules,
+      [{ operations: ['CREATE'], apiGroups: [''], apiVersions: ['v1'], resources: ['pods'], scope: 'Namespaced' }],
+      `${w.name}: pod CREATE only`,
+    );
     t.equal(w.clientConfig.service.name, service.metadata.name, `${w.name}: the Service`);
     t.equal(w.clientConfig.service.namespace, service.metadata.namespace);
     t.ok(
@@ -260,7 +294,10 @@ t.test('the injector manifests: fail-open webhooks that select each pod at most 
       `${w.name}: the Service port`,
     );
     t.ok(w.clientConfig.service.path in ROUTES, `${w.name}: ${w.clientConfig.service.path} is served by server.ts`);
-    t.notOk(selects(w.namespaceSelector, { 'kubernetes.io/metadata.name': ownNamespace, 'llm-failover.dev/inject': 'enabled' }), `${w.name}: never its own namespace`);
+    t.notOk(
+      selects(w.namespaceSelector, { 'kubernetes.io/metadata.name': ownNamespace, 'llm-failover.dev/inject': 'enabled' }),
+      `${w.name}: never its own namespace`,
+    );
   }
   const port = service.spec.ports[0];
   const container = deployment.spec.template.spec.containers[0];
@@ -268,12 +305,22 @@ t.test('the injector manifests: fail-open webhooks that select each pod at most 
     container.ports.some((p: Any) => p.name === port.targetPort),
     'the Service targets the container port',
   );
-  t.equal(flags(container.args).listen.split(':')[1], String(container.ports.find((p: Any) => p.name === port.targetPort).containerPort), '--listen on that port');
+  t.equal(
+    flags(container.args).listen.split(':')[1],
+    String(container.ports.find((p: Any) => p.name === port.targetPort).containerPort),
+    '--listen on that port',
+  );
   t.equal(flags(container.args).image, SIDECAR.image, 'injects the same image as the example');
   const tls = deployment.spec.template.spec.volumes.find((v: Any) => v.secret);
   const mount = container.volumeMounts.find((m: Any) => m.name === tls.name);
-  t.ok(flags(container.args).cert.startsWith(`${mount.mountPath}/`) && flags(container.args).key.startsWith(`${mount.mountPath}/`), '--cert and --key are in the TLS Secret mount');
-  t.ok(container.env.some((e: Any) => e.name === 'POD_NAMESPACE' && e.valueFrom.fieldRef.fieldPath === 'metadata.namespace'), 'POD_NAMESPACE: its own namespace is excluded');
+  t.ok(
+    flags(container.args).cert.startsWith(`${mount.mountPath}/`) && flags(container.args).key.startsWith(`${mount.mountPath}/`),
+    '--cert and --key are in the TLS Secret mount',
+  );
+  t.ok(
+    container.env.some((e: Any) => e.name === 'POD_NAMESPACE' && e.valueFrom.fieldRef.fieldPath === 'metadata.namespace'),
+    'POD_NAMESPACE: its own namespace is excluded',
+  );
   t.equal(container.readinessProbe.httpGet.scheme, 'HTTPS');
   t.equal(container.readinessProbe.httpGet.path, '/healthz');
   t.same(
@@ -284,16 +331,28 @@ t.test('the injector manifests: fail-open webhooks that select each pod at most 
   t.equal(deployment.spec.template.spec.automountServiceAccountToken, false, 'no API token: it needs no RBAC');
 
   const certificate: Any = find(readYaml(join(DEPLOY, 'injector/manifests/cert-manager.yaml')), 'Certificate');
-  t.equal(certificate.spec.secretName, tls.secret.secretName, "cert-manager writes the Secret the injector mounts");
-  t.ok(certificate.spec.dnsNames.includes(`${service.metadata.name}.${service.metadata.namespace}.svc`), 'for the DNS name the API server calls');
-  t.equal(WEBHOOK.metadata.annotations['cert-manager.io/inject-ca-from'], `${certificate.metadata.namespace}/${certificate.metadata.name}`, 'cainjector fills the caBundle');
+  t.equal(certificate.spec.secretName, tls.secret.secretName, 'cert-manager writes the Secret the injector mounts');
+  t.ok(
+    certificate.spec.dnsNames.includes(`${service.metadata.name}.${service.metadata.namespace}.svc`),
+    'for the DNS name the API server calls',
+  );
+  t.equal(
+    WEBHOOK.metadata.annotations['cert-manager.io/inject-ca-from'],
+    `${certificate.metadata.namespace}/${certificate.metadata.name}`,
+    'cainjector fills the caBundle',
+  );
   t.equal(certificate.spec.issuerRef.name, find(readYaml(join(DEPLOY, 'injector/manifests/cert-manager.yaml')), 'Issuer').metadata.name);
 
   // Which webhook the API server calls, for each opt-in combination.
-  const nsLabels = (name: string, inject?: string) => ({ 'kubernetes.io/metadata.name': name, ...(inject ? { 'llm-failover.dev/inject': inject } : {}) });
+  const nsLabels = (name: string, inject?: string) => ({
+    'kubernetes.io/metadata.name': name,
+    ...(inject ? { 'llm-failover.dev/inject': inject } : {}),
+  });
   const podLabels = (inject?: string) => ({ app: 'shop', ...(inject ? { 'llm-failover.dev/inject': inject } : {}) });
   const called = (ns: Record<string, string>, pod: Record<string, string>) =>
-    WEBHOOK.webhooks.filter((w: Any) => selects(w.namespaceSelector, ns) && selects(w.objectSelector, pod)).map((w: Any) => w.clientConfig.service.path);
+    WEBHOOK.webhooks
+      .filter((w: Any) => selects(w.namespaceSelector, ns) && selects(w.objectSelector, pod))
+      .map((w: Any) => w.clientConfig.service.path);
   t.same(called(nsLabels('shop'), podLabels()), [], 'neither opted in: not called');
   t.same(called(nsLabels('shop', 'enabled'), podLabels()), ['/mutate/namespace'], 'namespace opted in');
   t.same(called(nsLabels('shop', 'enabled'), podLabels('true')), ['/mutate/namespace'], 'both: called once');
@@ -305,7 +364,12 @@ t.test('the injector manifests: fail-open webhooks that select each pod at most 
   const policy: Any = find(POLICY_DOCS, 'MutatingAdmissionPolicy');
   const bindings = POLICY_DOCS.filter((d) => d.kind === 'MutatingAdmissionPolicyBinding') as Any[];
   const bound = (ns: Record<string, string>, pod: Record<string, string>) =>
-    bindings.filter((b) => b.spec.policyName === policy.metadata.name && selects(b.spec.matchResources.namespaceSelector, ns) && selects(b.spec.matchResources.objectSelector, pod)).length;
+    bindings.filter(
+      (b) =>
+        b.spec.policyName === policy.metadata.name &&
+        selects(b.spec.matchResources.namespaceSelector, ns) &&
+        selects(b.spec.matchResources.objectSelector, pod),
+    ).length;
   for (const [ns, pod] of [
     [nsLabels('shop'), podLabels()],
     [nsLabels('shop', 'enabled'), podLabels()],
@@ -322,10 +386,22 @@ t.test('the MutatingAdmissionPolicy adds the same sidecar (as far as reading its
   const policy: Any = find(POLICY_DOCS, 'MutatingAdmissionPolicy');
   t.equal(policy.apiVersion, 'admissionregistration.k8s.io/v1', 'GA API (Kubernetes 1.36)');
   t.equal(policy.spec.failurePolicy, 'Ignore', 'fail-open');
-  t.same(policy.spec.matchConstraints.resourceRules, [{ apiGroups: [''], apiVersions: ['v1'], operations: ['CREATE'], resources: ['pods'] }]);
-  const norm = (s: string) => s.replace(/\s+/g, ' ').replace(/([[{(]) /g, '$1').replace(/ ([\]})])/g, '$1');
-  const cel = norm([...policy.spec.matchConditions, ...policy.spec.variables, policy.spec.mutations[0].applyConfiguration].map((c: Any) => c.expression).join('\n'));
-  for (const expr of [...policy.spec.matchConditions, ...policy.spec.variables, policy.spec.mutations[0].applyConfiguration].map((c: Any) => c.expression as string)) {
+  t.same(policy.spec.matchConstraints.resourceRules, [
+    { apiGroups: [''], apiVersions: ['v1'], operations: ['CREATE'], resources: ['pods'] },
+  ]);
+  const norm = (s: string) =>
+    s
+      .replace(/\s+/g, ' ')
+      .replace(/([[{(]) /g, '$1')
+      .replace(/ ([\]})])/g, '$1');
+  const cel = norm(
+    [...policy.spec.matchConditions, ...policy.spec.variables, policy.spec.mutations[0].applyConfiguration]
+      .map((c: Any) => c.expression)
+      .join('\n'),
+  );
+  for (const expr of [...policy.spec.matchConditions, ...policy.spec.variables, policy.spec.mutations[0].applyConfiguration].map(
+    (c: Any) => c.expression as string,
+  )) {
     const stack: string[] = [];
     const pairs: Record<string, string> = { ')': '(', ']': '[', '}': '{' };
     for (const ch of expr.replace(/'[^']*'/g, "''")) {
@@ -337,22 +413,48 @@ t.test('the MutatingAdmissionPolicy adds the same sidecar (as far as reading its
   const c = sidecarContainer({ image: SIDECAR.image, configMap: 'x', secrets: ['y'] });
   const has = (what: string, label: string) => t.ok(cel.includes(norm(what)), label);
   has(`variables.image`, 'the image variable');
-  t.ok(policy.spec.variables.some((v: Any) => v.name === 'image' && v.expression === `'${c.image}'`), 'the image');
+  t.ok(
+    policy.spec.variables.some((v: Any) => v.name === 'image' && v.expression === `'${c.image}'`),
+    'the image',
+  );
   has(`args: [${c.args!.map((a) => `'${a}'`).join(', ')}]`, 'the same args, in order');
   for (const e of c.env!) {
     if (e.value !== undefined) has(`{name: '${e.name}', value: '${e.value}'}`, `env ${e.name}`);
-    else has(`{name: '${e.name}', valueFrom: Object.spec.initContainers.env.valueFrom{ fieldRef: Object.spec.initContainers.env.valueFrom.fieldRef{fieldPath: '${e.valueFrom!.fieldRef!.fieldPath}'}}}`, `env ${e.name}`);
+    else
+      has(
+        `{name: '${e.name}', valueFrom: Object.spec.initContainers.env.valueFrom{ fieldRef: Object.spec.initContainers.env.valueFrom.fieldRef{fieldPath: '${e.valueFrom!.fieldRef!.fieldPath}'}}}`,
+        `env ${e.name}`,
+      );
   }
   for (const probe of ['startupProbe', 'readinessProbe', 'livenessProbe'] as const) {
     const p = c[probe]!;
-    has(`${probe}: Object.spec.initContainers.${probe}{ httpGet: Object.spec.initContainers.${probe}.httpGet{path: '${p.httpGet!.path}', port: ${p.httpGet!.port}}, periodSeconds: ${p.periodSeconds}, timeoutSeconds: ${p.timeoutSeconds}, failureThreshold: ${p.failureThreshold}}`, probe);
+    has(
+      `${probe}: Object.spec.initContainers.${probe}{ httpGet: Object.spec.initContainers.${probe}.httpGet{path: '${p.httpGet!.path}', port: ${p.httpGet!.port}}, periodSeconds: ${p.periodSeconds}, timeoutSeconds: ${p.timeoutSeconds}, failureThreshold: ${p.failureThreshold}}`,
+      probe,
+    );
   }
-  has(`requests: {'cpu': '${c.resources!.requests!.cpu}', 'memory': '${c.resources!.requests!.memory}'}, limits: {'memory': '${c.resources!.limits!.memory}'}`, 'resources');
-  has(`ports: [Object.spec.initContainers.ports{name: '${c.ports![0].name}', containerPort: ${c.ports![0].containerPort}, protocol: 'TCP'}]`, 'the admin port');
-  for (const setting of ['runAsNonRoot: true', 'readOnlyRootFilesystem: true', 'allowPrivilegeEscalation: false', "drop: ['ALL']", "type: 'RuntimeDefault'", "restartPolicy: 'Always'"]) {
+  has(
+    `requests: {'cpu': '${c.resources!.requests!.cpu}', 'memory': '${c.resources!.requests!.memory}'}, limits: {'memory': '${c.resources!.limits!.memory}'}`,
+    'resources',
+  );
+  has(
+    `ports: [Object.spec.initContainers.ports{name: '${c.ports![0].name}', containerPort: ${c.ports![0].containerPort}, protocol: 'TCP'}]`,
+    'the admin port',
+  );
+  for (const setting of [
+    'runAsNonRoot: true',
+    'readOnlyRootFilesystem: true',
+    'allowPrivilegeEscalation: false',
+    "drop: ['ALL']",
+    "type: 'RuntimeDefault'",
+    "restartPolicy: 'Always'",
+  ]) {
     has(setting, setting);
   }
-  t.ok(cel.includes(`path: s + '/${SECRET_KEY}'`) && cel.includes(`mountPath: '${SECRETS_DIR}'`) && cel.includes(`mountPath: '${CONFIG_DIR}'`), 'the same mounts');
+  t.ok(
+    cel.includes(`path: s + '/${SECRET_KEY}'`) && cel.includes(`mountPath: '${SECRETS_DIR}'`) && cel.includes(`mountPath: '${CONFIG_DIR}'`),
+    'the same mounts',
+  );
 });
 
 t.test('the kustomize component: the same sidecar, on labelled Deployments only', async (t) => {
@@ -367,62 +469,74 @@ t.test('the kustomize component: the same sidecar, on labelled Deployments only'
   t.same(podSpec.volumes, sidecarVolumes(spec), 'the same volumes');
   t.equal(patch.spec.template.metadata.labels['llm-failover.dev/sidecar'], 'true', 'the PodMonitor label');
 
-  await t.test('built into a Deployment by kubectl kustomize', { skip: unlessTool(hasKubectl, 'kubectl (with its built-in kustomize) is not installed') }, async (t) => {
-    const work = mkdtempSync(join(tmpdir(), 'llm-kustomize-'));
-    const app = (name: string, labelled: boolean) => ({
-      apiVersion: 'apps/v1',
-      kind: 'Deployment',
-      metadata: { name, labels: labelled ? { 'llm-failover.dev/sidecar': 'true' } : {} },
-      spec: {
-        selector: { matchLabels: { app: name } },
-        template: {
-          metadata: { labels: { app: name } },
-          spec: {
-            initContainers: [{ name: 'migrate', image: 'registry.example.com/migrate:1' }],
-            containers: [{ name: 'app', image: 'registry.example.com/app:1', volumeMounts: [{ name: 'data', mountPath: '/data' }] }],
-            volumes: [{ name: 'data', emptyDir: {} }],
+  await t.test(
+    'built into a Deployment by kubectl kustomize',
+    { skip: unlessTool(hasKubectl, 'kubectl (with its built-in kustomize) is not installed') },
+    async (t) => {
+      const work = mkdtempSync(join(tmpdir(), 'llm-kustomize-'));
+      const app = (name: string, labelled: boolean) => ({
+        apiVersion: 'apps/v1',
+        kind: 'Deployment',
+        metadata: { name, labels: labelled ? { 'llm-failover.dev/sidecar': 'true' } : {} },
+        spec: {
+          selector: { matchLabels: { app: name } },
+          template: {
+            metadata: { labels: { app: name } },
+            spec: {
+              initContainers: [{ name: 'migrate', image: 'registry.example.com/migrate:1' }],
+              containers: [{ name: 'app', image: 'registry.example.com/app:1', volumeMounts: [{ name: 'data', mountPath: '/data' }] }],
+              volumes: [{ name: 'data', emptyDir: {} }],
+            },
           },
         },
-      },
-  });
-  writeFileSync(join(work, 'apps.yaml'), [app('with', true), app('without', false)].map((d) => stringify(d)).join('---\n'));
-  writeFileSync(
-    join(work, 'kustomization.yaml'),
-    stringify({
-      apiVersion: 'kustomize.config.k8s.io/v1beta1',
-      kind: 'Kustomization',
-      resources: ['apps.yaml'],
-      components: [relative(work, dir)],
-      images: [{ name: 'registry.example.com/llm-failover-sidecar', newName: 'ghcr.io/acme/llm-failover-sidecar', newTag: '1.2.3' }],
-    }),
+      });
+      writeFileSync(join(work, 'apps.yaml'), [app('with', true), app('without', false)].map((d) => stringify(d)).join('---\n'));
+      writeFileSync(
+        join(work, 'kustomization.yaml'),
+        stringify({
+          apiVersion: 'kustomize.config.k8s.io/v1beta1',
+          kind: 'Kustomization',
+          resources: ['apps.yaml'],
+          components: [relative(work, dir)],
+          images: [{ name: 'registry.example.com/llm-failover-sidecar', newName: 'ghcr.io/acme/llm-failover-sidecar', newTag: '1.2.3' }],
+        }),
+      );
+      const out = kustomize(work);
+      const withSidecar: Any = find(out, 'Deployment', 'with');
+      const without: Any = find(out, 'Deployment', 'without');
+      t.equal(schemaErrors(withSidecar), undefined, 'the patched Deployment is valid');
+      const spec2 = withSidecar.spec.template.spec;
+      t.same(sidecarPodProblems(spec2), [], 'native sidecar, probes, mounts, security, resources, telemetry env');
+      t.same(
+        spec2.initContainers.map((c: Any) => c.name).sort(),
+        ['llm-failover-sidecar', 'migrate'],
+        "the Deployment's own init container is kept",
+      );
+      t.same(spec2.volumes.map((v: Any) => v.name).sort(), ['data', 'llm-failover-config', 'llm-failover-secrets'], 'and its volumes');
+      t.same(spec2.containers, app('with', true).spec.template.spec.containers, 'the app container is untouched');
+      t.equal(
+        spec2.initContainers.find((c: Any) => c.name === 'llm-failover-sidecar').image,
+        'ghcr.io/acme/llm-failover-sidecar:1.2.3',
+        'kustomize images: sets the sidecar image',
+      );
+      t.same(without, app('without', false), 'an unlabelled Deployment is untouched');
+    },
   );
-  const out = kustomize(work);
-  const withSidecar: Any = find(out, 'Deployment', 'with');
-  const without: Any = find(out, 'Deployment', 'without');
-  t.equal(schemaErrors(withSidecar), undefined, 'the patched Deployment is valid');
-  const spec2 = withSidecar.spec.template.spec;
-  t.same(sidecarPodProblems(spec2), [], 'native sidecar, probes, mounts, security, resources, telemetry env');
-  t.same(
-    spec2.initContainers.map((c: Any) => c.name).sort(),
-    ['llm-failover-sidecar', 'migrate'],
-    "the Deployment's own init container is kept",
-  );
-  t.same(spec2.volumes.map((v: Any) => v.name).sort(), ['data', 'llm-failover-config', 'llm-failover-secrets'], 'and its volumes');
-  t.same(spec2.containers, app('with', true).spec.template.spec.containers, 'the app container is untouched');
-  t.equal(spec2.initContainers.find((c: Any) => c.name === 'llm-failover-sidecar').image, 'ghcr.io/acme/llm-failover-sidecar:1.2.3', 'kustomize images: sets the sidecar image');
-  t.same(without, app('without', false), 'an unlabelled Deployment is untouched');
-  });
 });
 
-t.test('the kustomizations build with kubectl kustomize', { skip: unlessTool(hasKubectl, 'kubectl (with its built-in kustomize) is not installed') }, async (t) => {
-  for (const dir of ['kubernetes', 'injector/manifests']) {
-    const out = kustomize(join(DEPLOY, dir));
-    t.ok(out.length >= 3, `deploy/${dir}: ${out.length} objects`);
-    for (const doc of out) t.equal(schemaErrors(doc), undefined, `deploy/${dir}: ${doc.kind}/${(doc.metadata as Obj).name}`);
-  }
-  const demo = kustomize(join(DEPLOY, 'kubernetes'));
-  t.ok(
-    demo.filter((d) => d.kind !== 'Namespace').every((d) => (d.metadata as Obj).namespace === 'llm-demo'),
-    'the example lands in llm-demo',
-  );
-});
+t.test(
+  'the kustomizations build with kubectl kustomize',
+  { skip: unlessTool(hasKubectl, 'kubectl (with its built-in kustomize) is not installed') },
+  async (t) => {
+    for (const dir of ['kubernetes', 'injector/manifests']) {
+      const out = kustomize(join(DEPLOY, dir));
+      t.ok(out.length >= 3, `deploy/${dir}: ${out.length} objects`);
+      for (const doc of out) t.equal(schemaErrors(doc), undefined, `deploy/${dir}: ${doc.kind}/${(doc.metadata as Obj).name}`);
+    }
+    const demo = kustomize(join(DEPLOY, 'kubernetes'));
+    t.ok(
+      demo.filter((d) => d.kind !== 'Namespace').every((d) => (d.metadata as Obj).namespace === 'llm-demo'),
+      'the example lands in llm-demo',
+    );
+  },
+);

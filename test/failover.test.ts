@@ -35,7 +35,12 @@ const FAILURES: { name: string; fault: Fault; after: 'unhealthy' | 'cooling' | '
   { name: '404', fault: { kind: 'status', status: 404 }, after: 'unhealthy' },
   {
     name: '400 context length exceeded',
-    fault: { kind: 'status', status: 400, errorType: 'context_length_exceeded', message: "This model's maximum context length is 8192 tokens." },
+    fault: {
+      kind: 'status',
+      status: 400,
+      errorType: 'context_length_exceeded',
+      message: "This model's maximum context length is 8192 tokens.",
+    },
     after: 'nothing',
   },
   { name: 'invalid JSON body', fault: { kind: 'invalidJson' }, after: 'breaker' },
@@ -65,7 +70,11 @@ t.test('every provider failure fails over to the next group and the app sees 200
       const breakerFailures = h.sidecar.monitor.breakers.stats(primary)?.failures ?? 0;
       if (after === 'unhealthy' || after === 'cooling') t.equal(state, after, `the primary is ${after}`);
       else t.equal(state, 'healthy', 'one failure alone does not take the model out');
-      t.equal(breakerFailures, after === 'breaker' ? 1 : 0, after === 'breaker' ? 'counted in the breaker window' : 'not a breaker failure');
+      t.equal(
+        breakerFailures,
+        after === 'breaker' ? 1 : 0,
+        after === 'breaker' ? 'counted in the breaker window' : 'not a breaker failure',
+      );
     });
   }
 });
@@ -87,7 +96,7 @@ t.test('a model that failed is skipped while it cools down; a 429 Retry-After se
   t.equal(h.sims.primary.requests.length, 1);
 });
 
-t.test('a 400 that is the request\'s own fault goes back to the client unchanged, not retried', async (t) => {
+t.test("a 400 that is the request's own fault goes back to the client unchanged, not retried", async (t) => {
   const h = await startHarness(TWO);
   t.teardown(() => h.close());
   h.sims.primary.setFault({ kind: 'status', status: 400, errorType: 'invalid_request_error', message: "Invalid value for 'temperature'" });
@@ -99,7 +108,11 @@ t.test('a 400 that is the request\'s own fault goes back to the client unchanged
   const primary = h.sidecar.health.models()[0];
   t.equal(h.sidecar.health.state(primary), 'healthy', 'a client error says nothing of the model');
   t.equal(h.sidecar.health.get(primary).failures, 0, 'no failure is recorded against it');
-  t.same(h.sidecar.monitor.breakers.stats(primary), { state: 'closed', fires: 0, failures: 0, successes: 0 }, 'and its breaker counted nothing, neither a failure nor a success');
+  t.same(
+    h.sidecar.monitor.breakers.stats(primary),
+    { state: 'closed', fires: 0, failures: 0, successes: 0 },
+    'and its breaker counted nothing, neither a failure nor a success',
+  );
 });
 
 t.test('round robin inside a group is even', async (t) => {
@@ -164,7 +177,11 @@ t.test('when every model fails: 503 in the OpenAI shape, each attempt named, Ret
   t.match(res.json.error?.message, /primary: upstream 503.*fallback: upstream 429/);
   t.notMatch(res.json.error?.message, /sk-test-planted/, 'no key in the error');
   t.same(
-    ((res.json.error?.attempts ?? []) as { provider: string; reason: string; status: number }[]).map((a) => [a.provider, a.reason, a.status]),
+    ((res.json.error?.attempts ?? []) as { provider: string; reason: string; status: number }[]).map((a) => [
+      a.provider,
+      a.reason,
+      a.status,
+    ]),
     [
       ['primary', 'upstream_5xx', 503],
       ['fallback', 'rate_limited', 429],
@@ -180,7 +197,10 @@ t.test('when every model is down, they are tried anyway in priority order before
   h.sims.primary.setFault({ kind: 'refuse' });
   h.sims.fallback.setFault({ kind: 'status', status: 401 });
   t.equal((await post(`${h.sidecar.url}/model`, { messages: HELLO })).status, 503);
-  t.same(h.sidecar.health.models().map((m) => h.sidecar.health.state(m)), ['unhealthy', 'unhealthy']);
+  t.same(
+    h.sidecar.health.models().map((m) => h.sidecar.health.state(m)),
+    ['unhealthy', 'unhealthy'],
+  );
   h.sims.primary.clearFault();
   h.sims.fallback.clearFault();
   await h.sims.primary.ready();
@@ -191,11 +211,14 @@ t.test('when every model is down, they are tried anyway in priority order before
 });
 
 t.test('the attempt budget bounds a request', async (t) => {
-  const h = await startHarness([
+  const h = await startHarness(
+    [
       { name: 'a', group: 0 },
       { name: 'b', group: 1 },
       { name: 'c', group: 2 },
-    ], { policy: '  maxAttempts: 2' });
+    ],
+    { policy: '  maxAttempts: 2' },
+  );
   t.teardown(() => h.close());
   h.sims.a.setFault({ kind: 'status', status: 500 });
   h.sims.b.setFault({ kind: 'status', status: 500 });

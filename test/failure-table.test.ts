@@ -38,7 +38,11 @@ function target(probe: ProbeKind, breaker: boolean): ModelTarget {
     path: '/v1/chat/completions',
     auth: { kind: 'passthrough', header: 'authorization', prefix: '' },
     timeouts: DEFAULT_FAILOVER.timeouts,
-    health: { ...DEFAULT_HEALTH, probe: { ...DEFAULT_HEALTH.probe, kind: probe }, breaker: { ...DEFAULT_HEALTH.breaker, enabled: breaker } },
+    health: {
+      ...DEFAULT_HEALTH,
+      probe: { ...DEFAULT_HEALTH.probe, kind: probe },
+      breaker: { ...DEFAULT_HEALTH.breaker, enabled: breaker },
+    },
   };
 }
 
@@ -68,13 +72,41 @@ t.test('the table has one row for every failure reason, and no other', async (t)
 
 t.test('the table says what the sidecar does today', async (t) => {
   const where = (pick: (reason: FailureReason) => boolean) => REASONS.filter(pick).sort();
-  t.same(where((r) => FAILURES[r].health === 'down'), ['auth', 'connect_refused', 'connect_timeout', 'dns', 'model_not_found', 'quota_exhausted', 'tls'], 'down at once: unreachable, credentials, credit, a model gone');
-  t.same(where((r) => FAILURES[r].health === 'cool'), ['overloaded', 'rate_limited'], 'cool: 429 and 529');
-  t.same(where((r) => FAILURES[r].health === 'none'), ['client_error', 'context_length', 'deadline_exceeded', 'internal', 'marked_down', 'untranslatable'], 'no effect');
-  t.same(where((r) => FAILURES[r].definitive), ['auth', 'model_not_found', 'quota_exhausted'], 'a probe failing with these takes a model down at once; unprobed, the auth cooldown');
-  t.same(where((r) => !FAILURES[r].blamesModel), ['client_error', 'context_length', 'deadline_exceeded', 'internal', 'untranslatable'], 'not the model');
-  t.same(where((r) => !FAILURES[r].failsOver), ['client_error', 'internal'], 'the request stops: the model\'s own 4xx, or our bug');
-  t.same(where((r) => FAILURES[r].client === 'rate_limited'), ['rate_limited'], 'only rate_limited adds up to the 429');
+  t.same(
+    where((r) => FAILURES[r].health === 'down'),
+    ['auth', 'connect_refused', 'connect_timeout', 'dns', 'model_not_found', 'quota_exhausted', 'tls'],
+    'down at once: unreachable, credentials, credit, a model gone',
+  );
+  t.same(
+    where((r) => FAILURES[r].health === 'cool'),
+    ['overloaded', 'rate_limited'],
+    'cool: 429 and 529',
+  );
+  t.same(
+    where((r) => FAILURES[r].health === 'none'),
+    ['client_error', 'context_length', 'deadline_exceeded', 'internal', 'marked_down', 'untranslatable'],
+    'no effect',
+  );
+  t.same(
+    where((r) => FAILURES[r].definitive),
+    ['auth', 'model_not_found', 'quota_exhausted'],
+    'a probe failing with these takes a model down at once; unprobed, the auth cooldown',
+  );
+  t.same(
+    where((r) => !FAILURES[r].blamesModel),
+    ['client_error', 'context_length', 'deadline_exceeded', 'internal', 'untranslatable'],
+    'not the model',
+  );
+  t.same(
+    where((r) => !FAILURES[r].failsOver),
+    ['client_error', 'internal'],
+    "the request stops: the model's own 4xx, or our bug",
+  );
+  t.same(
+    where((r) => FAILURES[r].client === 'rate_limited'),
+    ['rate_limited'],
+    'only rate_limited adds up to the 429',
+  );
 });
 
 t.test('the columns agree with one another', async (t) => {
@@ -82,7 +114,11 @@ t.test('the columns agree with one another', async (t) => {
     const m = FAILURES[reason];
     if (!m.blamesModel) t.equal(m.health, 'none', `${reason}: blames no model, so no health effect`);
     if (m.definitive) t.equal(m.health, 'down', `${reason}: definitive means down`);
-    t.equal(m.failsOver, m.client !== 'upstream_error' && m.client !== 'sidecar_error', `${reason}: moves on exactly when the client does not see this failure itself`);
+    t.equal(
+      m.failsOver,
+      m.client !== 'upstream_error' && m.client !== 'sidecar_error',
+      `${reason}: moves on exactly when the client does not see this failure itself`,
+    );
   }
 });
 
@@ -107,13 +143,21 @@ t.test('passive health does what each row says', async (t) => {
               break;
             case 'cool':
               t.equal(health.state, 'cooling', label);
-              t.equal(health.until, T0 + (retryAfterMs ?? SETTINGS.cooldownAfterFailureMs), `${label}: for the stated wait, else the failure cooldown`);
+              t.equal(
+                health.until,
+                T0 + (retryAfterMs ?? SETTINGS.cooldownAfterFailureMs),
+                `${label}: for the stated wait, else the failure cooldown`,
+              );
               t.equal(health.statedWait, retryAfterMs !== undefined, `${label}: a stated wait only when one was stated`);
               break;
             case 'down': {
               t.equal(health.state, 'unhealthy', label);
               const cooldown = meaning.definitive ? SETTINGS.cooldownAfterAuthFailureMs : SETTINGS.cooldownAfterFailureMs;
-              t.equal(health.until, probe === 'none' ? T0 + cooldown : undefined, `${label}: until a probe succeeds, or for the ${meaning.definitive ? 'auth' : 'failure'} cooldown`);
+              t.equal(
+                health.until,
+                probe === 'none' ? T0 + cooldown : undefined,
+                `${label}: until a probe succeeds, or for the ${meaning.definitive ? 'auth' : 'failure'} cooldown`,
+              );
               break;
             }
             case 'breaker':
@@ -128,7 +172,8 @@ t.test('passive health does what each row says', async (t) => {
               }
               break;
           }
-          if (meaning.health !== 'none') t.equal(h.transitions.length, meaning.health === 'breaker' && breaker ? 0 : 1, `${label}: health events`);
+          if (meaning.health !== 'none')
+            t.equal(h.transitions.length, meaning.health === 'breaker' && breaker ? 0 : 1, `${label}: health events`);
         }
       }
     }
@@ -141,14 +186,26 @@ t.test('a failed probe does what each row says', async (t) => {
     const meaning = FAILURES[reason];
     const model = target('auto', true);
     const h = rig(t, model);
-    const fail = () => h.active.onProbe(model, { kind: 'chat', ok: false, durationMs: 5, trigger: 'schedule', id: `p${++seq}`, failure: { reason, message: `simulated ${reason}`, retryAfterMs: 5_000 } });
+    const fail = () =>
+      h.active.onProbe(model, {
+        kind: 'chat',
+        ok: false,
+        durationMs: 5,
+        trigger: 'schedule',
+        id: `p${++seq}`,
+        failure: { reason, message: `simulated ${reason}`, retryAfterMs: 5_000 },
+      });
     fail();
     if (meaning.health === 'cool') {
       t.equal(h.view.state(model), 'cooling', `${reason}: cooling for the stated wait`);
       t.equal(h.view.get(model).until, T0 + 5_000, reason);
       continue;
     }
-    t.equal(h.view.state(model), meaning.definitive ? 'unhealthy' : 'healthy', `${reason}: ${meaning.definitive ? 'down at once' : 'one failure is below the threshold'}`);
+    t.equal(
+      h.view.state(model),
+      meaning.definitive ? 'unhealthy' : 'healthy',
+      `${reason}: ${meaning.definitive ? 'down at once' : 'one failure is below the threshold'}`,
+    );
     fail();
     t.equal(h.view.state(model), 'unhealthy', `${reason}: unhealthyThreshold failures in a row take it down`);
   }

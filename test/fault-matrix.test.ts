@@ -50,7 +50,11 @@ type Outcome = { kind: 'failover'; reason: Reason } | { kind: 'cut'; reason: Rea
  * unhealthy, 429/529 cool it (for the header's duration, else the policy's afterFailure of 9 s),
  * everything transient is one failure in its breaker's window.
  */
-type HealthAfter = { state: 'unhealthy' } | { state: 'breaker' } | { state: 'cooling'; forMs: number } | { state: 'cooling'; until: number };
+type HealthAfter =
+  | { state: 'unhealthy' }
+  | { state: 'breaker' }
+  | { state: 'cooling'; forMs: number }
+  | { state: 'cooling'; until: number };
 
 interface Case {
   name: string;
@@ -85,16 +89,34 @@ const CLIENT_TOKEN = 'sk-client-matrix-SENTINEL-5e6f7a8b';
 const failover = (reason: Reason): Outcome => ({ kind: 'failover', reason });
 const cut = (reason: Reason): Outcome => ({ kind: 'cut', reason });
 const both = (o: Outcome) => ({ nonStreamed: o, streamed: o });
-const status = (code: number, headers?: Record<string, string>): (() => Fault) => () => ({ kind: 'status', status: code, headers, message: ECHO });
+const status =
+  (code: number, headers?: Record<string, string>): (() => Fault) =>
+  () => ({ kind: 'status', status: code, headers, message: ECHO });
 
 /** An instant on a whole second, `ms` from now: what an HTTP date can express. */
 const wholeSecondIn = (ms: number) => Math.ceil((Date.now() + ms) / 1000) * 1000;
 let dateAt = 0;
 
 const CASES: Case[] = [
-  { name: 'connection refused', fault: () => ({ kind: 'refuse' }), ...both(failover('connect_refused')), health: () => ({ state: 'unhealthy' }) },
-  { name: 'reset before the headers', fault: () => ({ kind: 'reset' }), ...both(failover('connect_reset')), health: () => ({ state: 'breaker' }) },
-  { name: 'reset mid-body', fault: () => ({ kind: 'resetMidBody' }), nonStreamed: failover('connect_reset'), streamed: cut('connect_reset'), health: () => ({ state: 'breaker' }) },
+  {
+    name: 'connection refused',
+    fault: () => ({ kind: 'refuse' }),
+    ...both(failover('connect_refused')),
+    health: () => ({ state: 'unhealthy' }),
+  },
+  {
+    name: 'reset before the headers',
+    fault: () => ({ kind: 'reset' }),
+    ...both(failover('connect_reset')),
+    health: () => ({ state: 'breaker' }),
+  },
+  {
+    name: 'reset mid-body',
+    fault: () => ({ kind: 'resetMidBody' }),
+    nonStreamed: failover('connect_reset'),
+    streamed: cut('connect_reset'),
+    health: () => ({ state: 'breaker' }),
+  },
   {
     name: 'TLS handshake failure (tls: true against plain HTTP)',
     rig: { policy: `${POLICY}  providers:\n    primary:\n      tls: true\n` },
@@ -103,7 +125,10 @@ const CASES: Case[] = [
   },
   {
     name: 'DNS failure',
-    rig: { mapYaml: (y, ports) => y.replace(`host: 127.0.0.1\n          port: ${ports.primary}`, `host: no-such-host.invalid\n          port: ${ports.primary}`) },
+    rig: {
+      mapYaml: (y, ports) =>
+        y.replace(`host: 127.0.0.1\n          port: ${ports.primary}`, `host: no-such-host.invalid\n          port: ${ports.primary}`),
+    },
     ...both(failover('dns')),
     health: () => ({ state: 'unhealthy' }),
   },
@@ -111,8 +136,19 @@ const CASES: Case[] = [
   { name: '502', fault: status(502), ...both(failover('upstream_5xx')), health: () => ({ state: 'breaker' }) },
   { name: '503', fault: status(503), ...both(failover('upstream_5xx')), health: () => ({ state: 'breaker' }) },
   { name: '504', fault: status(504), ...both(failover('upstream_5xx')), health: () => ({ state: 'breaker' }) },
-  { name: '529 overloaded (Anthropic)', primary: 'anthropic', fault: status(529), ...both(failover('overloaded')), health: () => ({ state: 'cooling', forMs: COOLDOWN_MS }) },
-  { name: '429 retry-after: 7 (seconds)', fault: status(429, { 'retry-after': '7' }), ...both(failover('rate_limited')), health: () => ({ state: 'cooling', forMs: 7000 }) },
+  {
+    name: '529 overloaded (Anthropic)',
+    primary: 'anthropic',
+    fault: status(529),
+    ...both(failover('overloaded')),
+    health: () => ({ state: 'cooling', forMs: COOLDOWN_MS }),
+  },
+  {
+    name: '429 retry-after: 7 (seconds)',
+    fault: status(429, { 'retry-after': '7' }),
+    ...both(failover('rate_limited')),
+    health: () => ({ state: 'cooling', forMs: 7000 }),
+  },
   {
     name: '429 retry-after: <HTTP date>',
     fault: () => {
@@ -122,8 +158,18 @@ const CASES: Case[] = [
     ...both(failover('rate_limited')),
     health: () => ({ state: 'cooling', until: dateAt }),
   },
-  { name: '429 retry-after-ms: 4500', fault: status(429, { 'retry-after-ms': '4500' }), ...both(failover('rate_limited')), health: () => ({ state: 'cooling', forMs: 4500 }) },
-  { name: '429 x-ratelimit-reset-requests: 6s', fault: status(429, { 'x-ratelimit-reset-requests': '6s' }), ...both(failover('rate_limited')), health: () => ({ state: 'cooling', forMs: 6000 }) },
+  {
+    name: '429 retry-after-ms: 4500',
+    fault: status(429, { 'retry-after-ms': '4500' }),
+    ...both(failover('rate_limited')),
+    health: () => ({ state: 'cooling', forMs: 4500 }),
+  },
+  {
+    name: '429 x-ratelimit-reset-requests: 6s',
+    fault: status(429, { 'x-ratelimit-reset-requests': '6s' }),
+    ...both(failover('rate_limited')),
+    health: () => ({ state: 'cooling', forMs: 6000 }),
+  },
   {
     // with OpenAI's whole set (limits, remaining, resets of 120ms and 6m0s): the longest, cut to the cap
     name: '429 retry-after: 2 beside x-ratelimit-reset-tokens: 6m0s, capped by maxRetryAfter 8s',
@@ -137,7 +183,12 @@ const CASES: Case[] = [
     primary: 'anthropic',
     fault: () => {
       dateAt = Date.now() + 12_345;
-      return { kind: 'status', status: 429, headers: { 'anthropic-ratelimit-requests-reset': new Date(dateAt).toISOString() }, message: ECHO };
+      return {
+        kind: 'status',
+        status: 429,
+        headers: { 'anthropic-ratelimit-requests-reset': new Date(dateAt).toISOString() },
+        message: ECHO,
+      };
     },
     ...both(failover('rate_limited')),
     health: () => ({ state: 'cooling', until: dateAt }),
@@ -148,7 +199,12 @@ const CASES: Case[] = [
     primary: 'anthropic',
     fault: () => {
       dateAt = Date.now() + 15_000;
-      return { kind: 'status', status: 429, headers: { 'retry-after': '3', 'anthropic-ratelimit-tokens-reset': new Date(dateAt).toISOString() }, message: ECHO };
+      return {
+        kind: 'status',
+        status: 429,
+        headers: { 'retry-after': '3', 'anthropic-ratelimit-tokens-reset': new Date(dateAt).toISOString() },
+        message: ECHO,
+      };
     },
     ...both(failover('rate_limited')),
     health: () => ({ state: 'cooling', until: dateAt }),
@@ -157,7 +213,13 @@ const CASES: Case[] = [
   { name: '401', fault: status(401), ...both(failover('auth')), health: () => ({ state: 'unhealthy' }) },
   { name: '403', fault: status(403), ...both(failover('auth')), health: () => ({ state: 'unhealthy' }) },
   { name: '404', fault: status(404), ...both(failover('model_not_found')), health: () => ({ state: 'unhealthy' }) },
-  { name: 'hang before the headers', fault: () => ({ kind: 'hang' }), nonStreamed: failover('response_timeout'), streamed: failover('first_token_timeout'), health: () => ({ state: 'breaker' }) },
+  {
+    name: 'hang before the headers',
+    fault: () => ({ kind: 'hang' }),
+    nonStreamed: failover('response_timeout'),
+    streamed: failover('first_token_timeout'),
+    health: () => ({ state: 'breaker' }),
+  },
   {
     name: 'first token slower than its timeout',
     fault: () => ({ kind: 'slowFirstToken', delayMs: 3000 }),
@@ -180,8 +242,19 @@ const CASES: Case[] = [
     streamed: cut('stream_stalled'),
     health: () => ({ state: 'breaker' }),
   },
-  { name: 'invalid JSON body / malformed SSE event', fault: () => ({ kind: 'invalidJson' }), ...both(failover('bad_response')), health: () => ({ state: 'breaker' }) },
-  { name: 'truncated JSON / stream ended without its terminator', fault: () => ({ kind: 'truncatedJson' }), nonStreamed: failover('bad_response'), streamed: cut('bad_response'), health: () => ({ state: 'breaker' }) },
+  {
+    name: 'invalid JSON body / malformed SSE event',
+    fault: () => ({ kind: 'invalidJson' }),
+    ...both(failover('bad_response')),
+    health: () => ({ state: 'breaker' }),
+  },
+  {
+    name: 'truncated JSON / stream ended without its terminator',
+    fault: () => ({ kind: 'truncatedJson' }),
+    nonStreamed: failover('bad_response'),
+    streamed: cut('bad_response'),
+    health: () => ({ state: 'breaker' }),
+  },
   {
     name: 'error event before the first token',
     fault: () => ({ kind: 'errorEventBeforeFirstToken' }),
@@ -211,11 +284,39 @@ const CASES: Case[] = [
     streamed: cut('overloaded'),
     health: () => ({ state: 'cooling', forMs: COOLDOWN_MS }),
   },
-  { name: 'a 200 with an empty body', fault: () => ({ kind: 'emptyBody' }), ...both(failover('bad_response')), health: () => ({ state: 'breaker' }) },
-  { name: 'a 200 that proves nothing: events without choices, then [DONE]', fault: () => ({ kind: 'raw', body: 'data: {"foo":"bar"}\n\ndata: [DONE]\n\n' }), ...both(failover('bad_response')), health: () => ({ state: 'breaker' }) },
-  { name: 'keep-alives only after the first token', fault: () => ({ kind: 'keepAliveStall', afterChunks: 2, everyMs: 50 }), nonStreamed: failover('response_timeout'), streamed: cut('stream_stalled'), health: () => ({ state: 'breaker' }) },
-  { name: 'an error object inside a chunk after the first token, then [DONE]', fault: () => ({ kind: 'errorThenDone' }), nonStreamed: failover('upstream_5xx'), streamed: cut('stream_error'), health: () => ({ state: 'breaker' }) },
-  { name: 'a chunk cut short after the first token, the stream going on to [DONE]', fault: () => ({ kind: 'truncatedChunk' }), nonStreamed: failover('bad_response'), streamed: cut('bad_response'), health: () => ({ state: 'breaker' }) },
+  {
+    name: 'a 200 with an empty body',
+    fault: () => ({ kind: 'emptyBody' }),
+    ...both(failover('bad_response')),
+    health: () => ({ state: 'breaker' }),
+  },
+  {
+    name: 'a 200 that proves nothing: events without choices, then [DONE]',
+    fault: () => ({ kind: 'raw', body: 'data: {"foo":"bar"}\n\ndata: [DONE]\n\n' }),
+    ...both(failover('bad_response')),
+    health: () => ({ state: 'breaker' }),
+  },
+  {
+    name: 'keep-alives only after the first token',
+    fault: () => ({ kind: 'keepAliveStall', afterChunks: 2, everyMs: 50 }),
+    nonStreamed: failover('response_timeout'),
+    streamed: cut('stream_stalled'),
+    health: () => ({ state: 'breaker' }),
+  },
+  {
+    name: 'an error object inside a chunk after the first token, then [DONE]',
+    fault: () => ({ kind: 'errorThenDone' }),
+    nonStreamed: failover('upstream_5xx'),
+    streamed: cut('stream_error'),
+    health: () => ({ state: 'breaker' }),
+  },
+  {
+    name: 'a chunk cut short after the first token, the stream going on to [DONE]',
+    fault: () => ({ kind: 'truncatedChunk' }),
+    nonStreamed: failover('bad_response'),
+    streamed: cut('bad_response'),
+    health: () => ({ state: 'breaker' }),
+  },
   {
     name: 'a response far larger than any sane completion (maxResponseBytes / maxStreamBytes 64 KiB)',
     fault: () => ({ kind: 'huge', bytes: 1 << 20 }),
@@ -255,7 +356,8 @@ async function runCase(t: TapTest, c: Case, stream: boolean, probes: boolean): P
   const after = Date.now();
   // probes on: did one of the primary finish before the request ended (it may have acted first)?
   const probedFirst = probes && h.sidecar.probes.log.some((p) => p.model === 'primary' && p.at <= after);
-  if (probedFirst) t.comment(`a probe of the primary finished first: ${JSON.stringify(h.sidecar.probes.log.filter((p) => p.model === 'primary'))}`);
+  if (probedFirst)
+    t.comment(`a probe of the primary finished first: ${JSON.stringify(h.sidecar.probes.log.filter((p) => p.model === 'primary'))}`);
 
   // what the client sees: the same with probes on or off
   t.equal(res.status, 200, 'the client gets a 200');
@@ -309,35 +411,63 @@ async function runCase(t: TapTest, c: Case, stream: boolean, probes: boolean): P
     if (want.state === 'cooling') {
       const until = health.until ?? 0;
       const [lo, hi] = 'forMs' in want ? [before + want.forMs, after + want.forMs] : [want.until, want.until + (after - before)];
-      t.ok(until >= lo && until <= hi, `cooling until ${until - before} ms after the request started (expected ${lo - before}..${hi - before})`);
+      t.ok(
+        until >= lo && until <= hi,
+        `cooling until ${until - before} ms after the request started (expected ${lo - before}..${hi - before})`,
+      );
     }
 
     // metrics
-    t.equal(metric(metrics, 'llm_failover_upstream_attempts_total', { provider: 'primary', outcome: expected.reason }), 1, `attempts_total{outcome="${expected.reason}"} = 1`);
+    t.equal(
+      metric(metrics, 'llm_failover_upstream_attempts_total', { provider: 'primary', outcome: expected.reason }),
+      1,
+      `attempts_total{outcome="${expected.reason}"} = 1`,
+    );
     t.equal(metric(metrics, 'llm_failover_upstream_attempts_total', { provider: 'primary' }), 1, 'one attempt on the primary in all');
     const stateNow = want.state === 'breaker' ? 'healthy' : want.state;
-    t.equal(metric(metrics, 'llm_failover_model_state', { provider: 'primary', state: stateNow }), 1, `model_state{state="${stateNow}"} = 1`);
+    t.equal(
+      metric(metrics, 'llm_failover_model_state', { provider: 'primary', state: stateNow }),
+      1,
+      `model_state{state="${stateNow}"} = 1`,
+    );
     if (expected.kind === 'failover') {
-      t.equal(metric(metrics, 'llm_failover_switches_total', { from: 'primary', to: 'fallback', reason: expected.reason }), 1, `switches_total{reason="${expected.reason}"} = 1`);
+      t.equal(
+        metric(metrics, 'llm_failover_switches_total', { from: 'primary', to: 'fallback', reason: expected.reason }),
+        1,
+        `switches_total{reason="${expected.reason}"} = 1`,
+      );
       t.equal(metric(metrics, 'llm_failover_upstream_attempts_total', { provider: 'fallback', outcome: 'success' }), 1);
       t.equal(metric(metrics, 'llm_failover_requests_total', { outcome: 'ok', status_code: '200', stream: String(stream) }), 1);
     } else {
       t.equal(metric(metrics, 'llm_failover_switches_total'), undefined, 'no switch after the commit point');
-      t.equal(metric(metrics, 'llm_failover_requests_total', { outcome: 'cut', status_code: '200', stream: String(stream) }), 1, 'requests_total{outcome="cut"} = 1');
+      t.equal(
+        metric(metrics, 'llm_failover_requests_total', { outcome: 'cut', status_code: '200', stream: String(stream) }),
+        1,
+        'requests_total{outcome="cut"} = 1',
+      );
     }
   }
   if (fault?.kind === 'refuse') h.sims.primary.clearFault();
 
   // every socket closed: nothing left open upstream or inbound (a probe has its own, shorter, life: not waited for)
-  const closed = await eventually(() => (probes || h.sims.primary.inFlight() === 0) && h.sims.fallback.inFlight() === 0 && h.sidecar.inFlight() === 0);
-  t.ok(closed, `no request left open (simulators ${h.sims.primary.inFlight()}/${h.sims.fallback.inFlight()}, sidecar ${h.sidecar.inFlight()})`);
+  const closed = await eventually(
+    () => (probes || h.sims.primary.inFlight() === 0) && h.sims.fallback.inFlight() === 0 && h.sidecar.inFlight() === 0,
+  );
+  t.ok(
+    closed,
+    `no request left open (simulators ${h.sims.primary.inFlight()}/${h.sims.fallback.inFlight()}, sidecar ${h.sidecar.inFlight()})`,
+  );
 
   // secrets: the provider echoed the key; the client sent its own token
   const status = await (await fetch(`${h.sidecar.adminUrl}/status`)).text();
   const everything = { response: text, logs: h.logs.join(''), metrics, status };
-  if (fault?.kind === 'status') t.match(everything.logs, /Incorrect API key provided: \[redacted\]/, 'the provider echoed the key, and it was scrubbed');
+  if (fault?.kind === 'status')
+    t.match(everything.logs, /Incorrect API key provided: \[redacted\]/, 'the provider echoed the key, and it was scrubbed');
   for (const [where, out] of Object.entries(everything)) {
-    t.notOk(out.includes(TEST_KEY) || out.includes(MASKED_KEY) || out.includes(TEST_KEY.slice(-10)), `no provider key (whole or masked) in the ${where}`);
+    t.notOk(
+      out.includes(TEST_KEY) || out.includes(MASKED_KEY) || out.includes(TEST_KEY.slice(-10)),
+      `no provider key (whole or masked) in the ${where}`,
+    );
     t.notOk(out.includes(CLIENT_TOKEN), `no client token in the ${where}`);
   }
 }
@@ -345,7 +475,9 @@ async function runCase(t: TapTest, c: Case, stream: boolean, probes: boolean): P
 for (const probes of [false, true]) {
   for (const c of CASES) {
     for (const stream of [false, true]) {
-      t.test(`${c.name}, ${stream ? 'streamed' : 'not streamed'}${probes ? ', probes on (defaults)' : ''}`, (t) => runCase(t, c, stream, probes));
+      t.test(`${c.name}, ${stream ? 'streamed' : 'not streamed'}${probes ? ', probes on (defaults)' : ''}`, (t) =>
+        runCase(t, c, stream, probes),
+      );
     }
   }
 }

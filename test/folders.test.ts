@@ -47,7 +47,8 @@ export function folderGraph(): Map<string, Map<string, string>> {
 t.test('no two folders import each other, and the folder graph has no cycle at all', async (t) => {
   const graph = folderGraph();
   const twoWay: string[] = [];
-  for (const [a, outs] of graph) for (const [b, via] of outs) if (a < b && graph.get(b)?.has(a)) twoWay.push(`${a} <-> ${b} (${via}, ${graph.get(b)?.get(a)})`);
+  for (const [a, outs] of graph)
+    for (const [b, via] of outs) if (a < b && graph.get(b)?.has(a)) twoWay.push(`${a} <-> ${b} (${via}, ${graph.get(b)?.get(a)})`);
   t.same(twoWay, [], 'no two-way pair');
   const cycles: string[] = [];
   const state = new Map<string, 'open' | 'done'>();
@@ -69,5 +70,8 @@ t.test('the vocabulary folder imports nothing of ours; health does not import pr
   const graph = folderGraph();
   t.same([...(graph.get('sidecar/core')?.keys() ?? [])], [], 'sidecar/core is a leaf');
   t.notOk(graph.get('sidecar/health')?.has('probes'), 'health learns of probes through callbacks the runtime wires');
-  t.notOk(graph.get('simulator')?.has('sidecar') || [...(graph.get('simulator')?.keys() ?? [])].some((k) => k.startsWith('sidecar')), 'the simulators share no code with what they test');
+  t.notOk(
+    graph.get('simulator')?.has('sidecar') || [...(graph.get('simulator')?.keys() ?? [])].some((k) => k.startsWith('sidecar')),
+    'the simulators share no code with what they test',
+  );
 });

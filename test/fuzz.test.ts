@@ -93,12 +93,15 @@ function checkPlan(plan: Plan): void {
       const url = new URL(m.origin);
       if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new Error(`origin ${m.origin}`);
       if (!m.path.startsWith('/')) throw new Error(`path ${m.path}`);
-      for (const v of [m.timeouts.connectMs, m.timeouts.responseMs, m.timeouts.firstTokenMs, m.timeouts.streamIdleMs]) if (!Number.isFinite(v) || v < 0) throw new Error(`timeout ${v}`);
+      for (const v of [m.timeouts.connectMs, m.timeouts.responseMs, m.timeouts.firstTokenMs, m.timeouts.streamIdleMs])
+        if (!Number.isFinite(v) || v < 0) throw new Error(`timeout ${v}`);
       if (JSON.stringify(m).includes(PLANTED)) throw new Error('a serialised target carries the key');
     }
     // a zero deadline is a ConfigError (pinned below): a plan never holds one
-    if (!Number.isFinite(b.settings.requestDeadlineMs) || b.settings.requestDeadlineMs <= 0) throw new Error(`deadline ${b.settings.requestDeadlineMs}`);
-    for (const v of [b.settings.maxResponseBytes, b.settings.maxStreamBytes]) if (!Number.isFinite(v) || v <= 0) throw new Error(`setting ${v}`);
+    if (!Number.isFinite(b.settings.requestDeadlineMs) || b.settings.requestDeadlineMs <= 0)
+      throw new Error(`deadline ${b.settings.requestDeadlineMs}`);
+    for (const v of [b.settings.maxResponseBytes, b.settings.maxStreamBytes])
+      if (!Number.isFinite(v) || v <= 0) throw new Error(`setting ${v}`);
   }
   if (!plan.routes.some((r) => r.match.type === 'Exact' && r.match.value === '/v1/chat/completions')) throw new Error('no default route');
   createRouter(plan.routes).match('/v1/chat/completions');
@@ -163,10 +166,17 @@ const YAML_TOKENS = [
 t.test('the loader on arbitrary text: a plan or a ConfigError, never a crash or a hang', async (t) => {
   fc.assert(
     // aliases ("*") included: one to a missing anchor is a ConfigError (pinned below)
-    fc.property(fc.oneof(fc.string({ maxLength: 300 }), fc.string({ unit: 'binary', maxLength: 300 }), fc.array(fc.constantFrom(...YAML_TOKENS), { maxLength: 40 }).map((a) => a.join(''))), (text) => {
-      const plan = loadChecked(text);
-      if (plan) checkPlan(plan);
-    }),
+    fc.property(
+      fc.oneof(
+        fc.string({ maxLength: 300 }),
+        fc.string({ unit: 'binary', maxLength: 300 }),
+        fc.array(fc.constantFrom(...YAML_TOKENS), { maxLength: 40 }).map((a) => a.join('')),
+      ),
+      (text) => {
+        const plan = loadChecked(text);
+        if (plan) checkPlan(plan);
+      },
+    ),
     { numRuns: runs(600) },
   );
   t.pass('600 texts');
@@ -174,11 +184,22 @@ t.test('the loader on arbitrary text: a plan or a ConfigError, never a crash or 
 
 const jsonish = fc.jsonValue({ maxDepth: 3 });
 /** A valid value most of the time, anything some of the time. */
-const mostly = <T>(valid: fc.Arbitrary<T>) => fc.oneof({ weight: 12, arbitrary: valid }, { weight: 1, arbitrary: jsonish as fc.Arbitrary<unknown> });
-const durations = fc.oneof({ weight: 4, arbitrary: fc.constantFrom('500ms', '5s', '1m', '1h30m', '0s', '99999h') }, fc.string({ maxLength: 8 }));
+const mostly = <T>(valid: fc.Arbitrary<T>) =>
+  fc.oneof({ weight: 12, arbitrary: valid }, { weight: 1, arbitrary: jsonish as fc.Arbitrary<unknown> });
+const durations = fc.oneof(
+  { weight: 4, arbitrary: fc.constantFrom('500ms', '5s', '1m', '1h30m', '0s', '99999h') },
+  fc.string({ maxLength: 8 }),
+);
 const hosts = fc.oneof(fc.constant('127.0.0.1'), fc.domain(), fc.ipV4(), fc.ipV6());
 const authToken = fc.oneof(
-  { weight: 8, arbitrary: fc.constantFrom({ kind: 'Inline', inline: PLANTED }, { kind: 'SecretRef', secretRef: { name: 'openai-secret' } }, { kind: 'Passthrough' }) },
+  {
+    weight: 8,
+    arbitrary: fc.constantFrom(
+      { kind: 'Inline', inline: PLANTED },
+      { kind: 'SecretRef', secretRef: { name: 'openai-secret' } },
+      { kind: 'Passthrough' },
+    ),
+  },
   fc.constantFrom({ kind: 'SecretRef', secretRef: { name: 'missing-secret' } }, { kind: 'Inline' }, { kind: 'SecretRef' }),
   jsonish,
 );
@@ -186,10 +207,16 @@ const validProvider = fc
   .record(
     {
       kind: fc.constantFrom('openai', 'anthropic'),
-      block: fc.record({ model: fc.string({ minLength: 1, maxLength: 10 }), authToken, apiVersion: fc.constantFrom('2023-06-01', 'x') }, { requiredKeys: ['authToken'] }),
+      block: fc.record(
+        { model: fc.string({ minLength: 1, maxLength: 10 }), authToken, apiVersion: fc.constantFrom('2023-06-01', 'x') },
+        { requiredKeys: ['authToken'] },
+      ),
       hostOverride: fc.record({ host: hosts, port: fc.integer({ min: 1, max: 65_535 }) }),
       pathOverride: fc.record({ fullPath: fc.constantFrom('/v1/chat/completions', '/v1/messages', '/x') }),
-      authHeaderOverride: fc.record({ headerName: fc.constantFrom('authorization', 'x-api-key', 'api-key'), prefix: fc.constantFrom('', 'Bearer', 'Token ') }, { requiredKeys: [] }),
+      authHeaderOverride: fc.record(
+        { headerName: fc.constantFrom('authorization', 'x-api-key', 'api-key'), prefix: fc.constantFrom('', 'Bearer', 'Token ') },
+        { requiredKeys: [] },
+      ),
     },
     { requiredKeys: ['kind', 'block'] },
   )
@@ -202,24 +229,46 @@ const randomProvider = fc.record(
   {
     name: mostly(fc.stringMatching(/^[a-z][a-z0-9-]{0,12}$/)),
     openai: mostly(fc.record({ model: mostly(fc.string({ minLength: 1, maxLength: 10 })), authToken }, { requiredKeys: ['authToken'] })),
-    anthropic: mostly(fc.record({ model: fc.string({ minLength: 1, maxLength: 10 }), authToken, apiVersion: fc.constantFrom('2023-06-01', '') }, { requiredKeys: ['authToken'] })),
+    anthropic: mostly(
+      fc.record(
+        { model: fc.string({ minLength: 1, maxLength: 10 }), authToken, apiVersion: fc.constantFrom('2023-06-01', '') },
+        { requiredKeys: ['authToken'] },
+      ),
+    ),
     gemini: jsonish,
     hostOverride: mostly(fc.record({ host: hosts, port: mostly(fc.integer({ min: 0, max: 70_000 })) })),
     pathOverride: mostly(fc.record({ fullPath: fc.oneof(fc.constant('/v1/chat/completions'), fc.string({ maxLength: 10 })) })),
-    authHeaderOverride: mostly(fc.record({ headerName: fc.string({ maxLength: 10 }), prefix: fc.string({ maxLength: 6 }) }, { requiredKeys: [] })),
+    authHeaderOverride: mostly(
+      fc.record({ headerName: fc.string({ maxLength: 10 }), prefix: fc.string({ maxLength: 6 }) }, { requiredKeys: [] }),
+    ),
   },
   { requiredKeys: [] },
 );
 const provider = fc.oneof({ weight: 8, arbitrary: validProvider }, randomProvider as fc.Arbitrary<Record<string, unknown>>);
 /** Groups of providers, named uniquely (or not, now and then). */
-const groups = fc.tuple(fc.array(fc.array(provider, { minLength: 1, maxLength: 3 }), { minLength: 1, maxLength: 3 }), fc.nat(7).map((n) => n === 0)).map(([gs, clash]) => {
-  let i = 0;
-  return gs.map((g) => ({ providers: g.map((p) => ('name' in p && typeof p.name !== 'string' ? p : { ...p, name: clash && i > 0 ? 'p0' : `p${i++}` })) }));
-});
+const groups = fc
+  .tuple(
+    fc.array(fc.array(provider, { minLength: 1, maxLength: 3 }), { minLength: 1, maxLength: 3 }),
+    fc.nat(7).map((n) => n === 0),
+  )
+  .map(([gs, clash]) => {
+    let i = 0;
+    return gs.map((g) => ({
+      providers: g.map((p) => ('name' in p && typeof p.name !== 'string' ? p : { ...p, name: clash && i > 0 ? 'p0' : `p${i++}` })),
+    }));
+  });
 const backendDoc = fc.record({
   apiVersion: mostly(fc.constant('gateway.kgateway.dev/v1alpha1')),
   kind: mostly(fc.constant('Backend')),
-  metadata: mostly(fc.record({ name: fc.oneof({ weight: 8, arbitrary: fc.constant('model-failover') }, fc.constantFrom('b', '')), namespace: fc.constantFrom('default', 'kgateway-system') }, { requiredKeys: ['name'] })),
+  metadata: mostly(
+    fc.record(
+      {
+        name: fc.oneof({ weight: 8, arbitrary: fc.constant('model-failover') }, fc.constantFrom('b', '')),
+        namespace: fc.constantFrom('default', 'kgateway-system'),
+      },
+      { requiredKeys: ['name'] },
+    ),
+  ),
   spec: mostly(
     fc.record({
       type: mostly(fc.constant('AI')),
@@ -234,12 +283,22 @@ const policyDocArb = fc.record({
   spec: fc.record(
     {
       targetRefs: mostly(fc.constant([{ kind: 'Backend', name: 'model-failover' }])),
-      timeouts: mostly(fc.record({ connect: durations, response: durations, firstToken: durations, streamIdle: durations, request: durations }, { requiredKeys: [] })),
+      timeouts: mostly(
+        fc.record(
+          { connect: durations, response: durations, firstToken: durations, streamIdle: durations, request: durations },
+          { requiredKeys: [] },
+        ),
+      ),
       maxAttempts: mostly(fc.integer({ min: -1, max: 101 })),
       maxResponseBytes: mostly(fc.integer({ min: 0, max: 2 ** 31 })),
       maxStreamBytes: mostly(fc.integer({ min: 0, max: 2 ** 41 })),
       cooldown: mostly(fc.record({ afterFailure: durations, maxRetryAfter: durations }, { requiredKeys: [] })),
-      providers: mostly(fc.dictionary(fc.constantFrom('p0', 'p1', 'nobody'), fc.record({ tls: mostly(fc.boolean()), timeouts: fc.record({ connect: durations }) }, { requiredKeys: [] }))),
+      providers: mostly(
+        fc.dictionary(
+          fc.constantFrom('p0', 'p1', 'nobody'),
+          fc.record({ tls: mostly(fc.boolean()), timeouts: fc.record({ connect: durations }) }, { requiredKeys: [] }),
+        ),
+      ),
     },
     { requiredKeys: ['targetRefs'] },
   ),
@@ -266,7 +325,20 @@ const routeDoc = fc.record({
     rules: mostly(
       fc.array(
         fc.record({
-          matches: mostly(fc.array(fc.record({ path: fc.record({ type: fc.constantFrom('PathPrefix', 'Exact', 'RegularExpression'), value: fc.oneof(fc.constantFrom('/model', '/', '/v1/.*', '/a(b'), fc.string({ maxLength: 8 }).map((s) => `/${s}`)) }) }), { maxLength: 2 })),
+          matches: mostly(
+            fc.array(
+              fc.record({
+                path: fc.record({
+                  type: fc.constantFrom('PathPrefix', 'Exact', 'RegularExpression'),
+                  value: fc.oneof(
+                    fc.constantFrom('/model', '/', '/v1/.*', '/a(b'),
+                    fc.string({ maxLength: 8 }).map((s) => `/${s}`),
+                  ),
+                }),
+              }),
+              { maxLength: 2 },
+            ),
+          ),
           backendRefs: mostly(fc.constant([{ name: 'model-failover', group: 'gateway.kgateway.dev', kind: 'Backend' }])),
         }),
         { maxLength: 2 },
@@ -275,30 +347,38 @@ const routeDoc = fc.record({
   }),
 });
 
-t.test('the loader on Backend-shaped documents (plus policies, routes, sidecar configs): a well-formed plan or a ConfigError', async (t) => {
-  let loaded = 0;
-  const sometimes = <T>(a: fc.Arbitrary<T>) => fc.oneof({ weight: 3, arbitrary: fc.constant(null) }, { weight: 1, arbitrary: a });
-  fc.assert(
-    fc.property(fc.tuple(backendDoc, sometimes(policyDocArb), sometimes(routeDoc), sometimes(sidecarDoc), sometimes(backendDoc)), fc.boolean(), (all, asJson) => {
-      const docs = all.filter((d) => d !== null);
-      const text = docs.map((d) => (asJson ? JSON.stringify(d) : toYaml(d))).join('\n---\n');
-      const plan = loadChecked(text);
-      if (plan) {
-        loaded++;
-        checkPlan(plan);
-      }
-    }),
-    { numRuns: runs(500) },
-  );
-  t.ok(loaded > 20, `some documents were valid (${loaded} plans loaded), so the plan checks ran`);
-});
+t.test(
+  'the loader on Backend-shaped documents (plus policies, routes, sidecar configs): a well-formed plan or a ConfigError',
+  async (t) => {
+    let loaded = 0;
+    const sometimes = <T>(a: fc.Arbitrary<T>) => fc.oneof({ weight: 3, arbitrary: fc.constant(null) }, { weight: 1, arbitrary: a });
+    fc.assert(
+      fc.property(
+        fc.tuple(backendDoc, sometimes(policyDocArb), sometimes(routeDoc), sometimes(sidecarDoc), sometimes(backendDoc)),
+        fc.boolean(),
+        (all, asJson) => {
+          const docs = all.filter((d) => d !== null);
+          const text = docs.map((d) => (asJson ? JSON.stringify(d) : toYaml(d))).join('\n---\n');
+          const plan = loadChecked(text);
+          if (plan) {
+            loaded++;
+            checkPlan(plan);
+          }
+        },
+      ),
+      { numRuns: runs(500) },
+    );
+    t.ok(loaded > 20, `some documents were valid (${loaded} plans loaded), so the plan checks ran`);
+  },
+);
 
 /** Every path (as key lists) to a value in a JSON-ish tree. */
 function pathsOf(value: unknown, prefix: (string | number)[] = []): (string | number)[][] {
   const out: (string | number)[][] = [prefix];
   if (Array.isArray(value)) {
     for (const [i, v] of value.entries()) out.push(...pathsOf(v, [...prefix, i]));
-  } else if (value !== null && typeof value === 'object') for (const [k, v] of Object.entries(value)) out.push(...pathsOf(v, [...prefix, k]));
+  } else if (value !== null && typeof value === 'object')
+    for (const [k, v] of Object.entries(value)) out.push(...pathsOf(v, [...prefix, k]));
   return out;
 }
 
@@ -357,21 +437,36 @@ const SEED_DOCS = SEEDS.map((text) =>
   parseAllDocuments(text)
     .map((d) => d.toJS())
     .map((d) => {
-      const s = JSON.stringify(d).replace('{"kind":"SecretRef","secretRef":{"name":"openai-secret"}}', `{"kind":"Inline","inline":"${PLANTED}"}`);
+      const s = JSON.stringify(d).replace(
+        '{"kind":"SecretRef","secretRef":{"name":"openai-secret"}}',
+        `{"kind":"Inline","inline":"${PLANTED}"}`,
+      );
       return JSON.parse(s) as unknown;
     }),
 );
 
 t.test('the loader on mutations of the seed fixtures: a well-formed plan or a ConfigError that names no key', async (t) => {
   for (const docs of SEED_DOCS) t.ok(loadChecked(docs.map(toYaml).join('---\n')), 'the unmutated seed loads');
-  const mutation = fc.record({ at: fc.nat(), op: fc.constantFrom('delete', 'replace', 'rename', 'wrap', 'duplicate', 'stringify'), value: fc.oneof({ weight: 6, arbitrary: jsonish }, fc.constantFrom(...PROTO_KEYS).map((k) => JSON.parse(`{${JSON.stringify(k)}:""}`) as unknown)), key: fc.constantFrom('kind', 'name', 'inline', 'extra', 'spec', 'apiVersion', 'x') }) as fc.Arbitrary<Mutation>;
+  const mutation = fc.record({
+    at: fc.nat(),
+    op: fc.constantFrom('delete', 'replace', 'rename', 'wrap', 'duplicate', 'stringify'),
+    value: fc.oneof(
+      { weight: 6, arbitrary: jsonish },
+      fc.constantFrom(...PROTO_KEYS).map((k) => JSON.parse(`{${JSON.stringify(k)}:""}`) as unknown),
+    ),
+    key: fc.constantFrom('kind', 'name', 'inline', 'extra', 'spec', 'apiVersion', 'x'),
+  }) as fc.Arbitrary<Mutation>;
   fc.assert(
-    fc.property(fc.nat({ max: SEED_DOCS.length - 1 }), fc.array(fc.tuple(fc.nat(), mutation), { minLength: 1, maxLength: 4 }), (seed, ms) => {
-      const docs = [...SEED_DOCS[seed]];
-      for (const [which, m] of ms) docs[which % docs.length] = mutate(docs[which % docs.length], m);
-      const plan = loadChecked(docs.map(toYaml).join('---\n'), docs.every(keyOnlyUnderInline));
-      if (plan) checkPlan(plan);
-    }),
+    fc.property(
+      fc.nat({ max: SEED_DOCS.length - 1 }),
+      fc.array(fc.tuple(fc.nat(), mutation), { minLength: 1, maxLength: 4 }),
+      (seed, ms) => {
+        const docs = [...SEED_DOCS[seed]];
+        for (const [which, m] of ms) docs[which % docs.length] = mutate(docs[which % docs.length], m);
+        const plan = loadChecked(docs.map(toYaml).join('---\n'), docs.every(keyOnlyUnderInline));
+        if (plan) checkPlan(plan);
+      },
+    ),
     { numRuns: runs(500) },
   );
   t.pass('500 mutated seeds');
@@ -382,14 +477,23 @@ t.test('the loader on byte-level damage next to an Inline key: the ConfigError n
   const at = text.indexOf(PLANTED);
   t.ok(at > 0, 'the key is in the text');
   fc.assert(
-    fc.property(fc.array(fc.tuple(fc.integer({ min: -60, max: 60 }), fc.constantFrom('"', "'", ':', '{', '[', '\t', '\n', '#', '&', '*', '!', '|', '>', ' ', '- ', '? ', '%', '@', '`')), { minLength: 1, maxLength: 3 }), (edits) => {
-      let s = text;
-      for (const [offset, ch] of edits) {
-        const i = Math.max(0, Math.min(s.length, at + offset));
-        s = s.slice(0, i) + ch + s.slice(i);
-      }
-      loadChecked(s);
-    }),
+    fc.property(
+      fc.array(
+        fc.tuple(
+          fc.integer({ min: -60, max: 60 }),
+          fc.constantFrom('"', "'", ':', '{', '[', '\t', '\n', '#', '&', '*', '!', '|', '>', ' ', '- ', '? ', '%', '@', '`'),
+        ),
+        { minLength: 1, maxLength: 3 },
+      ),
+      (edits) => {
+        let s = text;
+        for (const [offset, ch] of edits) {
+          const i = Math.max(0, Math.min(s.length, at + offset));
+          s = s.slice(0, i) + ch + s.slice(i);
+        }
+        loadChecked(s);
+      },
+    ),
     { numRuns: runs(400) },
   );
   t.pass('400 damaged texts');
@@ -397,27 +501,57 @@ t.test('the loader on byte-level damage next to an Inline key: the ConfigError n
 
 // ---- the translators ----
 
-const PLAN = loadPlan([{ name: 't.yaml', text: backendYaml([{ name: 'oa', model: 'gpt-4o', group: 0 }, { name: 'an', kind: 'anthropic', model: 'claude-x', group: 1 }], { oa: 1, an: 2 }) }]);
+const PLAN = loadPlan([
+  {
+    name: 't.yaml',
+    text: backendYaml(
+      [
+        { name: 'oa', model: 'gpt-4o', group: 0 },
+        { name: 'an', kind: 'anthropic', model: 'claude-x', group: 1 },
+      ],
+      { oa: 1, an: 2 },
+    ),
+  },
+]);
 const [OPENAI_TARGET, ANTHROPIC_TARGET] = PLAN.backends[0].groups.flat();
 const TARGETS: [ProviderAdapter, ModelTarget, string][] = [
   [openaiAdapter, OPENAI_TARGET, 'openai'],
   [anthropicAdapter, ANTHROPIC_TARGET, 'anthropic'],
 ];
 
-const text = fc.oneof(fc.string({ maxLength: 20 }), fc.constantFrom('', ' ', '  \n', 'hello', '{"a":1}', 'data:,x', 'data:application/pdf;base64,JVBERi0=', 'https://x/y.png'));
+const text = fc.oneof(
+  fc.string({ maxLength: 20 }),
+  fc.constantFrom('', ' ', '  \n', 'hello', '{"a":1}', 'data:,x', 'data:application/pdf;base64,JVBERi0=', 'https://x/y.png'),
+);
 const part = fc.oneof(
   fc.record({ type: fc.constant('text'), text }),
   fc.record({ type: fc.constant('refusal'), refusal: text }),
-  fc.record({ type: fc.constant('image_url'), image_url: fc.oneof(fc.record({ url: text, detail: fc.constantFrom('low', 'high') }), text) }),
+  fc.record({
+    type: fc.constant('image_url'),
+    image_url: fc.oneof(fc.record({ url: text, detail: fc.constantFrom('low', 'high') }), text),
+  }),
   fc.record({ type: fc.constant('file'), file: fc.record({ file_data: text, filename: text, file_id: text }, { requiredKeys: [] }) }),
   fc.record({ type: fc.constant('input_audio'), input_audio: jsonish }),
   jsonish,
 );
 const content = fc.oneof(text, fc.array(part, { maxLength: 3 }), fc.constant(null), jsonish);
-const toolCall = fc.record({ id: fc.oneof(fc.string({ maxLength: 8 }), jsonish), type: fc.constant('function'), function: fc.oneof(fc.record({ name: fc.oneof(fc.string({ maxLength: 8 }), jsonish), arguments: fc.oneof(fc.constantFrom('', '{}', '{"a":1}', '[1]', '{"cut'), fc.string({ maxLength: 10 }), jsonish) }), jsonish) });
+const toolCall = fc.record({
+  id: fc.oneof(fc.string({ maxLength: 8 }), jsonish),
+  type: fc.constant('function'),
+  function: fc.oneof(
+    fc.record({
+      name: fc.oneof(fc.string({ maxLength: 8 }), jsonish),
+      arguments: fc.oneof(fc.constantFrom('', '{}', '{"a":1}', '[1]', '{"cut'), fc.string({ maxLength: 10 }), jsonish),
+    }),
+    jsonish,
+  ),
+});
 const message = fc.record(
   {
-    role: fc.oneof({ weight: 5, arbitrary: fc.constantFrom('system', 'developer', 'user', 'assistant', 'tool', 'function') }, fc.string({ maxLength: 6 })),
+    role: fc.oneof(
+      { weight: 5, arbitrary: fc.constantFrom('system', 'developer', 'user', 'assistant', 'tool', 'function') },
+      fc.string({ maxLength: 6 }),
+    ),
     content,
     name: fc.string({ maxLength: 5 }),
     tool_calls: fc.oneof(fc.array(toolCall, { maxLength: 2 }), jsonish),
@@ -426,7 +560,16 @@ const message = fc.record(
   },
   { requiredKeys: ['role'] },
 );
-const tool = fc.oneof(fc.record({ type: fc.constant('function'), function: fc.record({ name: fc.oneof(fc.string({ maxLength: 6 }), jsonish), description: text, parameters: jsonish, strict: fc.boolean() }, { requiredKeys: ['name'] }) }), jsonish);
+const tool = fc.oneof(
+  fc.record({
+    type: fc.constant('function'),
+    function: fc.record(
+      { name: fc.oneof(fc.string({ maxLength: 6 }), jsonish), description: text, parameters: jsonish, strict: fc.boolean() },
+      { requiredKeys: ['name'] },
+    ),
+  }),
+  jsonish,
+);
 const chatBody = fc.record(
   {
     messages: fc.array(message, { minLength: 1, maxLength: 6 }),
@@ -441,10 +584,26 @@ const chatBody = fc.record(
     tools: fc.oneof(fc.array(tool, { maxLength: 3 }), jsonish),
     functions: fc.oneof(fc.array(fc.record({ name: fc.string({ maxLength: 5 }), parameters: jsonish }), { maxLength: 2 }), jsonish),
     function_call: fc.oneof(fc.constantFrom('auto', 'none'), fc.record({ name: fc.string({ maxLength: 5 }) }), jsonish),
-    tool_choice: fc.oneof(fc.constantFrom('auto', 'none', 'required'), fc.record({ type: fc.constant('function'), function: fc.record({ name: fc.string({ maxLength: 5 }) }) }), fc.record({ type: fc.constant('allowed_tools'), allowed_tools: fc.record({ mode: fc.constantFrom('auto', 'required') }) }), jsonish),
+    tool_choice: fc.oneof(
+      fc.constantFrom('auto', 'none', 'required'),
+      fc.record({ type: fc.constant('function'), function: fc.record({ name: fc.string({ maxLength: 5 }) }) }),
+      fc.record({ type: fc.constant('allowed_tools'), allowed_tools: fc.record({ mode: fc.constantFrom('auto', 'required') }) }),
+      jsonish,
+    ),
     parallel_tool_calls: fc.oneof(fc.boolean(), jsonish),
-    response_format: fc.oneof(fc.record({ type: fc.constantFrom('text', 'json_object') }), fc.record({ type: fc.constant('json_schema'), json_schema: fc.record({ name: text, description: text, schema: jsonish }, { requiredKeys: [] }) }), jsonish),
-    reasoning_effort: fc.oneof(fc.constantFrom('minimal', 'low', 'medium', 'high', 'xhigh', 'none'), fc.constantFrom(...PROTO_KEYS), jsonish),
+    response_format: fc.oneof(
+      fc.record({ type: fc.constantFrom('text', 'json_object') }),
+      fc.record({
+        type: fc.constant('json_schema'),
+        json_schema: fc.record({ name: text, description: text, schema: jsonish }, { requiredKeys: [] }),
+      }),
+      jsonish,
+    ),
+    reasoning_effort: fc.oneof(
+      fc.constantFrom('minimal', 'low', 'medium', 'high', 'xhigh', 'none'),
+      fc.constantFrom(...PROTO_KEYS),
+      jsonish,
+    ),
     user: fc.oneof(text, jsonish),
     safety_identifier: text,
     n: fc.integer({ min: 0, max: 5 }),
@@ -455,15 +614,16 @@ const chatBody = fc.record(
   { requiredKeys: ['messages'] },
 );
 /** The request's JSON as a client might frame it: compact, pretty, or padded with whitespace. */
-const framed = fc.tuple(
-  chatBody, fc.constantFrom(0, 2), fc.constantFrom('', ' ', '\n', '\r\n\t')).map(([body, indent, pad]) => ({ body, raw: Buffer.from(`${pad}${JSON.stringify(body, null, indent)}${pad}`) }));
+const framed = fc
+  .tuple(chatBody, fc.constantFrom(0, 2), fc.constantFrom('', ' ', '\n', '\r\n\t'))
+  .map(([body, indent, pad]) => ({ body, raw: Buffer.from(`${pad}${JSON.stringify(body, null, indent)}${pad}`) }));
 
 function parsed(raw: Buffer): ChatRequest | undefined {
   const r = parseChatRequest(raw, 'Bearer sk-client-fuzz-token-abcdef');
   return 'status' in r ? undefined : r;
 }
 
-t.test('openai buildRequest: the body is the client\'s request with the provider\'s model, whatever the request', async (t) => {
+t.test("openai buildRequest: the body is the client's request with the provider's model, whatever the request", async (t) => {
   let built = 0;
   fc.assert(
     fc.property(framed, ({ raw }) => {
@@ -483,9 +643,15 @@ t.test('openai buildRequest: the body is the client\'s request with the provider
         while (pre < raw.length && pre < out.length && raw[pre] === out[pre]) pre++;
         let suf = 0;
         while (suf < raw.length - pre && suf < out.length - pre && raw[raw.length - 1 - suf] === out[out.length - 1 - suf]) suf++;
-        if (raw.length - pre - suf > Buffer.byteLength(JSON.stringify(model)) || out.length - pre - suf > '"gpt-4o"'.length) throw new Error(`more than the model changed: ${up.body.toString().slice(0, 300)}`);
+        if (raw.length - pre - suf > Buffer.byteLength(JSON.stringify(model)) || out.length - pre - suf > '"gpt-4o"'.length)
+          throw new Error(`more than the model changed: ${up.body.toString().slice(0, 300)}`);
       }
-      if (up.path !== OPENAI_TARGET.path || up.headers.authorization !== 'Bearer sk-test-planted-secret-0123456789' || up.headers['content-type'] !== 'application/json') throw new Error('headers');
+      if (
+        up.path !== OPENAI_TARGET.path ||
+        up.headers.authorization !== 'Bearer sk-test-planted-secret-0123456789' ||
+        up.headers['content-type'] !== 'application/json'
+      )
+        throw new Error('headers');
       // a second model of the same request reuses nothing it should not
       const again = openaiAdapter.buildRequest(req, OPENAI_TARGET);
       if (again.body.toString() !== up.body.toString()) throw new Error('not stable');
@@ -495,10 +661,18 @@ t.test('openai buildRequest: the body is the client\'s request with the provider
   t.ok(built > 300, `${built} requests built`);
 });
 
-type AnthropicBody = { model?: unknown; max_tokens?: unknown; system?: unknown; messages?: { role: string; content: { type: string; text?: string }[] }[]; temperature?: unknown; stop_sequences?: unknown };
+type AnthropicBody = {
+  model?: unknown;
+  max_tokens?: unknown;
+  system?: unknown;
+  messages?: { role: string; content: { type: string; text?: string }[] }[];
+  temperature?: unknown;
+  stop_sequences?: unknown;
+};
 
 /** The 400s of simulator/anthropic-validate.ts that no client request may lead to: thinking and what it rules out, sampling ranges, empty or whitespace text, who speaks first, the prefill, tool results first. */
-const ANTHROPIC_PROMISES = /thinking|temperature|top_k|text content blocks|trailing whitespace|first message|non-empty content|tool_result blocks must come first|^system/;
+const ANTHROPIC_PROMISES =
+  /thinking|temperature|top_k|text content blocks|trailing whitespace|first message|non-empty content|tool_result blocks must come first|^system/;
 
 t.test('anthropic buildRequest: throws (untranslatable) or builds a request in the shape the Messages API requires', async (t) => {
   let built = 0;
@@ -519,20 +693,29 @@ t.test('anthropic buildRequest: throws (untranslatable) or builds a request in t
       const body = JSON.parse(up.body.toString()) as AnthropicBody;
       if (body.model !== 'claude-x') throw new Error('model');
       if (typeof body.max_tokens !== 'number') throw new Error('max_tokens');
-      if (body.temperature !== undefined && (typeof body.temperature !== 'number' || body.temperature < 0 || body.temperature > 1)) throw new Error(`temperature ${body.temperature}`);
-      if (body.stop_sequences !== undefined && (!Array.isArray(body.stop_sequences) || body.stop_sequences.some((s) => typeof s !== 'string' || s === ''))) throw new Error('stop_sequences');
+      if (body.temperature !== undefined && (typeof body.temperature !== 'number' || body.temperature < 0 || body.temperature > 1))
+        throw new Error(`temperature ${body.temperature}`);
+      if (
+        body.stop_sequences !== undefined &&
+        (!Array.isArray(body.stop_sequences) || body.stop_sequences.some((s) => typeof s !== 'string' || s === ''))
+      )
+        throw new Error('stop_sequences');
       const turns = body.messages ?? [];
       if (turns.length > 0) nonEmpty++;
       turns.forEach((turn, i) => {
-        if (turn.role !== (i % 2 === 0 ? 'user' : 'assistant')) throw new Error(`turn ${i} is ${turn.role}: roles must alternate, starting with the user`);
+        if (turn.role !== (i % 2 === 0 ? 'user' : 'assistant'))
+          throw new Error(`turn ${i} is ${turn.role}: roles must alternate, starting with the user`);
         if (!Array.isArray(turn.content) || turn.content.length === 0) throw new Error(`turn ${i} is empty`);
-        for (const b of turn.content) if (b.type === 'text' && (typeof b.text !== 'string' || b.text.trim() === '')) throw new Error(`turn ${i}: an empty text block`);
+        for (const b of turn.content)
+          if (b.type === 'text' && (typeof b.text !== 'string' || b.text.trim() === '')) throw new Error(`turn ${i}: an empty text block`);
         const firstOther = turn.content.findIndex((b) => b.type !== 'tool_result');
-        if (firstOther !== -1 && turn.content.slice(firstOther).some((b) => b.type === 'tool_result')) throw new Error(`turn ${i}: tool results must come first`);
+        if (firstOther !== -1 && turn.content.slice(firstOther).some((b) => b.type === 'tool_result'))
+          throw new Error(`turn ${i}: tool results must come first`);
       });
       const last = turns.at(-1);
       const tail = last?.content.at(-1);
-      if (last?.role === 'assistant' && tail?.type === 'text' && tail.text !== tail.text?.trimEnd()) throw new Error('a prefill ending in whitespace');
+      if (last?.role === 'assistant' && tail?.type === 'text' && tail.text !== tail.text?.trimEnd())
+        throw new Error('a prefill ending in whitespace');
       // the strict simulator's verdict, for the rules docs/translation.md says the translation
       // satisfies whatever the client sent (the rest, such as a tool result answering no call, are
       // the client's fault on OpenAI too, and handed back as Anthropic's 400)
@@ -540,22 +723,40 @@ t.test('anthropic buildRequest: throws (untranslatable) or builds a request in t
       const problem = anthropicRequestProblem(body);
       // (a limit below 1 is refused by OpenAI too; raised by the thinking budget it meets the budget rule instead)
       const sent = JSON.parse(raw.toString()) as { max_tokens?: unknown; max_completion_tokens?: unknown };
-      const clientsOwn = [sent.max_completion_tokens, sent.max_tokens].some((v) => typeof v === 'number' && v < 1) && /budget_tokens/.test(problem ?? '');
+      const clientsOwn =
+        [sent.max_completion_tokens, sent.max_tokens].some((v) => typeof v === 'number' && v < 1) && /budget_tokens/.test(problem ?? '');
       if (problem && ANTHROPIC_PROMISES.test(problem) && !clientsOwn) throw new Error(`Anthropic would refuse it: ${problem}`);
     }),
     { numRuns: runs(400) },
   );
-  t.ok(built > 300 && nonEmpty > 100 && thinking > 20, `${built} requests built, ${nonEmpty} with messages, ${thinking} with extended thinking`);
+  t.ok(
+    built > 300 && nonEmpty > 100 && thinking > 20,
+    `${built} requests built, ${nonEmpty} with messages, ${thinking} with extended thinking`,
+  );
 });
 
-const ANY_BYTES = fc.oneof(fc.uint8Array({ maxLength: 200 }).map((a) => Buffer.from(a)), fc.string({ maxLength: 200 }).map((s) => Buffer.from(s)), jsonish.map((j) => Buffer.from(JSON.stringify(j) ?? '')));
+const ANY_BYTES = fc.oneof(
+  fc.uint8Array({ maxLength: 200 }).map((a) => Buffer.from(a)),
+  fc.string({ maxLength: 200 }).map((s) => Buffer.from(s)),
+  jsonish.map((j) => Buffer.from(JSON.stringify(j) ?? '')),
+);
 
 const openaiCompletion = fc.record(
   {
     id: fc.string({ maxLength: 8 }),
     object: fc.constantFrom('chat.completion', 'x'),
     model: fc.oneof(fc.string({ maxLength: 8 }), jsonish),
-    choices: fc.oneof(fc.array(fc.record({ index: fc.nat(), message: fc.record({ role: fc.constant('assistant'), content: fc.oneof(text, fc.constant(null)) }), finish_reason: fc.constantFrom('stop', 'length', null) }), { maxLength: 2 }), jsonish),
+    choices: fc.oneof(
+      fc.array(
+        fc.record({
+          index: fc.nat(),
+          message: fc.record({ role: fc.constant('assistant'), content: fc.oneof(text, fc.constant(null)) }),
+          finish_reason: fc.constantFrom('stop', 'length', null),
+        }),
+        { maxLength: 2 },
+      ),
+      jsonish,
+    ),
     usage: fc.oneof(fc.record({ prompt_tokens: fc.oneof(fc.nat(), jsonish), completion_tokens: fc.oneof(fc.nat(), jsonish) }), jsonish),
     error: jsonish,
   },
@@ -563,11 +764,24 @@ const openaiCompletion = fc.record(
 );
 const anthropicBlock = fc.oneof(
   fc.record({ type: fc.constant('text'), text: fc.oneof(text, jsonish) }),
-  fc.record({ type: fc.constant('tool_use'), id: fc.oneof(fc.string({ maxLength: 8 }), jsonish), name: fc.oneof(fc.string({ maxLength: 6 }), jsonish), input: jsonish }),
+  fc.record({
+    type: fc.constant('tool_use'),
+    id: fc.oneof(fc.string({ maxLength: 8 }), jsonish),
+    name: fc.oneof(fc.string({ maxLength: 6 }), jsonish),
+    input: jsonish,
+  }),
   fc.record({ type: fc.constantFrom('thinking', 'redacted_thinking', 'server_tool_use'), thinking: text }),
   jsonish,
 );
-const anthropicUsage = fc.record({ input_tokens: fc.oneof(fc.nat(), jsonish), output_tokens: fc.oneof(fc.nat(), jsonish), cache_read_input_tokens: fc.oneof(fc.nat(), jsonish), cache_creation_input_tokens: fc.oneof(fc.nat(), jsonish) }, { requiredKeys: [] });
+const anthropicUsage = fc.record(
+  {
+    input_tokens: fc.oneof(fc.nat(), jsonish),
+    output_tokens: fc.oneof(fc.nat(), jsonish),
+    cache_read_input_tokens: fc.oneof(fc.nat(), jsonish),
+    cache_creation_input_tokens: fc.oneof(fc.nat(), jsonish),
+  },
+  { requiredKeys: [] },
+);
 const anthropicMessage = fc.record(
   {
     id: fc.oneof(fc.string({ maxLength: 10 }), jsonish),
@@ -575,7 +789,10 @@ const anthropicMessage = fc.record(
     role: fc.constant('assistant'),
     model: fc.oneof(fc.string({ maxLength: 8 }), jsonish),
     content: fc.oneof(fc.array(anthropicBlock, { maxLength: 3 }), jsonish),
-    stop_reason: fc.oneof(fc.constantFrom('end_turn', 'max_tokens', 'tool_use', 'refusal', 'pause_turn', 'stop_sequence', 'model_context_window_exceeded'), jsonish),
+    stop_reason: fc.oneof(
+      fc.constantFrom('end_turn', 'max_tokens', 'tool_use', 'refusal', 'pause_turn', 'stop_sequence', 'model_context_window_exceeded'),
+      jsonish,
+    ),
     usage: fc.oneof(anthropicUsage, jsonish),
     error: fc.oneof(fc.record({ type: fc.constantFrom('overloaded_error', 'api_error'), message: text }), jsonish),
   },
@@ -588,24 +805,39 @@ t.test('translateResponse on arbitrary bytes: a chat.completion or a failure, ne
     const shaped = (name === 'openai' ? openaiCompletion : anthropicMessage).map((j) => Buffer.from(JSON.stringify(j)));
     fc.assert(
       fc.property(fc.oneof(ANY_BYTES, shaped), fc.boolean(), (body, legacy) => {
-        const req = parsed(Buffer.from(JSON.stringify({ messages: [{ role: 'user', content: 'hi' }], ...(legacy ? { functions: [{ name: 'f' }] } : {}) })))!;
+        const req = parsed(
+          Buffer.from(JSON.stringify({ messages: [{ role: 'user', content: 'hi' }], ...(legacy ? { functions: [{ name: 'f' }] } : {}) })),
+        )!;
         const r = adapter.translateResponse(body, req, target);
         if (!r.ok) {
           counts.failed++;
-          if (!REASONS.has(r.failure.reason) || r.failure.reason === 'client_error' || typeof r.failure.message !== 'string') throw new Error(`failure ${JSON.stringify(r.failure)}`);
+          if (!REASONS.has(r.failure.reason) || r.failure.reason === 'client_error' || typeof r.failure.message !== 'string')
+            throw new Error(`failure ${JSON.stringify(r.failure)}`);
           return;
         }
         counts.ok++;
-        const json = JSON.parse(r.body.toString()) as { choices?: { message?: { role?: string }; finish_reason?: unknown }[]; object?: string };
+        const json = JSON.parse(r.body.toString()) as {
+          choices?: { message?: { role?: string }; finish_reason?: unknown }[];
+          object?: string;
+        };
         if (!Array.isArray(json.choices)) throw new Error('no choices');
         // docs/reliability.md: a 200 whose choices are empty, or not objects with a message object, is a bad_response
-        if (json.choices.length === 0 || !json.choices.every((c) => c !== null && typeof c === 'object' && c.message !== null && typeof c.message === 'object' && !Array.isArray(c.message))) throw new Error(`choices that prove nothing served: ${r.body}`);
+        if (
+          json.choices.length === 0 ||
+          !json.choices.every(
+            (c) => c !== null && typeof c === 'object' && c.message !== null && typeof c.message === 'object' && !Array.isArray(c.message),
+          )
+        )
+          throw new Error(`choices that prove nothing served: ${r.body}`);
         if (name === 'anthropic') {
-          if (json.object !== 'chat.completion' || json.choices.length !== 1 || json.choices[0].message?.role !== 'assistant') throw new Error(`not a chat.completion: ${r.body}`);
-          if (!['stop', 'length', 'tool_calls', 'function_call', 'content_filter'].includes(String(json.choices[0].finish_reason))) throw new Error(`finish_reason ${json.choices[0].finish_reason}`);
+          if (json.object !== 'chat.completion' || json.choices.length !== 1 || json.choices[0].message?.role !== 'assistant')
+            throw new Error(`not a chat.completion: ${r.body}`);
+          if (!['stop', 'length', 'tool_calls', 'function_call', 'content_filter'].includes(String(json.choices[0].finish_reason)))
+            throw new Error(`finish_reason ${json.choices[0].finish_reason}`);
         }
         // numbers, whatever the provider claimed (counts near Number.MAX_VALUE may sum to Infinity; OpenAI's are passed on as sent)
-        if (r.usage && (Number.isNaN(r.usage.inputTokens) || Number.isNaN(r.usage.outputTokens) || typeof r.usage.inputTokens !== 'number')) throw new Error(`usage ${JSON.stringify(r.usage)}`);
+        if (r.usage && (Number.isNaN(r.usage.inputTokens) || Number.isNaN(r.usage.outputTokens) || typeof r.usage.inputTokens !== 'number'))
+          throw new Error(`usage ${JSON.stringify(r.usage)}`);
       }),
       { numRuns: runs(400) },
     );
@@ -615,7 +847,10 @@ t.test('translateResponse on arbitrary bytes: a chat.completion or a failure, ne
 
 const retryHeaders = fc.record(
   {
-    'retry-after': fc.oneof(fc.constantFrom('7', '0', '1.5', '-1', 'Wed, 21 Oct 2015 07:28:00 GMT', new Date(Date.now() + 9e9).toUTCString()), fc.string({ maxLength: 10 })),
+    'retry-after': fc.oneof(
+      fc.constantFrom('7', '0', '1.5', '-1', 'Wed, 21 Oct 2015 07:28:00 GMT', new Date(Date.now() + 9e9).toUTCString()),
+      fc.string({ maxLength: 10 }),
+    ),
     'retry-after-ms': fc.oneof(fc.constantFrom('4500', '1e9', '99999999999999999999'), fc.string({ maxLength: 10 })),
     'x-ratelimit-reset-requests': fc.oneof(fc.constantFrom('6s', '1m30s', '20ms', '99999h'), fc.string({ maxLength: 10 })),
     'anthropic-ratelimit-requests-reset': fc.oneof(fc.constant(new Date(Date.now() + 12_000).toISOString()), fc.string({ maxLength: 24 })),
@@ -626,21 +861,56 @@ const retryHeaders = fc.record(
 t.test('translateError on arbitrary status, headers and bytes: a classified failure and an OpenAI-shaped client body', async (t) => {
   const MAX = 300_000;
   for (const [adapter, , name] of TARGETS) {
-    const shaped = (name === 'openai' ? fc.record({ error: fc.oneof(fc.record({ message: fc.oneof(text, jsonish), type: fc.oneof(fc.string({ maxLength: 8 }), jsonish), code: fc.oneof(fc.constantFrom('context_length_exceeded', 'rate_limit_exceeded'), jsonish) }, { requiredKeys: [] }), jsonish) }) : fc.record({ type: fc.constant('error'), error: fc.oneof(fc.record({ type: fc.constantFrom('overloaded_error', 'invalid_request_error', 'billing_error', 'x', ...PROTO_KEYS), message: fc.oneof(fc.constantFrom('prompt is too long', 'max_tokens: 9 > 8, which is the maximum'), text, jsonish) }, { requiredKeys: [] }), jsonish) })).map((j) => Buffer.from(JSON.stringify(j)));
+    const shaped = (
+      name === 'openai'
+        ? fc.record({
+            error: fc.oneof(
+              fc.record(
+                {
+                  message: fc.oneof(text, jsonish),
+                  type: fc.oneof(fc.string({ maxLength: 8 }), jsonish),
+                  code: fc.oneof(fc.constantFrom('context_length_exceeded', 'rate_limit_exceeded'), jsonish),
+                },
+                { requiredKeys: [] },
+              ),
+              jsonish,
+            ),
+          })
+        : fc.record({
+            type: fc.constant('error'),
+            error: fc.oneof(
+              fc.record(
+                {
+                  type: fc.constantFrom('overloaded_error', 'invalid_request_error', 'billing_error', 'x', ...PROTO_KEYS),
+                  message: fc.oneof(fc.constantFrom('prompt is too long', 'max_tokens: 9 > 8, which is the maximum'), text, jsonish),
+                },
+                { requiredKeys: [] },
+              ),
+              jsonish,
+            ),
+          })
+    ).map((j) => Buffer.from(JSON.stringify(j)));
     fc.assert(
-      fc.property(fc.oneof(fc.integer({ min: 100, max: 199 }), fc.integer({ min: 300, max: 599 })), retryHeaders, fc.oneof(ANY_BYTES, shaped), (status, headers, body) => {
-        const { failure, clientBody } = adapter.translateError(status, headers, body, MAX);
-        if (!REASONS.has(failure.reason)) throw new Error(`reason ${failure.reason}`);
-        if (failure.status !== status) throw new Error('status');
-        if (typeof failure.message !== 'string' || failure.message.length > 2000) throw new Error('message');
-        if (failure.retryAfterMs !== undefined && !(failure.retryAfterMs >= 0 && failure.retryAfterMs <= MAX)) throw new Error(`retryAfterMs ${failure.retryAfterMs}`);
-        if (status === 429 && failure.reason !== 'rate_limited') throw new Error('429');
-        if (status >= 500 && !['upstream_5xx', 'overloaded'].includes(failure.reason)) throw new Error(`${status} -> ${failure.reason}`);
-        const json = JSON.parse(clientBody.toString()) as { error?: { type?: unknown; message?: unknown } };
-        if (json === null || typeof json !== 'object' || json.error === undefined) throw new Error(`client body ${clientBody}`);
-        // Anthropic's errors are rewritten into OpenAI's shape: message and type are always there
-        if (name === 'anthropic' && (typeof json.error.type !== 'string' || typeof json.error.message !== 'string')) throw new Error(`not OpenAI-shaped: ${clientBody}`);
-      }),
+      fc.property(
+        fc.oneof(fc.integer({ min: 100, max: 199 }), fc.integer({ min: 300, max: 599 })),
+        retryHeaders,
+        fc.oneof(ANY_BYTES, shaped),
+        (status, headers, body) => {
+          const { failure, clientBody } = adapter.translateError(status, headers, body, MAX);
+          if (!REASONS.has(failure.reason)) throw new Error(`reason ${failure.reason}`);
+          if (failure.status !== status) throw new Error('status');
+          if (typeof failure.message !== 'string' || failure.message.length > 2000) throw new Error('message');
+          if (failure.retryAfterMs !== undefined && !(failure.retryAfterMs >= 0 && failure.retryAfterMs <= MAX))
+            throw new Error(`retryAfterMs ${failure.retryAfterMs}`);
+          if (status === 429 && failure.reason !== 'rate_limited') throw new Error('429');
+          if (status >= 500 && !['upstream_5xx', 'overloaded'].includes(failure.reason)) throw new Error(`${status} -> ${failure.reason}`);
+          const json = JSON.parse(clientBody.toString()) as { error?: { type?: unknown; message?: unknown } };
+          if (json === null || typeof json !== 'object' || json.error === undefined) throw new Error(`client body ${clientBody}`);
+          // Anthropic's errors are rewritten into OpenAI's shape: message and type are always there
+          if (name === 'anthropic' && (typeof json.error.type !== 'string' || typeof json.error.message !== 'string'))
+            throw new Error(`not OpenAI-shaped: ${clientBody}`);
+        },
+      ),
       { numRuns: runs(500) },
     );
   }
@@ -654,7 +924,31 @@ const chunkData = fc.record(
     id: fc.string({ maxLength: 6 }),
     object: fc.constant('chat.completion.chunk'),
     model: fc.string({ maxLength: 6 }),
-    choices: fc.oneof({ weight: 4, arbitrary: fc.array(fc.record({ index: fc.nat(3), delta: fc.record({ role: fc.constant('assistant'), content: fc.oneof(text, fc.constant(null)), tool_calls: fc.oneof(fc.array(jsonish, { maxLength: 1 }), jsonish), refusal: text }, { requiredKeys: [] }), finish_reason: fc.oneof(fc.constantFrom('stop', null), jsonish) }, { requiredKeys: [] }), { maxLength: 2 }) }, jsonish),
+    choices: fc.oneof(
+      {
+        weight: 4,
+        arbitrary: fc.array(
+          fc.record(
+            {
+              index: fc.nat(3),
+              delta: fc.record(
+                {
+                  role: fc.constant('assistant'),
+                  content: fc.oneof(text, fc.constant(null)),
+                  tool_calls: fc.oneof(fc.array(jsonish, { maxLength: 1 }), jsonish),
+                  refusal: text,
+                },
+                { requiredKeys: [] },
+              ),
+              finish_reason: fc.oneof(fc.constantFrom('stop', null), jsonish),
+            },
+            { requiredKeys: [] },
+          ),
+          { maxLength: 2 },
+        ),
+      },
+      jsonish,
+    ),
     usage: fc.oneof(fc.record({ prompt_tokens: fc.nat(), completion_tokens: fc.nat() }), jsonish),
     error: jsonish,
   },
@@ -673,7 +967,9 @@ const chunkText = fc
   });
 const openaiEvent = fc.record({
   event: fc.constantFrom('message', 'message', 'message', 'message', 'message', 'error', 'x'),
-  data: fc.oneof({ weight: 12, arbitrary: chunkText }, fc.constant('[DONE]'), fc.string({ maxLength: 30 }), fc.constant('{"id" not json')).filter(singleLine),
+  data: fc
+    .oneof({ weight: 12, arbitrary: chunkText }, fc.constant('[DONE]'), fc.string({ maxLength: 30 }), fc.constant('{"id" not json'))
+    .filter(singleLine),
 });
 
 type ChunkJson = { error?: unknown; choices?: unknown; usage?: { prompt_tokens?: unknown; completion_tokens?: unknown } | null };
@@ -685,7 +981,13 @@ function carriesContent(choices: Record<string, unknown>[]): boolean {
     const d = c.delta;
     if (!isObj(d)) return false;
     const s = (v: unknown) => typeof v === 'string' && v !== '';
-    return s(d.content) || (Array.isArray(d.tool_calls) && d.tool_calls.length > 0) || s(d.refusal) || s(d.reasoning_content) || Boolean(d.function_call);
+    return (
+      s(d.content) ||
+      (Array.isArray(d.tool_calls) && d.tool_calls.length > 0) ||
+      s(d.refusal) ||
+      s(d.reasoning_content) ||
+      Boolean(d.function_call)
+    );
   });
 }
 
@@ -693,7 +995,10 @@ function carriesContent(choices: Record<string, unknown>[]): boolean {
  * What docs/reliability.md says an OpenAI-compatible stream's events mean, one at a time: every
  * event is read, before and after the commit point. `committed`: content was seen before.
  */
-function openaiOracle(e: SseEvent, committed: boolean): { error?: FailureReason; out?: string; content?: boolean; usage?: { inputTokens: number; outputTokens: number } } {
+function openaiOracle(
+  e: SseEvent,
+  committed: boolean,
+): { error?: FailureReason; out?: string; content?: boolean; usage?: { inputTokens: number; outputTokens: number } } {
   if (e.data === '[DONE]') return committed ? { out: 'data: [DONE]\n\n', content: true } : { error: 'bad_response' }; // ended with no content, no finish reason
   let json: unknown;
   try {
@@ -705,24 +1010,63 @@ function openaiOracle(e: SseEvent, committed: boolean): { error?: FailureReason;
   const chunk = json as ChunkJson;
   if (chunk.error || e.event === 'error') return { error: 'stream_error' };
   const u = chunk.usage;
-  const usage = isObj(u) && typeof u.prompt_tokens === 'number' && typeof u.completion_tokens === 'number' ? { inputTokens: u.prompt_tokens, outputTokens: u.completion_tokens } : undefined;
+  const usage =
+    isObj(u) && typeof u.prompt_tokens === 'number' && typeof u.completion_tokens === 'number'
+      ? { inputTokens: u.prompt_tokens, outputTokens: u.completion_tokens }
+      : undefined;
   if (!Array.isArray(chunk.choices)) return { usage }; // not forwarded: chunk.choices[0] would throw in the app
   if (!chunk.choices.every(isObj)) return { error: 'bad_response' };
   return { out: `data: ${e.data}\n\n`, content: committed || carriesContent(chunk.choices as Record<string, unknown>[]), usage };
 }
 const anthropicData = fc.oneof(
-  fc.record({ type: fc.constant('message_start'), message: fc.oneof(fc.record({ id: fc.string({ maxLength: 6 }), model: fc.oneof(fc.string({ maxLength: 6 }), jsonish), usage: anthropicUsage }, { requiredKeys: [] }), jsonish) }),
-  fc.record({ type: fc.constant('content_block_start'), index: fc.oneof(fc.nat(3), jsonish), content_block: fc.oneof(anthropicBlock, jsonish) }),
-  fc.record({ type: fc.constant('content_block_delta'), index: fc.oneof(fc.nat(3), jsonish), delta: fc.oneof(fc.record({ type: fc.constantFrom('text_delta', 'input_json_delta', 'thinking_delta', 'signature_delta', 'citations_delta'), text: fc.oneof(text, jsonish), partial_json: fc.oneof(text, jsonish) }, { requiredKeys: ['type'] }), jsonish) }),
+  fc.record({
+    type: fc.constant('message_start'),
+    message: fc.oneof(
+      fc.record(
+        { id: fc.string({ maxLength: 6 }), model: fc.oneof(fc.string({ maxLength: 6 }), jsonish), usage: anthropicUsage },
+        { requiredKeys: [] },
+      ),
+      jsonish,
+    ),
+  }),
+  fc.record({
+    type: fc.constant('content_block_start'),
+    index: fc.oneof(fc.nat(3), jsonish),
+    content_block: fc.oneof(anthropicBlock, jsonish),
+  }),
+  fc.record({
+    type: fc.constant('content_block_delta'),
+    index: fc.oneof(fc.nat(3), jsonish),
+    delta: fc.oneof(
+      fc.record(
+        {
+          type: fc.constantFrom('text_delta', 'input_json_delta', 'thinking_delta', 'signature_delta', 'citations_delta'),
+          text: fc.oneof(text, jsonish),
+          partial_json: fc.oneof(text, jsonish),
+        },
+        { requiredKeys: ['type'] },
+      ),
+      jsonish,
+    ),
+  }),
   fc.record({ type: fc.constant('content_block_stop'), index: fc.oneof(fc.nat(3), jsonish) }),
-  fc.record({ type: fc.constant('message_delta'), delta: fc.oneof(fc.record({ stop_reason: fc.oneof(fc.constantFrom('end_turn', 'tool_use', 'max_tokens'), jsonish) }), jsonish), usage: fc.oneof(anthropicUsage, jsonish) }),
+  fc.record({
+    type: fc.constant('message_delta'),
+    delta: fc.oneof(fc.record({ stop_reason: fc.oneof(fc.constantFrom('end_turn', 'tool_use', 'max_tokens'), jsonish) }), jsonish),
+    usage: fc.oneof(anthropicUsage, jsonish),
+  }),
   fc.record({ type: fc.constantFrom('message_stop', 'ping') }),
-  fc.record({ type: fc.constant('error'), error: fc.oneof(fc.record({ type: fc.constantFrom('overloaded_error', 'api_error'), message: text }), jsonish) }),
+  fc.record({
+    type: fc.constant('error'),
+    error: fc.oneof(fc.record({ type: fc.constantFrom('overloaded_error', 'api_error'), message: text }), jsonish),
+  }),
   jsonish,
 );
 const anthropicEvent = fc.record({
   event: fc.constantFrom('message_start', 'content_block_delta', 'message_stop', 'error', 'ping', 'message'),
-  data: fc.oneof({ weight: 6, arbitrary: anthropicData.map((j) => JSON.stringify(j) ?? 'null') }, fc.string({ maxLength: 20 })).filter(singleLine),
+  data: fc
+    .oneof({ weight: 6, arbitrary: anthropicData.map((j) => JSON.stringify(j) ?? 'null') }, fc.string({ maxLength: 20 }))
+    .filter(singleLine),
 });
 
 /** Every event of one translator step's output: `data: <one line>` blocks, nothing else. */
@@ -732,7 +1076,8 @@ function outEvents(out: string): string[] {
     .slice(0, -2)
     .split('\n\n')
     .map((block) => {
-      if (!block.startsWith('data: ') || block.includes('\n')) throw new Error(`not a single data line: ${JSON.stringify(block.slice(0, 80))}`);
+      if (!block.startsWith('data: ') || block.includes('\n'))
+        throw new Error(`not a single data line: ${JSON.stringify(block.slice(0, 80))}`);
       return block.slice(6);
     });
 }
@@ -742,35 +1087,49 @@ t.test('the stream translators on arbitrary SSE events: well-framed output, fail
   const perTranslator: Record<string, number> = {};
   for (const [adapter, target, name] of TARGETS) {
     fc.assert(
-      fc.property(fc.array((name === 'openai' ? openaiEvent : anthropicEvent) as fc.Arbitrary<SseEvent>, { maxLength: 12 }), fc.boolean(), (events, usage) => {
-        const req = parsed(Buffer.from(JSON.stringify({ messages: [{ role: 'user', content: 'hi' }], stream: true, stream_options: { include_usage: usage } })))!;
-        const translator = adapter.streamTranslator(req, target);
-        let committed = false;
-        for (const e of events) {
-          const step = translator.push(e);
-          if (name === 'openai') {
-            const want = openaiOracle(e, committed);
-            const got = { error: step.error?.reason, out: step.out, content: step.content || undefined, usage: step.usage };
-            if (JSON.stringify(got) !== JSON.stringify({ error: want.error, out: want.out, content: want.content || undefined, usage: want.usage }))
-              throw new Error(`${JSON.stringify(e)} (committed: ${committed}): got ${JSON.stringify(got)}, the docs say ${JSON.stringify(want)}`);
-            if (want.content) committed = true;
+      fc.property(
+        fc.array((name === 'openai' ? openaiEvent : anthropicEvent) as fc.Arbitrary<SseEvent>, { maxLength: 12 }),
+        fc.boolean(),
+        (events, usage) => {
+          const req = parsed(
+            Buffer.from(
+              JSON.stringify({ messages: [{ role: 'user', content: 'hi' }], stream: true, stream_options: { include_usage: usage } }),
+            ),
+          )!;
+          const translator = adapter.streamTranslator(req, target);
+          let committed = false;
+          for (const e of events) {
+            const step = translator.push(e);
+            if (name === 'openai') {
+              const want = openaiOracle(e, committed);
+              const got = { error: step.error?.reason, out: step.out, content: step.content || undefined, usage: step.usage };
+              if (
+                JSON.stringify(got) !==
+                JSON.stringify({ error: want.error, out: want.out, content: want.content || undefined, usage: want.usage })
+              )
+                throw new Error(
+                  `${JSON.stringify(e)} (committed: ${committed}): got ${JSON.stringify(got)}, the docs say ${JSON.stringify(want)}`,
+                );
+              if (want.content) committed = true;
+            }
+            if (step.error && (!REASONS.has(step.error.reason) || typeof step.error.message !== 'string'))
+              throw new Error(`error ${JSON.stringify(step.error)}`);
+            // for OpenAI the attempt ends there (a failover, or a cut after content); Anthropic's translator is pushed on, to prove it never throws
+            if (step.error && name === 'openai') break;
+            if (step.out === undefined) continue;
+            outputs++;
+            perTranslator[name] = (perTranslator[name] ?? 0) + 1;
+            for (const data of outEvents(step.out)) {
+              if (data === '[DONE]') continue;
+              const chunk = JSON.parse(data) as { object?: string; choices?: unknown };
+              if (!Array.isArray(chunk.choices)) throw new Error(`a chunk without choices reached the client: ${data.slice(0, 100)}`);
+              if (name === 'anthropic' && chunk.object !== 'chat.completion.chunk') throw new Error(`not a chunk: ${data.slice(0, 100)}`);
+            }
+            if (step.done && !step.out.endsWith('data: [DONE]\n\n')) throw new Error('done without [DONE]');
+            if ((step.done || step.error) && name === 'openai') break;
           }
-          if (step.error && (!REASONS.has(step.error.reason) || typeof step.error.message !== 'string')) throw new Error(`error ${JSON.stringify(step.error)}`);
-          // for OpenAI the attempt ends there (a failover, or a cut after content); Anthropic's translator is pushed on, to prove it never throws
-          if (step.error && name === 'openai') break;
-          if (step.out === undefined) continue;
-          outputs++;
-          perTranslator[name] = (perTranslator[name] ?? 0) + 1;
-          for (const data of outEvents(step.out)) {
-            if (data === '[DONE]') continue;
-            const chunk = JSON.parse(data) as { object?: string; choices?: unknown };
-            if (!Array.isArray(chunk.choices)) throw new Error(`a chunk without choices reached the client: ${data.slice(0, 100)}`);
-            if (name === 'anthropic' && chunk.object !== 'chat.completion.chunk') throw new Error(`not a chunk: ${data.slice(0, 100)}`);
-          }
-          if (step.done && !step.out.endsWith('data: [DONE]\n\n')) throw new Error('done without [DONE]');
-          if ((step.done || step.error) && name === 'openai') break;
-        }
-      }),
+        },
+      ),
       { numRuns: runs(500) },
     );
   }
@@ -813,7 +1172,8 @@ t.test('SseParser: the same events however the bytes are split (even inside a UT
         got.push(...parser.push(bytes.subarray(from, p)));
         from = p;
       }
-      if (JSON.stringify(got) !== JSON.stringify(expected)) throw new Error(`split at ${points}: ${JSON.stringify(got)} != ${JSON.stringify(expected)}`);
+      if (JSON.stringify(got) !== JSON.stringify(expected))
+        throw new Error(`split at ${points}: ${JSON.stringify(got)} != ${JSON.stringify(expected)}`);
     }),
     { numRuns: runs(800) },
   );
@@ -855,8 +1215,18 @@ t.test('a document whose apiVersion is a mapping with a "toString" key is a Conf
 
 t.test('a zero timeout, deadline or probe interval is a ConfigError', async (t) => {
   const base = backendYaml([{ name: 'p', group: 0 }], { p: 8080 });
-  const policy = (spec: string) => `---\napiVersion: llm-failover.dev/v1alpha1\nkind: FailoverPolicy\nmetadata: {name: p}\nspec:\n  targetRefs: [{kind: Backend, name: model-failover}]\n${spec}\n`;
-  for (const spec of ['  timeouts: {request: 0s}', '  timeouts: {response: 0ms}', '  timeouts: {firstToken: 0s}', '  timeouts: {streamIdle: 0s}', '  timeouts: {connect: 0s}', '  health: {probe: {interval: 0s}}', '  health: {probe: {idleInterval: 0ms}}', '  health: {probe: {timeout: 0s}}']) {
+  const policy = (spec: string) =>
+    `---\napiVersion: llm-failover.dev/v1alpha1\nkind: FailoverPolicy\nmetadata: {name: p}\nspec:\n  targetRefs: [{kind: Backend, name: model-failover}]\n${spec}\n`;
+  for (const spec of [
+    '  timeouts: {request: 0s}',
+    '  timeouts: {response: 0ms}',
+    '  timeouts: {firstToken: 0s}',
+    '  timeouts: {streamIdle: 0s}',
+    '  timeouts: {connect: 0s}',
+    '  health: {probe: {interval: 0s}}',
+    '  health: {probe: {idleInterval: 0ms}}',
+    '  health: {probe: {timeout: 0s}}',
+  ]) {
     t.throws(() => loadPlan([{ name: 'zero.yaml', text: base + policy(spec) }]), ConfigError, spec.trim());
   }
 });

@@ -21,10 +21,13 @@ const PROBES = `  health:
 `;
 
 t.test('a model taken down by user traffic needs healthyThreshold successful probes to come back', async (t) => {
-  const h = await startHarness([
+  const h = await startHarness(
+    [
       { name: 'primary', group: 0 },
       { name: 'fallback', group: 1 },
-    ], { policy: PROBES, probes: true });
+    ],
+    { policy: PROBES, probes: true },
+  );
   t.teardown(() => h.close());
   const probes: ProbeEvent[] = [];
   const health: HealthEvent[] = [];
@@ -49,17 +52,23 @@ t.test('a model taken down by user traffic needs healthyThreshold successful pro
 });
 
 t.test('a suspicion probe starts at once, not behind a probe that is hung on the same outage', async (t) => {
-  const h = await startHarness([
+  const h = await startHarness(
+    [
       { name: 'primary', group: 0 },
       { name: 'fallback', group: 1 },
-    ], { policy: `  health:
+    ],
+    {
+      policy: `  health:
     probe:
       interval: 100ms
       idleInterval: 100ms
       timeout: 2s
       jitterPercent: 0
     suspectAfter: 200ms
-`, probes: true });
+`,
+      probes: true,
+    },
+  );
   t.teardown(() => h.close());
   // the primary hangs everything, its model list included: a scheduled model-list probe hangs too
   h.sims.primary.setFault({ kind: 'hang' });
@@ -71,6 +80,9 @@ t.test('a suspicion probe starts at once, not behind a probe that is hung on the
   const suspicion = log.find((p) => p.trigger === 'suspicion');
   const hungList = log.find((p) => p.trigger === 'schedule' && p.startedAt < sent);
   t.ok(suspicion && hungList, 'a suspicion probe ran while a scheduled probe hung');
-  t.ok((suspicion?.startedAt ?? Number.POSITIVE_INFINITY) < (hungList?.at ?? 0), 'the suspicion probe started before the hung probe gave up');
+  t.ok(
+    (suspicion?.startedAt ?? Number.POSITIVE_INFINITY) < (hungList?.at ?? 0),
+    'the suspicion probe started before the hung probe gave up',
+  );
   h.sims.primary.clearFault();
 });

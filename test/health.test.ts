@@ -36,43 +36,52 @@ const TWO = [
   { name: 'fallback', group: 1 },
 ];
 
-
 /** Chat requests that came from users, not from probes. */
-const userRequests = (sim: SimulatedProvider, since = 0) => sim.requests.filter((r) => r.at >= since && r.body?.messages?.[0]?.content !== PROMPT);
+const userRequests = (sim: SimulatedProvider, since = 0) =>
+  sim.requests.filter((r) => r.at >= since && r.body?.messages?.[0]?.content !== PROMPT);
 const probeRequests = (sim: SimulatedProvider) => sim.requests.filter((r) => r.body?.messages?.[0]?.content === PROMPT);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-t.test('an outage of an idle primary is found by probes; after detection no user request reaches it; recovery brings traffic back', async (t) => {
-  const h = await startHarness(TWO, { policy: FAST_PROBES, probes: true });
-  t.teardown(() => h.close());
-  h.sims.primary.setFault({ kind: 'status', status: 503 });
-  const down = await waitForHealth(h.sidecar, 'primary', 'unhealthy');
-  t.match(down.cause, /probe failed: upstream_5xx \(upstream 503\)/);
-  const detectedAt = Date.now();
-  const statuses: number[] = [];
-  for (let i = 0; i < 10; i++) {
-    const res = await post(`${h.sidecar.url}/model`, { messages: HELLO });
-    statuses.push(res.status);
-    t.equal(res.headers.get('x-llm-failover-attempts'), '1', 'served by the fallback at the first attempt');
-  }
-  t.same(statuses, Array(10).fill(200), 'every user request during the outage succeeded');
-  t.equal(userRequests(h.sims.primary, detectedAt).length, 0, 'zero user requests reached the primary after detection');
-  t.equal(userRequests(h.sims.fallback).length, 10);
+t.test(
+  'an outage of an idle primary is found by probes; after detection no user request reaches it; recovery brings traffic back',
+  async (t) => {
+    const h = await startHarness(TWO, { policy: FAST_PROBES, probes: true });
+    t.teardown(() => h.close());
+    h.sims.primary.setFault({ kind: 'status', status: 503 });
+    const down = await waitForHealth(h.sidecar, 'primary', 'unhealthy');
+    t.match(down.cause, /probe failed: upstream_5xx \(upstream 503\)/);
+    const detectedAt = Date.now();
+    const statuses: number[] = [];
+    for (let i = 0; i < 10; i++) {
+      const res = await post(`${h.sidecar.url}/model`, { messages: HELLO });
+      statuses.push(res.status);
+      t.equal(res.headers.get('x-llm-failover-attempts'), '1', 'served by the fallback at the first attempt');
+    }
+    t.same(statuses, Array(10).fill(200), 'every user request during the outage succeeded');
+    t.equal(userRequests(h.sims.primary, detectedAt).length, 0, 'zero user requests reached the primary after detection');
+    t.equal(userRequests(h.sims.fallback).length, 10);
 
-  h.sims.primary.clearFault();
-  const up = await waitForHealth(h.sidecar, 'primary', 'healthy');
-  t.match(up.cause, /probe succeeded 2 times in a row/);
-  t.ok(probeRequests(h.sims.primary).length >= 2, 'recovery was proven by chat probes, not user requests');
-  const back = await post(`${h.sidecar.url}/model`, { messages: HELLO });
-  t.equal(back.headers.get('x-llm-failover-provider'), 'primary', 'traffic returns to the primary by itself');
-});
+    h.sims.primary.clearFault();
+    const up = await waitForHealth(h.sidecar, 'primary', 'healthy');
+    t.match(up.cause, /probe succeeded 2 times in a row/);
+    t.ok(probeRequests(h.sims.primary).length >= 2, 'recovery was proven by chat probes, not user requests');
+    const back = await post(`${h.sidecar.url}/model`, { messages: HELLO });
+    t.equal(back.headers.get('x-llm-failover-provider'), 'primary', 'traffic returns to the primary by itself');
+  },
+);
 
 t.test('a slowed model is marked degraded and traffic moves to its healthy peer; it comes back when fast again', async (t) => {
-  const h = await startHarness([
+  const h = await startHarness(
+    [
       { name: 'primary', group: 0 },
       { name: 'peer', group: 0 },
-    ], { extraYaml: // slow (over 250 ms) is not stuck (2 s): the model is degraded, not down
-    policyYaml(FAST_PROBES.replace('timeout: 300ms', 'timeout: 2s').replace('suspectAfter: 250ms', 'suspectAfter: 2s')), probes: true });
+    ],
+    {
+      extraYaml: // slow (over 250 ms) is not stuck (2 s): the model is degraded, not down
+        policyYaml(FAST_PROBES.replace('timeout: 300ms', 'timeout: 2s').replace('suspectAfter: 250ms', 'suspectAfter: 2s')),
+      probes: true,
+    },
+  );
   t.teardown(() => h.close());
   h.sims.primary.setFault({ kind: 'slowFirstToken', delayMs: 500 });
   const degraded = waitForHealth(h.sidecar, 'primary', 'degraded');
@@ -84,7 +93,8 @@ t.test('a slowed model is marked degraded and traffic moves to its healthy peer;
   const e = await degraded;
   t.match(e.cause, /first token after \d+ ms, over the 250 ms threshold 2 times in a row/);
   const served = new Set<string>();
-  for (let i = 0; i < 6; i++) served.add((await post(`${h.sidecar.url}/model`, { messages: HELLO })).headers.get('x-llm-failover-provider')!);
+  for (let i = 0; i < 6; i++)
+    served.add((await post(`${h.sidecar.url}/model`, { messages: HELLO })).headers.get('x-llm-failover-provider')!);
   t.same([...served], ['peer'], 'a degraded model is used only when no healthy peer is left');
   h.sims.primary.clearFault();
   await waitForHealth(h.sidecar, 'primary', 'healthy');
@@ -92,7 +102,13 @@ t.test('a slowed model is marked degraded and traffic moves to its healthy peer;
 });
 
 t.test('a flaky model (1 probe in 10 fails) does not flap', async (t) => {
-  const h = await startHarness([{ name: 'flaky', group: 0 }], { policy: FAST_PROBES.replace('interval: 100ms', 'interval: 30ms').replace('      idleInterval: 100ms\n', '      idleInterval: 30ms\n      kind: chat\n'), probes: true });
+  const h = await startHarness([{ name: 'flaky', group: 0 }], {
+    policy: FAST_PROBES.replace('interval: 100ms', 'interval: 30ms').replace(
+      '      idleInterval: 100ms\n',
+      '      idleInterval: 30ms\n      kind: chat\n',
+    ),
+    probes: true,
+  });
   t.teardown(() => h.close());
   const changes: HealthEvent[] = [];
   h.sidecar.events.on('health', (e) => changes.push(e));
@@ -103,7 +119,11 @@ t.test('a flaky model (1 probe in 10 fails) does not flap', async (t) => {
     h.sims.flaky.setFault({ kind: 'status', status: 500 }, { times: 1 });
   }
   t.ok(scheduler.log.filter((p) => !p.ok).length >= 3, 'several probes failed');
-  t.same(changes.map((c) => `${c.from}->${c.to}`), [], 'the state never changed');
+  t.same(
+    changes.map((c) => `${c.from}->${c.to}`),
+    [],
+    'the state never changed',
+  );
 });
 
 t.test('a flaky model under real traffic (1 request in 10 fails) keeps its traffic', async (t) => {
@@ -136,7 +156,11 @@ t.test('a 429 with Retry-After cools the model for that long, unprobed, then it 
   while (!events.some((e) => e.model.name === 'primary' && e.to === 'healthy' && e.at >= cooled.at)) await sleep(20);
   const healthy = events.find((e) => e.model.name === 'primary' && e.to === 'healthy' && e.at >= cooled.at)!;
   t.ok(healthy.at >= until, 'not before the Retry-After ended');
-  t.equal(h.sidecar.probes.log.filter((p) => p.model === 'primary' && p.startedAt > cooled.at && p.startedAt < until).length, 0, 'no probe started while cooling');
+  t.equal(
+    h.sidecar.probes.log.filter((p) => p.model === 'primary' && p.startedAt > cooled.at && p.startedAt < until).length,
+    0,
+    'no probe started while cooling',
+  );
   t.equal((await post(`${h.sidecar.url}/model`, { messages: HELLO })).headers.get('x-llm-failover-provider'), 'primary');
 });
 
@@ -192,9 +216,14 @@ t.test('a model whose secret was wrong heals when the mounted secret changes', a
   const dir = mkdtempSync(join(tmpdir(), 'secrets-'));
   mkdirSync(join(dir, 'openai-secret'));
   writeFileSync(join(dir, 'openai-secret', 'Authorization'), 'Bearer sk-wrong');
-  const yaml = backendYaml(TWO, { primary: sim.port, fallback: fallback.port })
-    .replace('kind: Inline\n            inline: sk-test-planted-secret-0123456789', 'kind: SecretRef\n            secretRef: {name: openai-secret}');
-  const plan = loadPlan([{ name: 't.yaml', text: yaml + LOOPBACK_SERVER + policyYaml(FAST_PROBES) }], { secretsDir: dir, secretPollMs: 50 });
+  const yaml = backendYaml(TWO, { primary: sim.port, fallback: fallback.port }).replace(
+    'kind: Inline\n            inline: sk-test-planted-secret-0123456789',
+    'kind: SecretRef\n            secretRef: {name: openai-secret}',
+  );
+  const plan = loadPlan([{ name: 't.yaml', text: yaml + LOOPBACK_SERVER + policyYaml(FAST_PROBES) }], {
+    secretsDir: dir,
+    secretPollMs: 50,
+  });
   const sidecar = await startSidecar({ plan, logger: createLogger('silent') });
   t.teardown(async () => {
     await sidecar.close();
@@ -210,7 +239,11 @@ t.test('a model whose secret was wrong heals when the mounted secret changes', a
   t.equal(sidecar.health.state(sidecar.health.models()[0]), 'unhealthy', 'it stays down while the secret is wrong');
   writeFileSync(join(dir, 'openai-secret', 'Authorization'), 'Bearer sk-right');
   await waitForHealth(h.sidecar, 'primary', 'healthy');
-  t.equal((await post(`${sidecar.url}/model`, { messages: HELLO })).headers.get('x-llm-failover-provider'), 'primary', 'the rotated key serves');
+  t.equal(
+    (await post(`${sidecar.url}/model`, { messages: HELLO })).headers.get('x-llm-failover-provider'),
+    'primary',
+    'the rotated key serves',
+  );
 });
 
 t.test('probes are skipped for models that just served real traffic; idle fallbacks are probed for free', async (t) => {
@@ -226,32 +259,47 @@ t.test('probes are skipped for models that just served real traffic; idle fallba
   t.equal(probeRequests(h.sims.fallback).length, 0, 'no chat tokens spent on a healthy idle model');
 });
 
-t.test('generation hangs on the busy primary (its model list still answers): a stuck request triggers the probe that marks it down, and requests in flight move on', async (t) => {
-  const h = await startHarness(TWO, { policy: `${FAST_PROBES}  timeouts:\n    response: 60s\n`, probes: true });
-  t.teardown(() => h.close());
-  const stop = { now: false };
-  const results: { status: number; by: string | null }[] = [];
-  const loops = Array.from({ length: 4 }, async () => {
-    while (!stop.now) {
-      const res = await post(`${h.sidecar.url}/model`, { messages: HELLO });
-      results.push({ status: res.status, by: res.headers.get('x-llm-failover-provider') });
-    }
-  });
-  await sleep(200);
-  h.sims.primary.setFault({ kind: 'slowFirstToken', delayMs: 30_000 });
-  const down = await waitForHealth(h.sidecar, 'primary', 'unhealthy');
-  t.match(down.cause, /probe failed: first_token_timeout while a request was stuck on it/, 'suspicion: a chat probe confirmed the stuck request');
-  const suspicion = h.sidecar.probes.log.find((p) => p.model === 'primary' && p.trigger === 'suspicion')!;
-  t.equal(userRequests(h.sims.primary, suspicion.startedAt + 50).length, 0, 'while the suspicion probe ran, new requests went elsewhere instead of piling onto the hang');
-  await sleep(300);
-  stop.now = true;
-  await Promise.all(loops);
-  t.same(results.filter((r) => r.status !== 200), [], 'no request failed');
-  const requestLines = h.logs.filter((l) => l.includes('"event":"request"'));
-  const moved = requestLines.filter((l) => l.includes('"outcome":"marked_down"'));
-  t.ok(moved.length >= 1, `requests stuck on the primary were moved (${moved.length})`);
-  t.equal(requestLines.filter((l) => l.includes('"outcome":"response_timeout"')).length, 0, 'none waited for the response timeout');
-  h.sidecar.probes.stop();
-  for (let i = 0; i < 100 && h.sims.primary.inFlight() > 0; i++) await sleep(20);
-  t.equal(h.sims.primary.inFlight(), 0, 'nothing is left hanging on the primary');
-});
+t.test(
+  'generation hangs on the busy primary (its model list still answers): a stuck request triggers the probe that marks it down, and requests in flight move on',
+  async (t) => {
+    const h = await startHarness(TWO, { policy: `${FAST_PROBES}  timeouts:\n    response: 60s\n`, probes: true });
+    t.teardown(() => h.close());
+    const stop = { now: false };
+    const results: { status: number; by: string | null }[] = [];
+    const loops = Array.from({ length: 4 }, async () => {
+      while (!stop.now) {
+        const res = await post(`${h.sidecar.url}/model`, { messages: HELLO });
+        results.push({ status: res.status, by: res.headers.get('x-llm-failover-provider') });
+      }
+    });
+    await sleep(200);
+    h.sims.primary.setFault({ kind: 'slowFirstToken', delayMs: 30_000 });
+    const down = await waitForHealth(h.sidecar, 'primary', 'unhealthy');
+    t.match(
+      down.cause,
+      /probe failed: first_token_timeout while a request was stuck on it/,
+      'suspicion: a chat probe confirmed the stuck request',
+    );
+    const suspicion = h.sidecar.probes.log.find((p) => p.model === 'primary' && p.trigger === 'suspicion')!;
+    t.equal(
+      userRequests(h.sims.primary, suspicion.startedAt + 50).length,
+      0,
+      'while the suspicion probe ran, new requests went elsewhere instead of piling onto the hang',
+    );
+    await sleep(300);
+    stop.now = true;
+    await Promise.all(loops);
+    t.same(
+      results.filter((r) => r.status !== 200),
+      [],
+      'no request failed',
+    );
+    const requestLines = h.logs.filter((l) => l.includes('"event":"request"'));
+    const moved = requestLines.filter((l) => l.includes('"outcome":"marked_down"'));
+    t.ok(moved.length >= 1, `requests stuck on the primary were moved (${moved.length})`);
+    t.equal(requestLines.filter((l) => l.includes('"outcome":"response_timeout"')).length, 0, 'none waited for the response timeout');
+    h.sidecar.probes.stop();
+    for (let i = 0; i < 100 && h.sims.primary.inFlight() > 0; i++) await sleep(20);
+    t.equal(h.sims.primary.inFlight(), 0, 'nothing is left hanging on the primary');
+  },
+);

@@ -55,20 +55,64 @@ t.test('bad bodies and content types get the OpenAI error shape with the right s
     { name: 'messages is a string', body: '{"messages": "hi"}', status: 400, code: 'missing_messages' },
     { name: 'messages is an object', body: '{"messages": {"role": "user"}}', status: 400, code: 'missing_messages' },
     { name: 'a message that is a number', body: '{"messages": [1]}', status: 400, code: 'invalid_message' },
-    { name: 'a message whose role is a number', body: '{"messages": [{"role": 1, "content": "hi"}]}', status: 400, code: 'invalid_message' },
+    {
+      name: 'a message whose role is a number',
+      body: '{"messages": [{"role": 1, "content": "hi"}]}',
+      status: 400,
+      code: 'invalid_message',
+    },
     { name: 'a null message', body: '{"messages": [null]}', status: 400, code: 'invalid_message' },
     { name: 'stream is a string', body: JSON.stringify({ messages: HELLO, stream: 'true' }), status: 400, code: 'invalid_type' },
     { name: 'stream is a number', body: JSON.stringify({ messages: HELLO, stream: 1 }), status: 400, code: 'invalid_type' },
     { name: 'model is an object', body: JSON.stringify({ messages: HELLO, model: { name: 'gpt-4o' } }), status: 400, code: 'invalid_type' },
-    { name: 'invalid UTF-8 (a lone continuation byte)', body: Buffer.concat([Buffer.from('{"messages":[{"role":"user","content":"'), Buffer.from([0x80, 0xff]), Buffer.from('"}]}')]), status: 400, code: 'invalid_utf8' },
-    { name: 'invalid UTF-8 (an encoded surrogate)', body: Buffer.concat([Buffer.from('{"messages":[{"role":"user","content":"'), Buffer.from([0xed, 0xa0, 0x80]), Buffer.from('"}]}')]), status: 400, code: 'invalid_utf8' },
-    { name: 'invalid UTF-8 (overlong encoding of "/")', body: Buffer.concat([Buffer.from('{"messages":[{"role":"user","content":"'), Buffer.from([0xc0, 0xaf]), Buffer.from('"}]}')]), status: 400, code: 'invalid_utf8' },
+    {
+      name: 'invalid UTF-8 (a lone continuation byte)',
+      body: Buffer.concat([Buffer.from('{"messages":[{"role":"user","content":"'), Buffer.from([0x80, 0xff]), Buffer.from('"}]}')]),
+      status: 400,
+      code: 'invalid_utf8',
+    },
+    {
+      name: 'invalid UTF-8 (an encoded surrogate)',
+      body: Buffer.concat([Buffer.from('{"messages":[{"role":"user","content":"'), Buffer.from([0xed, 0xa0, 0x80]), Buffer.from('"}]}')]),
+      status: 400,
+      code: 'invalid_utf8',
+    },
+    {
+      name: 'invalid UTF-8 (overlong encoding of "/")',
+      body: Buffer.concat([Buffer.from('{"messages":[{"role":"user","content":"'), Buffer.from([0xc0, 0xaf]), Buffer.from('"}]}')]),
+      status: 400,
+      code: 'invalid_utf8',
+    },
     { name: '100k unclosed [', body: deepOpen, status: 400 },
     { name: '100k nested arrays as the body', body: deepClosed, status: 400 },
-    { name: 'a form body (form)', body: 'messages=hi', headers: { 'content-type': 'application/x-www-form-urlencoded' }, status: 415, code: 'unsupported_media_type' },
-    { name: 'not JSON (text/plain)', body: 'hello', headers: { 'content-type': 'text/plain' }, status: 415, code: 'unsupported_media_type' },
-    { name: 'not JSON (multipart)', body: '--x\r\ncontent-disposition: form-data; name="messages"\r\n\r\nhi\r\n--x--\r\n', headers: { 'content-type': 'multipart/form-data; boundary=x' }, status: 415, code: 'unsupported_media_type' },
-    { name: 'malformed JSON under a JSON type', body: '{"messages": [', headers: { 'content-type': 'application/json; charset=utf-8' }, status: 400, code: 'invalid_json' },
+    {
+      name: 'a form body (form)',
+      body: 'messages=hi',
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      status: 415,
+      code: 'unsupported_media_type',
+    },
+    {
+      name: 'not JSON (text/plain)',
+      body: 'hello',
+      headers: { 'content-type': 'text/plain' },
+      status: 415,
+      code: 'unsupported_media_type',
+    },
+    {
+      name: 'not JSON (multipart)',
+      body: '--x\r\ncontent-disposition: form-data; name="messages"\r\n\r\nhi\r\n--x--\r\n',
+      headers: { 'content-type': 'multipart/form-data; boundary=x' },
+      status: 415,
+      code: 'unsupported_media_type',
+    },
+    {
+      name: 'malformed JSON under a JSON type',
+      body: '{"messages": [',
+      headers: { 'content-type': 'application/json; charset=utf-8' },
+      status: 400,
+      code: 'invalid_json',
+    },
   ];
   for (const c of cases) {
     const raw = await rawExchange(portOf(h), request(c.body, c.headers ?? { 'content-type': 'application/json' }));
@@ -81,7 +125,12 @@ t.test('bad bodies and content types get the OpenAI error shape with the right s
     t.equal(json.error?.type, 'invalid_request_error', `${c.name}: type`);
     t.type(json.error?.message, 'string', `${c.name}: message`);
     t.ok((json.error?.message?.length ?? 0) < 500, `${c.name}: a short message (the input is not echoed whole)`);
-    if (c.status === 415) t.match(json.error?.message, /not JSON .*content-type is .*application\/json/, `${c.name}: says the body is not JSON and what to send`);
+    if (c.status === 415)
+      t.match(
+        json.error?.message,
+        /not JSON .*content-type is .*application\/json/,
+        `${c.name}: says the body is not JSON and what to send`,
+      );
   }
   t.equal(h.sims.primary.requests.length + h.sims.fallback.requests.length, 0, 'nothing reached a provider');
 
@@ -105,42 +154,59 @@ t.test('bad bodies and content types get the OpenAI error shape with the right s
 
 const CURL = ['/usr/bin/curl', '/usr/local/bin/curl'].find((p) => existsSync(p));
 
-t.test('plain `curl -d` (form-urlencoded) with a JSON body is served; with a form body it is told to send JSON', { skip: CURL ? false : 'no curl here' }, async (t) => {
-  const h = await startHarness(TWO);
-  t.teardown(() => h.close());
-  const curl = async (data: string) => {
-    const { stdout } = await execFileP(CURL!, ['-s', '--noproxy', '*', '-w', '\n%{http_code}', '-d', data, `${h.sidecar.url}/model`]);
-    const nl = stdout.lastIndexOf('\n');
-    return { status: Number(stdout.slice(nl + 1)), json: JSON.parse(stdout.slice(0, nl)) as ErrorJson & { choices?: { message: { content: string } }[] } };
-  };
-  const served = await curl(BODY);
-  t.equal(served.status, 200, 'a JSON body is served');
-  t.equal(served.json.choices?.[0]?.message.content, 'Hello from primary', 'with the answer');
-  const form = await curl('messages=hi');
-  t.equal(form.status, 415, 'a form body: 415');
-  t.equal(form.json.error?.code, 'unsupported_media_type');
-  t.match(form.json.error?.message, /not JSON .*application\/x-www-form-urlencoded.*send a JSON chat request/, 'the message says what is wrong and what to send');
-});
+t.test(
+  'plain `curl -d` (form-urlencoded) with a JSON body is served; with a form body it is told to send JSON',
+  { skip: CURL ? false : 'no curl here' },
+  async (t) => {
+    const h = await startHarness(TWO);
+    t.teardown(() => h.close());
+    const curl = async (data: string) => {
+      const { stdout } = await execFileP(CURL!, ['-s', '--noproxy', '*', '-w', '\n%{http_code}', '-d', data, `${h.sidecar.url}/model`]);
+      const nl = stdout.lastIndexOf('\n');
+      return {
+        status: Number(stdout.slice(nl + 1)),
+        json: JSON.parse(stdout.slice(0, nl)) as ErrorJson & { choices?: { message: { content: string } }[] },
+      };
+    };
+    const served = await curl(BODY);
+    t.equal(served.status, 200, 'a JSON body is served');
+    t.equal(served.json.choices?.[0]?.message.content, 'Hello from primary', 'with the answer');
+    const form = await curl('messages=hi');
+    t.equal(form.status, 415, 'a form body: 415');
+    t.equal(form.json.error?.code, 'unsupported_media_type');
+    t.match(
+      form.json.error?.message,
+      /not JSON .*application\/x-www-form-urlencoded.*send a JSON chat request/,
+      'the message says what is wrong and what to send',
+    );
+  },
+);
 
 // docs/reliability.md, "Hostile and broken clients": parsed without recursion; forwarded as is
 // when it is an extra field, whether or not the client also names a model (the model is replaced
 // in the raw bytes, nothing is re-serialised)
 for (const model of [undefined, 'gpt-4o']) {
-  t.test(`a valid request carrying 100k levels of nesting in an extra field${model ? ', naming its own model,' : ''} is forwarded as is and served`, async (t) => {
-    const h = await startHarness(TWO);
-    t.teardown(() => h.close());
-    const deep = `${'['.repeat(100_000)}${']'.repeat(100_000)}`;
-    const res = await post(`${h.sidecar.url}/model`, `{${model ? `"model":"${model}",` : ''}"messages":${JSON.stringify(HELLO)},"x_extra":${deep}}`);
-    t.equal(res.status, 200, `served (got ${res.status} ${res.json?.error?.code ?? ''})`);
-    t.equal(res.headers.get('x-llm-failover-provider'), 'primary', 'by the first model: nothing blamed on it');
-    t.equal((res.json.choices as { message: { content: string } }[] | undefined)?.[0]?.message.content, 'Hello from primary');
-    const up = h.sims.primary.requests[0];
-    t.ok(up?.raw.includes(`"x_extra":${deep}`), 'the extra field reached the provider byte for byte');
-    t.equal(up?.body?.model, 'primary', "with the provider's model");
-    t.same(up?.body?.messages, HELLO, 'and the messages');
-    t.equal(h.sims.fallback.requests.length, 0, 'no failover');
-    t.equal((await post(`${h.sidecar.url}/model`, { messages: HELLO })).status, 200, 'and the sidecar serves normally');
-  });
+  t.test(
+    `a valid request carrying 100k levels of nesting in an extra field${model ? ', naming its own model,' : ''} is forwarded as is and served`,
+    async (t) => {
+      const h = await startHarness(TWO);
+      t.teardown(() => h.close());
+      const deep = `${'['.repeat(100_000)}${']'.repeat(100_000)}`;
+      const res = await post(
+        `${h.sidecar.url}/model`,
+        `{${model ? `"model":"${model}",` : ''}"messages":${JSON.stringify(HELLO)},"x_extra":${deep}}`,
+      );
+      t.equal(res.status, 200, `served (got ${res.status} ${res.json?.error?.code ?? ''})`);
+      t.equal(res.headers.get('x-llm-failover-provider'), 'primary', 'by the first model: nothing blamed on it');
+      t.equal((res.json.choices as { message: { content: string } }[] | undefined)?.[0]?.message.content, 'Hello from primary');
+      const up = h.sims.primary.requests[0];
+      t.ok(up?.raw.includes(`"x_extra":${deep}`), 'the extra field reached the provider byte for byte');
+      t.equal(up?.body?.model, 'primary', "with the provider's model");
+      t.same(up?.body?.messages, HELLO, 'and the messages');
+      t.equal(h.sims.fallback.requests.length, 0, 'no failover');
+      t.equal((await post(`${h.sidecar.url}/model`, { messages: HELLO })).status, 200, 'and the sidecar serves normally');
+    },
+  );
 }
 
 t.test('a body starting with a UTF-8 byte order mark is accepted, and the mark is not forwarded', async (t) => {
@@ -148,7 +214,10 @@ t.test('a body starting with a UTF-8 byte order mark is accepted, and the mark i
   t.teardown(() => h.close());
   for (const stream of [false, true]) {
     const before = h.sims.primary.requests.length;
-    const res = await post(`${h.sidecar.url}/model`, Buffer.concat([Buffer.from([0xef, 0xbb, 0xbf]), Buffer.from(JSON.stringify({ messages: HELLO, stream }))]).toString('utf8'));
+    const res = await post(
+      `${h.sidecar.url}/model`,
+      Buffer.concat([Buffer.from([0xef, 0xbb, 0xbf]), Buffer.from(JSON.stringify({ messages: HELLO, stream }))]).toString('utf8'),
+    );
     t.equal(res.status, 200, `stream ${stream}: accepted (got ${res.status} ${res.json?.error?.code ?? ''})`);
     t.equal(res.headers.get('x-llm-failover-provider'), 'primary');
     if (stream) t.equal(streamedContent(res.text), 'Hello from primary', 'a whole stream');
@@ -166,7 +235,9 @@ t.test('an oversized body gets 413 while the client still has bytes to send', as
   await t.test('declared by Content-Length', async (t) => {
     const c = await rawConnect(portOf(h));
     const declared = 1 << 20;
-    c.socket.write(`POST /model HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: ${declared}\r\n\r\n${'{"messages":['.padEnd(1024, ' ')}`);
+    c.socket.write(
+      `POST /model HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: ${declared}\r\n\r\n${'{"messages":['.padEnd(1024, ' ')}`,
+    );
     await c.waitFor(/^HTTP\/1\.1 /);
     await within(c.closed, 5000);
     const res = parseRawResponse(c.received());
@@ -209,7 +280,9 @@ t.test('oversized or too many headers: 431 with the OpenAI error body, connectio
   ];
   for (const c of cases) {
     const conn = await rawConnect(portOf(h));
-    conn.socket.write(`POST ${c.target ?? '/model'} HTTP/1.1\r\nhost: x\r\n${c.headers}content-type: application/json\r\ncontent-length: ${BODY.length}\r\n\r\n${BODY}`);
+    conn.socket.write(
+      `POST ${c.target ?? '/model'} HTTP/1.1\r\nhost: x\r\n${c.headers}content-type: application/json\r\ncontent-length: ${BODY.length}\r\n\r\n${BODY}`,
+    );
     await within(conn.closed, 5000);
     const res = parseRawResponse(conn.received());
     t.equal(res.status, 431, `${c.name}: 431`);
@@ -257,7 +330,9 @@ t.test('slowloris: headers sent one byte at a time get a 408 with the JSON body 
 });
 
 t.test('a body sent one byte at a time past requestBodyTimeout gets a 408 and frees its slot', async (t) => {
-  const h = await startHarness(TWO, { server: '  headersTimeout: 500ms\n  requestBodyTimeout: 1s\n  maxConcurrentRequests: 1\n  maxQueuedRequests: 0\n' });
+  const h = await startHarness(TWO, {
+    server: '  headersTimeout: 500ms\n  requestBodyTimeout: 1s\n  maxConcurrentRequests: 1\n  maxQueuedRequests: 0\n',
+  });
   t.teardown(() => h.close());
   const c = await rawConnect(portOf(h));
   c.socket.write(`POST /model HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: ${BODY.length}\r\n\r\n`);
@@ -270,10 +345,14 @@ t.test('a body sent one byte at a time past requestBodyTimeout gets a 408 and fr
   t.equal((await post(`${h.sidecar.url}/model`, { messages: HELLO })).status, 200, 'its admission slot was freed');
 });
 
-t.test('a client that reads a huge stream slowly: backpressure holds the sidecar\'s memory flat (child process)', async (t) => {
+t.test("a client that reads a huge stream slowly: backpressure holds the sidecar's memory flat (child process)", async (t) => {
   const BIG = 100 * 1024 * 1024;
   const content = 'x'.repeat(BIG);
-  const sim = await startOpenAISimulator({ model: 'big', apiKey: TEST_KEY, reply: (body) => ({ content: body?.messages?.[0]?.content === 'big' ? content : 'small answer' }) });
+  const sim = await startOpenAISimulator({
+    model: 'big',
+    apiKey: TEST_KEY,
+    reply: (body) => ({ content: body?.messages?.[0]?.content === 'big' ? content : 'small answer' }),
+  });
   t.teardown(() => sim.close());
   const dir = mkdtempSync(join(tmpdir(), 'reliability-'));
   const config = join(dir, 'config.yaml');
@@ -299,13 +378,18 @@ t.test('a client that reads a huge stream slowly: backpressure holds the sidecar
     tail = (tail + d.toString('latin1')).slice(-200);
   });
   const body = JSON.stringify({ messages: [{ role: 'user', content: 'big' }], stream: true });
-  socket.write(`POST /model HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: ${body.length}\r\nconnection: close\r\n\r\n${body}`);
+  socket.write(
+    `POST /model HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: ${body.length}\r\nconnection: close\r\n\r\n${body}`,
+  );
   t.ok(await eventually(() => received >= 8192, 10_000), 'the stream started');
   socket.pause();
   const readBeforePause = received;
   await sleep(1500);
   const grown = child.rss() - baseline;
-  t.ok(grown < 40 * 1024 * 1024, `RSS grew by ${(grown / 1048576).toFixed(1)} MiB while a ${BIG / 1048576} MiB stream waited for the client (bound 40 MiB)`);
+  t.ok(
+    grown < 40 * 1024 * 1024,
+    `RSS grew by ${(grown / 1048576).toFixed(1)} MiB while a ${BIG / 1048576} MiB stream waited for the client (bound 40 MiB)`,
+  );
   t.equal(sim.inFlight(), 1, 'the provider is still held back, not drained into the sidecar');
   t.ok(received - readBeforePause < 16 * 1024 * 1024, 'and the client was not flooded either');
 
@@ -318,9 +402,15 @@ t.test('a client that reads a huge stream slowly: backpressure holds the sidecar
   t.equal((await post(`${child.url}/model`, { messages: HELLO })).status, 200, 'and the sidecar serves normally');
 });
 
-t.test('a client that pauses reading longer than streamIdle is not the model\'s fault', async (t) => {
+t.test("a client that pauses reading longer than streamIdle is not the model's fault", async (t) => {
   const content = 'x'.repeat(20 * 1024 * 1024);
-  const h = await startHarness([{ name: 'primary', group: 0, sim: { reply: () => ({ content }) } }, { name: 'fallback', group: 1 }], { policy: '  timeouts:\n    streamIdle: 300ms\n  maxStreamBytes: 1073741824\n' });
+  const h = await startHarness(
+    [
+      { name: 'primary', group: 0, sim: { reply: () => ({ content }) } },
+      { name: 'fallback', group: 1 },
+    ],
+    { policy: '  timeouts:\n    streamIdle: 300ms\n  maxStreamBytes: 1073741824\n' },
+  );
   t.teardown(() => h.close());
   const c = await rawConnect(portOf(h));
   c.socket.write(request(JSON.stringify({ messages: HELLO, stream: true })));
@@ -339,7 +429,13 @@ t.test('a client that pauses reading longer than streamIdle is not the model\'s 
 t.test('a client that disconnects at any phase: the upstream request is aborted, nothing leaks, everyone else is served', async (t) => {
   // short words, under 1 KiB in all, so the simulator streams one word per chunk: 120 chunks, 50 ms apart
   const long = Array.from({ length: 120 }, (_, i) => `word${i}`).join(' ');
-  const phases: { name: string; stream?: boolean; setup?: (h: Harness) => void; act: (h: Harness) => Promise<() => void>; reachedUpstream: boolean }[] = [
+  const phases: {
+    name: string;
+    stream?: boolean;
+    setup?: (h: Harness) => void;
+    act: (h: Harness) => Promise<() => void>;
+    reachedUpstream: boolean;
+  }[] = [
     {
       name: 'mid-headers',
       reachedUpstream: false,
@@ -355,7 +451,9 @@ t.test('a client that disconnects at any phase: the upstream request is aborted,
       reachedUpstream: false,
       act: async (h) => {
         const c = await rawConnect(portOf(h));
-        c.socket.write(`POST /model HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: ${BODY.length + 1000}\r\n\r\n${BODY.slice(0, 10)}`);
+        c.socket.write(
+          `POST /model HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: ${BODY.length + 1000}\r\n\r\n${BODY.slice(0, 10)}`,
+        );
         await eventually(() => h.sidecar.inFlight() === 1);
         return () => c.socket.destroy();
       },
@@ -388,7 +486,11 @@ t.test('a client that disconnects at any phase: the upstream request is aborted,
     await t.test(p.name, async (t) => {
       const h = await startHarness(
         [
-          { name: 'primary', group: 0, sim: { chunkDelayMs: 50, reply: (b) => ({ content: b?.messages?.[0]?.content === 'long' ? long : 'Hello from primary' }) } },
+          {
+            name: 'primary',
+            group: 0,
+            sim: { chunkDelayMs: 50, reply: (b) => ({ content: b?.messages?.[0]?.content === 'long' ? long : 'Hello from primary' }) },
+          },
           { name: 'fallback', group: 1 },
         ],
         { server: '  maxConcurrentRequests: 2\n  maxQueuedRequests: 0\n' },
@@ -403,7 +505,10 @@ t.test('a client that disconnects at any phase: the upstream request is aborted,
       t.equal(bystander.status, 200, 'a concurrent request is served');
       disconnect();
       // bounded well under the 6 s the long stream would take by itself
-      t.ok(await eventually(() => h.sims.primary.inFlight() === 0 && h.sidecar.inFlight() === 0, 2000), 'the upstream request is aborted and the inbound one is gone');
+      t.ok(
+        await eventually(() => h.sims.primary.inFlight() === 0 && h.sidecar.inFlight() === 0, 2000),
+        'the upstream request is aborted and the inbound one is gone',
+      );
       t.equal(h.sims.fallback.requests.length, 0, 'no other attempt was started for it');
       const mine = requests.filter((r) => r.status !== 200 || r.outcome !== 'ok');
       if (p.reachedUpstream) {
@@ -415,8 +520,15 @@ t.test('a client that disconnects at any phase: the upstream request is aborted,
       t.equal(h.sidecar.health.state(primary), 'healthy', 'a client leaving says nothing of the model');
       t.equal(h.sidecar.monitor.breakers.stats(primary)?.failures, 0, 'no failure charged to the model');
       // both admission slots are free again: two concurrent requests, no queue, both served
-      const after = await Promise.all([post(`${h.sidecar.url}/model`, { messages: HELLO }), post(`${h.sidecar.url}/model`, { messages: HELLO, stream: true })]);
-      t.same(after.map((r) => r.status), [200, 200], 'its slot was freed: the sidecar serves everyone after it');
+      const after = await Promise.all([
+        post(`${h.sidecar.url}/model`, { messages: HELLO }),
+        post(`${h.sidecar.url}/model`, { messages: HELLO, stream: true }),
+      ]);
+      t.same(
+        after.map((r) => r.status),
+        [200, 200],
+        'its slot was freed: the sidecar serves everyone after it',
+      );
       t.equal(sseData(after[1].text).at(-1), '[DONE]');
       t.equal(streamedContent(after[1].text), 'Hello from primary');
     });
@@ -429,7 +541,11 @@ t.test('an HTTP/2 client that cancels its stream: the upstream request is aborte
     await t.test(stream ? 'mid-stream' : 'while waiting for the upstream answer', async (t) => {
       const h = await startHarness(
         [
-          { name: 'primary', group: 0, sim: { chunkDelayMs: 50, reply: (b) => ({ content: b?.messages?.[0]?.content === 'long' ? long : 'Hello from primary' }) } },
+          {
+            name: 'primary',
+            group: 0,
+            sim: { chunkDelayMs: 50, reply: (b) => ({ content: b?.messages?.[0]?.content === 'long' ? long : 'Hello from primary' }) },
+          },
           { name: 'fallback', group: 1 },
         ],
         { policy: '  timeouts:\n    response: 1s\n    streamIdle: 2s\n' },
@@ -446,9 +562,15 @@ t.test('an HTTP/2 client that cancels its stream: the upstream request is aborte
       req.end(JSON.stringify({ messages: [{ role: 'user', content: 'long' }], stream }));
       let got = '';
       req.on('data', (d) => (got += d));
-      t.ok(await eventually(() => (stream ? got.includes('"content":"word0"') : h.sims.primary.inFlight() === 1), 5000), 'the request is under way');
+      t.ok(
+        await eventually(() => (stream ? got.includes('"content":"word0"') : h.sims.primary.inFlight() === 1), 5000),
+        'the request is under way',
+      );
       req.close(http2.constants.NGHTTP2_CANCEL);
-      t.ok(await eventually(() => h.sims.primary.inFlight() === 0, 800), 'the upstream request is aborted (well before the 1 s / 2 s timeouts)');
+      t.ok(
+        await eventually(() => h.sims.primary.inFlight() === 0, 800),
+        'the upstream request is aborted (well before the 1 s / 2 s timeouts)',
+      );
       await eventually(() => requests.length > 0, 3000);
       t.equal(requests[0]?.outcome, 'client_gone', 'recorded as client_gone');
       t.equal(h.sims.fallback.requests.length, 0, 'no fallback call is spent on a client that is gone');

@@ -38,7 +38,12 @@ t.test('spans reach an OTLP http/protobuf receiver with the service and pod reso
     const chunks: Buffer[] = [];
     req.on('data', (c) => chunks.push(c));
     req.on('end', () => {
-      const decoded = Request.toObject(Request.decode(Buffer.concat(chunks)), { bytes: String, longs: String, enums: Number, defaults: false }) as {
+      const decoded = Request.toObject(Request.decode(Buffer.concat(chunks)), {
+        bytes: String,
+        longs: String,
+        enums: Number,
+        defaults: false,
+      }) as {
         resourceSpans: { resource: { attributes: KeyValue[] }; scopeSpans: { spans: DecodedSpan[] }[] }[];
       };
       for (const rs of decoded.resourceSpans) {
@@ -56,7 +61,19 @@ t.test('spans reach an OTLP http/protobuf receiver with the service and pod reso
   const sim = await startOpenAISimulator({ model: 'gpt-4o' });
   const fallback = await startOpenAISimulator({ model: 'backup' });
   sim.setFault({ kind: 'status', status: 503 });
-  const plan = loadPlan([{ name: 't.yaml', text: backendYaml([{ name: 'primary', group: 0 }, { name: 'fallback', group: 1 }], { primary: sim.port, fallback: fallback.port }) + LOOPBACK_SERVER }]);
+  const plan = loadPlan([
+    {
+      name: 't.yaml',
+      text:
+        backendYaml(
+          [
+            { name: 'primary', group: 0 },
+            { name: 'fallback', group: 1 },
+          ],
+          { primary: sim.port, fallback: fallback.port },
+        ) + LOOPBACK_SERVER,
+    },
+  ]);
   const env = {
     OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${(receiver.address() as AddressInfo).port}`,
     OTEL_BSP_SCHEDULE_DELAY: '50',
@@ -80,14 +97,24 @@ t.test('spans reach an OTLP http/protobuf receiver with the service and pod reso
   t.ok(received.length > 0, 'the receiver got an export');
   t.equal(received[0].contentType, 'application/x-protobuf', 'http/protobuf by default');
   t.same(
-    [received[0].resource['service.name'], received[0].resource['k8s.pod.name'], received[0].resource['k8s.namespace.name'], received[0].resource['k8s.node.name']],
+    [
+      received[0].resource['service.name'],
+      received[0].resource['k8s.pod.name'],
+      received[0].resource['k8s.namespace.name'],
+      received[0].resource['k8s.node.name'],
+    ],
     ['llm-failover-sidecar', 'app-7d9f-abcde', 'shop', 'node-3'],
   );
-  const names = spans().map((s) => s.name).sort();
+  const names = spans()
+    .map((s) => s.name)
+    .sort();
   t.same(names, ['POST /model', 'chat fallback', 'chat primary'], 'the request and its two attempts');
   const server = spans().find((s) => s.name === 'POST /model')!;
   t.equal(server.kind, 2, 'SPAN_KIND_SERVER on the wire');
-  t.same(server.events?.map((e) => e.name), ['llm_failover.switch']);
+  t.same(
+    server.events?.map((e) => e.name),
+    ['llm_failover.switch'],
+  );
   const attempt = spans().find((s) => s.name === 'chat fallback')!;
   t.equal(attempt.parentSpanId, server.spanId);
   const attr = Object.fromEntries(attempt.attributes.map((a) => [a.key, a.value.stringValue ?? a.value.intValue ?? a.value.boolValue]));

@@ -117,8 +117,15 @@ for (const status of [404, 405]) {
     const fallbackProbes = () => scheduler.log.filter((p) => p.model === 'fallback');
     // several probe intervals
     while (fallbackProbes().length < 8) await sleep(20);
-    t.same(changes.map((c) => `${c.model.name}: ${c.from}->${c.to} (${c.cause})`), [], 'no health transition at all');
-    t.ok(fallbackProbes().every((p) => p.ok), 'every probe of the fallback succeeded');
+    t.same(
+      changes.map((c) => `${c.model.name}: ${c.from}->${c.to} (${c.cause})`),
+      [],
+      'no health transition at all',
+    );
+    t.ok(
+      fallbackProbes().every((p) => p.ok),
+      'every probe of the fallback succeeded',
+    );
     t.same([...new Set(fallbackProbes().map((p) => p.kind))], ['chat'], 'it is probed with chat probes');
     t.ok(sim.requests.length >= 8, 'the chat probes reached its server');
     const fallback = sidecar.health.models().find((m) => m.name === 'fallback')!;
@@ -126,7 +133,9 @@ for (const status of [404, 405]) {
     t.equal(mode.using, 'chat');
     t.match(mode.note, new RegExp(`GET /v1/models answered ${status}`));
     t.same(scheduler.mode(sidecar.health.models()[0]), { using: 'auto', note: null }, 'the primary keeps its configured probes');
-    const statusDoc = (await (await fetch(`${sidecar.adminUrl}/status`)).json()) as { backends: { groups: { models: { name: string; probe: { using: string; note: string | null } }[] }[] }[] };
+    const statusDoc = (await (await fetch(`${sidecar.adminUrl}/status`)).json()) as {
+      backends: { groups: { models: { name: string; probe: { using: string; note: string | null } }[] }[] }[];
+    };
     const shown = statusDoc.backends[0].groups.flatMap((g) => g.models).find((m) => m.name === 'fallback');
     t.equal(shown?.probe.using, 'chat', '/status says the fallback is probed with chat');
     t.match(shown?.probe.note, /has no model list/, 'and why');

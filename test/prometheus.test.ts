@@ -40,54 +40,72 @@ async function until<T>(what: string, fn: () => Promise<T | undefined>, ms = 30_
   throw new Error(`timed out: ${what}`);
 }
 
-t.test('Prometheus scrapes the switch counter and the model state during a failover', { skip: unlessTool(hasPrometheus, 'prometheus is not installed (.ci/run installs it)') }, async (t) => {
-  const h = await startHarness([
-    { name: 'primary', group: 0 },
-    { name: 'fallback', group: 1 },
-  ]);
-  t.teardown(() => h.close());
-  const dir = mkdtempSync(join(tmpdir(), 'prom-'));
-  const admin = new URL(h.sidecar.adminUrl);
-  writeFileSync(
-    join(dir, 'prometheus.yml'),
-    `global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: llm-failover-sidecar\n    static_configs:\n      - targets: ['${admin.host}']\n`,
-  );
-  const port = await freePort();
-  const prom: ChildProcess = spawn('prometheus', [`--config.file=${join(dir, 'prometheus.yml')}`, `--storage.tsdb.path=${join(dir, 'data')}`, `--web.listen-address=127.0.0.1:${port}`], { stdio: 'ignore' });
-  t.teardown(() => {
-    prom.kill('SIGKILL');
-  });
-  const base = `http://127.0.0.1:${port}`;
-  await until('prometheus scrapes the sidecar', async () => ((await query(base, 'up{job="llm-failover-sidecar"} == 1').catch(() => [])).length > 0 ? true : undefined));
+t.test(
+  'Prometheus scrapes the switch counter and the model state during a failover',
+  { skip: unlessTool(hasPrometheus, 'prometheus is not installed (.ci/run installs it)') },
+  async (t) => {
+    const h = await startHarness([
+      { name: 'primary', group: 0 },
+      { name: 'fallback', group: 1 },
+    ]);
+    t.teardown(() => h.close());
+    const dir = mkdtempSync(join(tmpdir(), 'prom-'));
+    const admin = new URL(h.sidecar.adminUrl);
+    writeFileSync(
+      join(dir, 'prometheus.yml'),
+      `global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: llm-failover-sidecar\n    static_configs:\n      - targets: ['${admin.host}']\n`,
+    );
+    const port = await freePort();
+    const prom: ChildProcess = spawn(
+      'prometheus',
+      [
+        `--config.file=${join(dir, 'prometheus.yml')}`,
+        `--storage.tsdb.path=${join(dir, 'data')}`,
+        `--web.listen-address=127.0.0.1:${port}`,
+      ],
+      { stdio: 'ignore' },
+    );
+    t.teardown(() => {
+      prom.kill('SIGKILL');
+    });
+    const base = `http://127.0.0.1:${port}`;
+    await until('prometheus scrapes the sidecar', async () =>
+      (await query(base, 'up{job="llm-failover-sidecar"} == 1').catch(() => [])).length > 0 ? true : undefined,
+    );
 
-  h.sims.primary.setFault({ kind: 'status', status: 503 });
-  for (let i = 0; i < 4; i++) t.equal((await post(`${h.sidecar.url}/model`, { messages: HELLO })).status, 200);
+    h.sims.primary.setFault({ kind: 'status', status: 503 });
+    for (let i = 0; i < 4; i++) t.equal((await post(`${h.sidecar.url}/model`, { messages: HELLO })).status, 200);
 
-  const switches = await until('the switch counter in Prometheus', async () => {
-    const r = await query(base, 'llm_failover_switches_total{from="primary",to="fallback",reason="upstream_5xx"}');
-    return r.length > 0 && Number(r[0].value[1]) >= 3 ? r : undefined;
-  });
-  t.equal(Number(switches[0].value[1]), 3, 'three requests switched before the breaker opened');
-  const state = await until('the open state in Prometheus', async () => {
-    const r = await query(base, 'llm_failover_model_state{provider="primary"} == 1');
-    return r.length > 0 && r[0].metric.state === 'open' ? r : undefined;
-  });
-  t.equal(state[0].metric.state, 'open', 'the primary is open in Prometheus');
-});
+    const switches = await until('the switch counter in Prometheus', async () => {
+      const r = await query(base, 'llm_failover_switches_total{from="primary",to="fallback",reason="upstream_5xx"}');
+      return r.length > 0 && Number(r[0].value[1]) >= 3 ? r : undefined;
+    });
+    t.equal(Number(switches[0].value[1]), 3, 'three requests switched before the breaker opened');
+    const state = await until('the open state in Prometheus', async () => {
+      const r = await query(base, 'llm_failover_model_state{provider="primary"} == 1');
+      return r.length > 0 && r[0].metric.state === 'open' ? r : undefined;
+    });
+    t.equal(state[0].metric.state, 'open', 'the primary is open in Prometheus');
+  },
+);
 
-t.test('promtool finds nothing to say about the exposition', { skip: unlessTool(hasPrometheus, 'promtool is not installed (.ci/run installs it)') }, async (t) => {
-  const h = await startHarness([
-    { name: 'primary', group: 0 },
-    { name: 'fallback', group: 1 },
-  ]);
-  t.teardown(() => h.close());
-  h.sims.primary.setFault({ kind: 'status', status: 503 });
-  await post(`${h.sidecar.url}/model`, { messages: HELLO, stream: true });
-  const text = await (await fetch(`${h.sidecar.adminUrl}/metrics`)).text();
-  const result = spawnSync('promtool', ['check', 'metrics'], { input: text, encoding: 'utf8' });
-  t.equal(result.status, 0, 'promtool exit code');
-  t.equal(`${result.stdout}${result.stderr}`.trim(), '', 'no lint findings');
-});
+t.test(
+  'promtool finds nothing to say about the exposition',
+  { skip: unlessTool(hasPrometheus, 'promtool is not installed (.ci/run installs it)') },
+  async (t) => {
+    const h = await startHarness([
+      { name: 'primary', group: 0 },
+      { name: 'fallback', group: 1 },
+    ]);
+    t.teardown(() => h.close());
+    h.sims.primary.setFault({ kind: 'status', status: 503 });
+    await post(`${h.sidecar.url}/model`, { messages: HELLO, stream: true });
+    const text = await (await fetch(`${h.sidecar.adminUrl}/metrics`)).text();
+    const result = spawnSync('promtool', ['check', 'metrics'], { input: text, encoding: 'utf8' });
+    t.equal(result.status, 0, 'promtool exit code');
+    t.equal(`${result.stdout}${result.stderr}`.trim(), '', 'no lint findings');
+  },
+);
 
 t.test('every query of the Grafana dashboard names only metrics the sidecar exports', async (t) => {
   const h = await startHarness([{ name: 'primary', group: 0 }]);
@@ -110,20 +128,30 @@ t.test('every query of the Grafana dashboard names only metrics the sidecar expo
     }
   };
   walk(dashboard);
-  const variables: string[] = dashboard.templating.list.filter((v: { type: string }) => v.type === 'query').map((v: { query: string }) => v.query);
+  const variables: string[] = dashboard.templating.list
+    .filter((v: { type: string }) => v.type === 'query')
+    .map((v: { query: string }) => v.query);
   t.ok(exprs.length >= 12, `${exprs.length} queries`);
-  const used = new Set([...exprs, ...variables].flatMap((e) => e.match(/\b(llm_failover_[a-z_]+|process_[a-z_]+|nodejs_[a-z_]+)\b/g) ?? []));
+  const used = new Set(
+    [...exprs, ...variables].flatMap((e) => e.match(/\b(llm_failover_[a-z_]+|process_[a-z_]+|nodejs_[a-z_]+)\b/g) ?? []),
+  );
   t.ok(used.size >= 9, `${used.size} metrics used`);
   for (const name of used) t.ok(exported.has(name), `${name} is exported`);
   for (const panel of dashboard.panels) t.ok(panel.targets?.length > 0, `panel "${panel.title}" has a query`);
   // promtool can parse each PromQL expression once Grafana's variables are filled in
   // promtool checks the queries; where it is missing, this part is a skip of its own, counted
-  await t.test('promtool parses every query', { skip: unlessTool(hasPrometheus, 'promtool is not installed (.ci/run installs it)') }, async (t) => {
-    const rules = exprs.map((e, i) => `  - record: dashboard:query${i}\n    expr: ${JSON.stringify(e.replaceAll('$__rate_interval', '1m').replaceAll('$backend', '.*').replaceAll('$job', '.*'))}`);
-    const file = join(mkdtempSync(join(tmpdir(), 'rules-')), 'rules.yml');
-    writeFileSync(file, `groups:\n- name: dashboard\n  rules:\n${rules.join('\n')}\n`);
-    const r = spawnSync('promtool', ['check', 'rules', file], { encoding: 'utf8' });
-    t.equal(r.status, 0, `every query is valid PromQL${r.stderr ? `\n${r.stderr}` : ''}`);
-  });
+  await t.test(
+    'promtool parses every query',
+    { skip: unlessTool(hasPrometheus, 'promtool is not installed (.ci/run installs it)') },
+    async (t) => {
+      const rules = exprs.map(
+        (e, i) =>
+          `  - record: dashboard:query${i}\n    expr: ${JSON.stringify(e.replaceAll('$__rate_interval', '1m').replaceAll('$backend', '.*').replaceAll('$job', '.*'))}`,
+      );
+      const file = join(mkdtempSync(join(tmpdir(), 'rules-')), 'rules.yml');
+      writeFileSync(file, `groups:\n- name: dashboard\n  rules:\n${rules.join('\n')}\n`);
+      const r = spawnSync('promtool', ['check', 'rules', file], { encoding: 'utf8' });
+      t.equal(r.status, 0, `every query is valid PromQL${r.stderr ? `\n${r.stderr}` : ''}`);
+    },
+  );
 });
-

@@ -14,7 +14,7 @@ const TWO = [
   { name: 'fallback', group: 1 },
 ];
 
-t.test('a 3xx from a provider is the provider\'s fault: the request fails over and the model is charged', async (t) => {
+t.test("a 3xx from a provider is the provider's fault: the request fails over and the model is charged", async (t) => {
   const h = await startHarness(TWO, { policy: '  health:\n    breaker: {consecutiveFailures: 2, volumeThreshold: 20}\n' });
   t.teardown(() => h.close());
   h.sims.primary.setFault({ kind: 'status', status: 302, message: 'Found' });
@@ -27,34 +27,52 @@ t.test('a 3xx from a provider is the provider\'s fault: the request fails over a
   }
   t.same(reasons, ['upstream_redirect', 'upstream_redirect'], 'each switch names the redirect');
   const primary = h.sidecar.health.models()[0];
-  t.equal(h.sidecar.health.state(primary), 'open', 'two redirects in a row opened the primary\'s breaker');
+  t.equal(h.sidecar.health.state(primary), 'open', "two redirects in a row opened the primary's breaker");
   const metrics = await (await fetch(`${h.sidecar.adminUrl}/metrics`)).text();
-  t.equal(metric(metrics, 'llm_failover_upstream_attempts_total', { provider: 'primary', outcome: 'upstream_redirect', status_class: '3xx' }), 2, 'counted against the primary');
-});
-
-t.test('while every model waits out its provider\'s Retry-After, no request reaches a provider; the app gets a 429 with the earliest recovery', async (t) => {
-  const h = await startHarness(TWO);
-  t.teardown(() => h.close());
-  h.sims.primary.setFault({ kind: 'status', status: 429, headers: { 'retry-after': '30' } });
-  h.sims.fallback.setFault({ kind: 'status', status: 429, headers: { 'retry-after': '20' } });
-  const first = await post(`${h.sidecar.url}/model`, { messages: HELLO });
-  t.equal(first.status, 429, 'both models answered 429: the app is told it is rate-limited');
-  t.equal(first.json.error?.code, 'all_models_rate_limited');
-  const firstWait = Number(first.headers.get('retry-after'));
-  t.ok(firstWait >= 19 && firstWait <= 20, `Retry-After is the earliest recovery (the fallback's 20 s), got ${firstWait}`);
-  t.equal(h.sims.primary.requests.length + h.sims.fallback.requests.length, 2, 'one call each so far');
-
-  const client = new OpenAI({ baseURL: `${h.sidecar.url}/v1`, apiKey: 'unused', maxRetries: 0 });
-  const results = await Promise.all(
-    Array.from({ length: 20 }, (_, i) => (i % 2 === 0 ? post(`${h.sidecar.url}/model`, { messages: HELLO, stream: i % 4 === 0 }) : client.chat.completions.create({ model: '', messages: HELLO }).then(() => ({ status: 200, headers: new Headers() }), (e: { status?: number; headers?: Headers }) => ({ status: e.status ?? 0, headers: e.headers ?? new Headers() })))),
+  t.equal(
+    metric(metrics, 'llm_failover_upstream_attempts_total', { provider: 'primary', outcome: 'upstream_redirect', status_class: '3xx' }),
+    2,
+    'counted against the primary',
   );
-  for (const r of results) {
-    t.equal(r.status, 429, 'a 429, as the OpenAI SDK raises it (RateLimitError)');
-    const wait = Number(r.headers.get('retry-after'));
-    t.ok(wait >= 1 && wait <= 20, `with Retry-After (${wait})`);
-  }
-  t.equal(h.sims.primary.requests.length + h.sims.fallback.requests.length, 2, 'not one call inside the stated waits, not even as a last resort');
 });
+
+t.test(
+  "while every model waits out its provider's Retry-After, no request reaches a provider; the app gets a 429 with the earliest recovery",
+  async (t) => {
+    const h = await startHarness(TWO);
+    t.teardown(() => h.close());
+    h.sims.primary.setFault({ kind: 'status', status: 429, headers: { 'retry-after': '30' } });
+    h.sims.fallback.setFault({ kind: 'status', status: 429, headers: { 'retry-after': '20' } });
+    const first = await post(`${h.sidecar.url}/model`, { messages: HELLO });
+    t.equal(first.status, 429, 'both models answered 429: the app is told it is rate-limited');
+    t.equal(first.json.error?.code, 'all_models_rate_limited');
+    const firstWait = Number(first.headers.get('retry-after'));
+    t.ok(firstWait >= 19 && firstWait <= 20, `Retry-After is the earliest recovery (the fallback's 20 s), got ${firstWait}`);
+    t.equal(h.sims.primary.requests.length + h.sims.fallback.requests.length, 2, 'one call each so far');
+
+    const client = new OpenAI({ baseURL: `${h.sidecar.url}/v1`, apiKey: 'unused', maxRetries: 0 });
+    const results = await Promise.all(
+      Array.from({ length: 20 }, (_, i) =>
+        i % 2 === 0
+          ? post(`${h.sidecar.url}/model`, { messages: HELLO, stream: i % 4 === 0 })
+          : client.chat.completions.create({ model: '', messages: HELLO }).then(
+              () => ({ status: 200, headers: new Headers() }),
+              (e: { status?: number; headers?: Headers }) => ({ status: e.status ?? 0, headers: e.headers ?? new Headers() }),
+            ),
+      ),
+    );
+    for (const r of results) {
+      t.equal(r.status, 429, 'a 429, as the OpenAI SDK raises it (RateLimitError)');
+      const wait = Number(r.headers.get('retry-after'));
+      t.ok(wait >= 1 && wait <= 20, `with Retry-After (${wait})`);
+    }
+    t.equal(
+      h.sims.primary.requests.length + h.sims.fallback.requests.length,
+      2,
+      'not one call inside the stated waits, not even as a last resort',
+    );
+  },
+);
 
 /** A 429 that states no wait: OpenAI's own, its x-ratelimit-reset-* headers left out. */
 const NO_STATED_WAIT = { 'x-ratelimit-reset-requests': null, 'x-ratelimit-reset-tokens': null };
@@ -67,7 +85,7 @@ t.test('a model cooling on a default cooldown (no stated wait) is still tried as
   t.equal((await post(`${h.sidecar.url}/model`, { messages: HELLO })).status, 503);
   h.sims.primary.clearFault();
   const res = await post(`${h.sidecar.url}/model`, { messages: HELLO });
-  t.equal(res.status, 200, 'the primary (cooling on the sidecar\'s own guess) answered as a last resort');
+  t.equal(res.status, 200, "the primary (cooling on the sidecar's own guess) answered as a last resort");
   t.equal(res.headers.get('x-llm-failover-provider'), 'primary');
 });
 
@@ -100,7 +118,7 @@ t.test('a model name that is not visible ASCII is sent in JSON as it is and perc
   t.equal(h.sims.primary.requests[0].body.model, name, 'the provider got the name as it is, in JSON');
 });
 
-t.test('a client model with CR/LF (passed through to a provider entry without a model) cannot break the answer\'s headers', async (t) => {
+t.test("a client model with CR/LF (passed through to a provider entry without a model) cannot break the answer's headers", async (t) => {
   const h = await startHarness([{ name: 'primary', group: 0 }], { mapYaml: (y) => y.replace(/\n\s+model: "primary"/, '') });
   t.teardown(() => h.close());
   const model = 'evil\r\nx-injected: 1';
@@ -110,10 +128,10 @@ t.test('a client model with CR/LF (passed through to a provider entry without a 
     t.equal(res.headers.get('x-injected'), null, 'no header injected');
     t.equal(res.headers.get('x-llm-failover-model'), encodeURIComponent(model));
   }
-  t.equal(h.sims.primary.requests[0].body.model, model, 'the provider got the client\'s model as it is');
+  t.equal(h.sims.primary.requests[0].body.model, model, "the provider got the client's model as it is");
 });
 
-t.test('OpenAI\'s insufficient_quota 429 is no short cooldown: the key has no credit left, like a 402', async (t) => {
+t.test("OpenAI's insufficient_quota 429 is no short cooldown: the key has no credit left, like a 402", async (t) => {
   // the simulator's real shape: type and code insufficient_quota, OpenAI's message; once as it
   // comes, once with a retry-after a proxy might add, which no more ends it
   for (const headers of [undefined, { 'retry-after': '1' }]) {
@@ -128,33 +146,47 @@ t.test('OpenAI\'s insufficient_quota 429 is no short cooldown: the key has no cr
         t.equal(res.status, 200, `stream ${stream}: the request failed over`);
         t.equal(res.headers.get('x-llm-failover-provider'), 'fallback');
       }
-      t.same(reasons, ['quota_exhausted'], 'understood as quota_exhausted, not rate_limited; the second request did not try the primary first');
+      t.same(
+        reasons,
+        ['quota_exhausted'],
+        'understood as quota_exhausted, not rate_limited; the second request did not try the primary first',
+      );
       t.equal(h.sims.primary.requests.length, 1, 'one call on the empty key');
       const health = h.sidecar.health.get(h.sidecar.health.models()[0]);
       t.equal(health.state, 'unhealthy', 'out of the rotation, not cooling');
-      t.ok((health.until ?? 0) - Date.now() > 5 * 60_000, 'for the auth/quota cooldown (probes off), not the short afterFailure nor the retry-after');
+      t.ok(
+        (health.until ?? 0) - Date.now() > 5 * 60_000,
+        'for the auth/quota cooldown (probes off), not the short afterFailure nor the retry-after',
+      );
       const metrics = await (await fetch(`${h.sidecar.adminUrl}/metrics`)).text();
-      t.equal(metric(metrics, 'llm_failover_upstream_attempts_total', { provider: 'primary', outcome: 'quota_exhausted' }), 1, 'counted as quota_exhausted');
+      t.equal(
+        metric(metrics, 'llm_failover_upstream_attempts_total', { provider: 'primary', outcome: 'quota_exhausted' }),
+        1,
+        'counted as quota_exhausted',
+      );
     });
   }
 });
 
-t.test("OpenAI's rate-limit 429 as it comes (x-ratelimit-reset-requests 120ms, no retry-after): the model cools for the stated 120 ms, not the guessed afterFailure", async (t) => {
-  const h = await startHarness(TWO, { policy: '  cooldown:\n    afterFailure: 30s\n' });
-  t.teardown(() => h.close());
-  const cooled: { until?: number; at: number }[] = [];
-  h.sidecar.events.on('health', (e) => {
-    if (e.model.name === 'primary' && e.to === 'cooling') cooled.push(e);
-  });
-  h.sims.primary.setFault({ kind: 'status', status: 429 }, { times: 1 });
-  const first = await post(`${h.sidecar.url}/model`, { messages: HELLO });
-  t.equal(first.status, 200);
-  t.equal(first.headers.get('x-llm-failover-provider'), 'fallback', 'failed over');
-  t.equal(cooled.length, 1, 'the primary cooled');
-  const wait = (cooled[0]?.until ?? 0) - (cooled[0]?.at ?? 0);
-  t.ok(wait > 0 && wait <= 120, `for the provider's longest stated reset (120 ms), got ${wait} ms`);
-  // once the stated wait is over the primary serves again, long before the 30 s afterFailure
-  t.ok(await eventually(() => h.sidecar.health.state(h.sidecar.health.models()[0]) === 'healthy', 3000), 'healthy again by itself');
-  const next = await post(`${h.sidecar.url}/model`, { messages: HELLO });
-  t.equal(next.headers.get('x-llm-failover-provider'), 'primary', 'and serves the next request');
-});
+t.test(
+  "OpenAI's rate-limit 429 as it comes (x-ratelimit-reset-requests 120ms, no retry-after): the model cools for the stated 120 ms, not the guessed afterFailure",
+  async (t) => {
+    const h = await startHarness(TWO, { policy: '  cooldown:\n    afterFailure: 30s\n' });
+    t.teardown(() => h.close());
+    const cooled: { until?: number; at: number }[] = [];
+    h.sidecar.events.on('health', (e) => {
+      if (e.model.name === 'primary' && e.to === 'cooling') cooled.push(e);
+    });
+    h.sims.primary.setFault({ kind: 'status', status: 429 }, { times: 1 });
+    const first = await post(`${h.sidecar.url}/model`, { messages: HELLO });
+    t.equal(first.status, 200);
+    t.equal(first.headers.get('x-llm-failover-provider'), 'fallback', 'failed over');
+    t.equal(cooled.length, 1, 'the primary cooled');
+    const wait = (cooled[0]?.until ?? 0) - (cooled[0]?.at ?? 0);
+    t.ok(wait > 0 && wait <= 120, `for the provider's longest stated reset (120 ms), got ${wait} ms`);
+    // once the stated wait is over the primary serves again, long before the 30 s afterFailure
+    t.ok(await eventually(() => h.sidecar.health.state(h.sidecar.health.models()[0]) === 'healthy', 3000), 'healthy again by itself');
+    const next = await post(`${h.sidecar.url}/model`, { messages: HELLO });
+    t.equal(next.headers.get('x-llm-failover-provider'), 'primary', 'and serves the next request');
+  },
+);

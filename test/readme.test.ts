@@ -39,7 +39,9 @@ function curlCommands(markdown: string, file: string): Example[] {
 
 function examples(): Example[] {
   const all = curlCommands(README, 'README.md');
-  for (const name of readdirSync(join(ROOT, 'docs')).filter((f) => f.endsWith('.md')).sort()) {
+  for (const name of readdirSync(join(ROOT, 'docs'))
+    .filter((f) => f.endsWith('.md'))
+    .sort()) {
     const doc = curlCommands(readFileSync(join(ROOT, 'docs', name), 'utf8'), `docs/${name}`);
     all.push(...doc.filter((e) => new RegExp(`localhost:(${PROXY_PORT}|${ADMIN_PORT})\\b`).test(e.command)));
   }
@@ -89,7 +91,9 @@ const EXPECTATIONS: Record<string, (tt: Check, stdout: string) => void> = {
   '/model': chatCompletion,
   '/v1/chat/completions': chatCompletion,
   '/status': (tt, stdout) => {
-    const status = json(tt, stdout) as { ready?: boolean; backends?: { groups: { priority: number; models: { model: string; state: string }[] }[] }[] } | undefined;
+    const status = json(tt, stdout) as
+      | { ready?: boolean; backends?: { groups: { priority: number; models: { model: string; state: string }[] }[] }[] }
+      | undefined;
     tt.equal(status?.ready, true, 'ready');
     const groups = status?.backends?.[0]?.groups ?? [];
     tt.same(
@@ -110,7 +114,9 @@ const EXPECTATIONS: Record<string, (tt: Check, stdout: string) => void> = {
 };
 
 function chatCompletion(tt: Check, stdout: string): void {
-  const body = json(tt, stdout) as { object?: string; model?: string; choices?: { message: { role: string; content: string }; finish_reason: string }[] } | undefined;
+  const body = json(tt, stdout) as
+    | { object?: string; model?: string; choices?: { message: { role: string; content: string }; finish_reason: string }[] }
+    | undefined;
   tt.equal(body?.object, 'chat.completion', 'a chat.completion');
   tt.equal(body?.model, DEMO_ORDER[0], 'answered by the primary of the demo');
   tt.equal(body?.choices?.[0]?.message.role, 'assistant', 'an assistant message');
@@ -202,8 +208,15 @@ t.test('the extractor reads what a README writer would write', async (t) => {
   ].join('\n');
   t.same(
     curlCommands(md, 'x.md').map((e) => e.command),
-    ['curl -s localhost:8080/model -d \'{"messages":[]}\'   # a comment', 'curl localhost:15000/status | jq .', 'curl -s localhost:15000/healthz'],
+    [
+      'curl -s localhost:8080/model -d \'{"messages":[]}\'   # a comment',
+      'curl localhost:15000/status | jq .',
+      'curl -s localhost:15000/healthz',
+    ],
   );
-  t.equal(rewrite('curl localhost:8080/model && curl localhost:15000/status', '4001', '4002'), 'curl localhost:4001/model && curl localhost:4002/status');
+  t.equal(
+    rewrite('curl localhost:8080/model && curl localhost:15000/status', '4001', '4002'),
+    'curl localhost:4001/model && curl localhost:4002/status',
+  );
   t.equal(pathOf('curl -s localhost:15000/status     # every model'), '/status');
 });

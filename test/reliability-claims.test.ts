@@ -21,7 +21,14 @@ const TWO = [
  * SYN, so a connect neither succeeds nor is refused (what an overloaded or black-holed host does).
  */
 async function blackHole(t: TapTest): Promise<number> {
-  const py: ChildProcess = spawn('python3', ['-c', "import socket,time\ns=socket.socket()\ns.bind(('127.0.0.1',0))\ns.listen(0)\nprint(s.getsockname()[1],flush=True)\ntime.sleep(120)"], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const py: ChildProcess = spawn(
+    'python3',
+    [
+      '-c',
+      "import socket,time\ns=socket.socket()\ns.bind(('127.0.0.1',0))\ns.listen(0)\nprint(s.getsockname()[1],flush=True)\ntime.sleep(120)",
+    ],
+    { stdio: ['ignore', 'pipe', 'inherit'] },
+  );
   t.teardown(() => py.kill());
   const port = await new Promise<number>((resolve) => py.stdout?.once('data', (d) => resolve(Number(String(d).trim()))));
   const fillers: Socket[] = [];
@@ -81,14 +88,16 @@ async function endlessEvent(): Promise<Server> {
 t.test('one SSE event over 4 MiB that never ends is a malformed answer: the stream fails over before content', async (t) => {
   const upstream = await endlessEvent();
   t.teardown(() => upstream.close());
-  const h = await startHarness(TWO, { mapYaml: (yaml, ports) => yaml.replace(`port: ${ports.primary}`, `port: ${(upstream.address() as AddressInfo).port}`) });
+  const h = await startHarness(TWO, {
+    mapYaml: (yaml, ports) => yaml.replace(`port: ${ports.primary}`, `port: ${(upstream.address() as AddressInfo).port}`),
+  });
   t.teardown(() => h.close());
   const reasons: string[] = [];
   h.sidecar.events.on('switch', (e) => reasons.push(e.reason));
   const res = await post(`${h.sidecar.url}/model`, { messages: HELLO, stream: true });
   t.equal(res.status, 200);
   t.equal(res.headers.get('x-llm-failover-provider'), 'fallback');
-  t.match(res.text, /Hello from fallback|data: \[DONE\]/, 'the fallback\'s whole stream');
+  t.match(res.text, /Hello from fallback|data: \[DONE\]/, "the fallback's whole stream");
   t.same(reasons, ['bad_response']);
 });
 

@@ -25,7 +25,15 @@ t.test('twelve reloads leave as many event listeners as there were at start', as
   t.teardown(() => process.off('warning', onWarning));
   for (let i = 0; i < 12; i++) {
     // a different timeout each time: a real change, a new generation
-    const plan = loadPlan([{ name: 'r.yaml', text: `${backendYaml(models, ports)}${LOOPBACK_SERVER}---\napiVersion: llm-failover.dev/v1alpha1\nkind: FailoverPolicy\nmetadata: {name: p}\nspec:\n  targetRefs: [{kind: Backend, name: model-failover}]\n  timeouts: {connect: ${i + 1}s}\n` }], { env: {} });
+    const plan = loadPlan(
+      [
+        {
+          name: 'r.yaml',
+          text: `${backendYaml(models, ports)}${LOOPBACK_SERVER}---\napiVersion: llm-failover.dev/v1alpha1\nkind: FailoverPolicy\nmetadata: {name: p}\nspec:\n  targetRefs: [{kind: Backend, name: model-failover}]\n  timeouts: {connect: ${i + 1}s}\n`,
+        },
+      ],
+      { env: {} },
+    );
     h.sidecar.reload(plan);
     t.equal((await post(`${h.sidecar.url}/model`, { messages: HELLO })).status, 200, `reload ${i + 1}: serving`);
   }
@@ -33,5 +41,9 @@ t.test('twelve reloads leave as many event listeners as there were at start', as
   await new Promise((r) => setTimeout(r, 50));
   t.equal(h.sidecar.generation, 13);
   t.same(counts(), before, 'the same listeners, per event, as before the reloads');
-  t.same(warnings.filter((w) => w === 'MaxListenersExceededWarning'), [], 'no listener-leak warning');
+  t.same(
+    warnings.filter((w) => w === 'MaxListenersExceededWarning'),
+    [],
+    'no listener-leak warning',
+  );
 });

@@ -46,12 +46,31 @@ t.test('a swapped ConfigMap is applied while streams are in flight; nothing is d
   const a = await startOpenAISimulator({ model: 'model-a', chunkDelayMs: 60 });
   const b = await startOpenAISimulator({ model: 'model-b' });
   const volume = configMapVolume();
-  const v1 = backendYaml([{ name: 'a', model: 'model-a', group: 0 }, { name: 'b', model: 'model-b', group: 1 }], { a: a.port, b: b.port }) + LOOPBACK_SERVER;
-  const v2 = backendYaml([{ name: 'b', model: 'model-b', group: 0 }, { name: 'a', model: 'model-a', group: 1 }], { a: a.port, b: b.port }) + LOOPBACK_SERVER;
+  const v1 =
+    backendYaml(
+      [
+        { name: 'a', model: 'model-a', group: 0 },
+        { name: 'b', model: 'model-b', group: 1 },
+      ],
+      { a: a.port, b: b.port },
+    ) + LOOPBACK_SERVER;
+  const v2 =
+    backendYaml(
+      [
+        { name: 'b', model: 'model-b', group: 0 },
+        { name: 'a', model: 'model-a', group: 1 },
+      ],
+      { a: a.port, b: b.port },
+    ) + LOOPBACK_SERVER;
   volume.write({ 'config.yaml': v1 });
   const logs: string[] = [];
   const logger = capturingLogger(logs);
-  const sidecar = await startSidecar({ plan: loadPlanFromPath(volume.dir), logger, probes: false, watch: { path: volume.dir, pollMs: 100 } });
+  const sidecar = await startSidecar({
+    plan: loadPlanFromPath(volume.dir),
+    logger,
+    probes: false,
+    watch: { path: volume.dir, pollMs: 100 },
+  });
   t.teardown(async () => {
     await sidecar.close();
     await a.close();
@@ -61,7 +80,11 @@ t.test('a swapped ConfigMap is applied while streams are in flight; nothing is d
 
   // three slow streams on model-a, in flight during the swap
   const streams = Array.from({ length: 3 }, () =>
-    fetch(`${sidecar.url}/model`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ messages: HELLO, stream: true }) }).then(async (r) => ({ by: r.headers.get('x-llm-failover-provider'), text: await r.text() })),
+    fetch(`${sidecar.url}/model`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ messages: HELLO, stream: true }),
+    }).then(async (r) => ({ by: r.headers.get('x-llm-failover-provider'), text: await r.text() })),
   );
   while (a.inFlight() < 3) await new Promise((r) => setTimeout(r, 5));
   const applied = nextConfig(sidecar);
@@ -76,7 +99,10 @@ t.test('a swapped ConfigMap is applied while streams are in flight; nothing is d
     t.equal(s.by, 'a');
     t.match(s.text, /data: \[DONE\]\n\n$/, 'a stream in flight finished whole on its old configuration');
   }
-  t.ok(logs.some((l) => l.includes('configuration 2 applied')), 'the change is logged');
+  t.ok(
+    logs.some((l) => l.includes('configuration 2 applied')),
+    'the change is logged',
+  );
 });
 
 t.test('an invalid change is rejected with a clear log line and the running configuration keeps serving', async (t) => {
@@ -86,7 +112,12 @@ t.test('an invalid change is rejected with a clear log line and the running conf
   volume.write({ 'config.yaml': v1 });
   const logs: string[] = [];
   const logger = capturingLogger(logs);
-  const sidecar = await startSidecar({ plan: loadPlanFromPath(volume.dir), logger, probes: false, watch: { path: volume.dir, pollMs: 100 } });
+  const sidecar = await startSidecar({
+    plan: loadPlanFromPath(volume.dir),
+    logger,
+    probes: false,
+    watch: { path: volume.dir, pollMs: 100 },
+  });
   t.teardown(async () => {
     await sidecar.close();
     await a.close();
@@ -96,7 +127,10 @@ t.test('an invalid change is rejected with a clear log line and the running conf
   const e = await rejected;
   t.equal(e.ok, false);
   t.match(e.problems?.[0], /spec\.ai\.priorityGroups\[0\]\.providers\[0\]\.openai\.model: Invalid input: expected string, received number/);
-  t.ok(logs.some((l) => l.includes('"level":"error"') && l.includes('configuration change rejected, still serving configuration 1')), 'an error line names the problem');
+  t.ok(
+    logs.some((l) => l.includes('"level":"error"') && l.includes('configuration change rejected, still serving configuration 1')),
+    'an error line names the problem',
+  );
   t.equal(sidecar.generation, 1);
   const res = await post(`${sidecar.url}/model`, { messages: HELLO });
   t.equal(res.status, 200, 'the old configuration still serves');
@@ -110,9 +144,17 @@ t.test('models that did not change keep their health across a reload; changed on
   const b = await startOpenAISimulator({ model: 'model-b' });
   const c = await startOpenAISimulator({ model: 'model-c' });
   const volume = configMapVolume();
-  const models = [{ name: 'a', model: 'model-a', group: 0 }, { name: 'b', model: 'model-b', group: 1 }];
+  const models = [
+    { name: 'a', model: 'model-a', group: 0 },
+    { name: 'b', model: 'model-b', group: 1 },
+  ];
   volume.write({ 'config.yaml': backendYaml(models, { a: a.port, b: b.port }) + LOOPBACK_SERVER });
-  const sidecar = await startSidecar({ plan: loadPlanFromPath(volume.dir), logger: createLogger('silent'), probes: false, watch: { path: volume.dir, pollMs: 100 } });
+  const sidecar = await startSidecar({
+    plan: loadPlanFromPath(volume.dir),
+    logger: createLogger('silent'),
+    probes: false,
+    watch: { path: volume.dir, pollMs: 100 },
+  });
   t.teardown(async () => {
     await sidecar.close();
     await Promise.all([a.close(), b.close(), c.close()]);
@@ -122,7 +164,10 @@ t.test('models that did not change keep their health across a reload; changed on
   t.equal(sidecar.health.state(sidecar.health.models()[0]), 'cooling');
   const applied = nextConfig(sidecar);
   // add a third group: a and b are unchanged
-  volume.write({ 'config.yaml': backendYaml([...models, { name: 'c', model: 'model-c', group: 2 }], { a: a.port, b: b.port, c: c.port }) + LOOPBACK_SERVER });
+  volume.write({
+    'config.yaml':
+      backendYaml([...models, { name: 'c', model: 'model-c', group: 2 }], { a: a.port, b: b.port, c: c.port }) + LOOPBACK_SERVER,
+  });
   await applied;
   const [ma, mb, mc] = sidecar.health.models();
   t.same([ma.name, sidecar.health.state(ma)], ['a', 'cooling'], 'a is still cooling: its Retry-After is honoured');

@@ -66,18 +66,27 @@ async function echoServer(echo: { current: Echo }, kind: 'openai' | 'anthropic' 
       if (e.mode === 'status') {
         const message = `${filler}Incorrect API key provided: ${credential}. You can find your API key at the dashboard. ${'z'.repeat(400)}`;
         res.writeHead(e.status, { 'content-type': 'application/json' });
-        if (kind === 'anthropic') res.end(JSON.stringify({ type: 'error', error: { type: e.status === 401 ? 'authentication_error' : 'api_error', message } }));
+        if (kind === 'anthropic')
+          res.end(JSON.stringify({ type: 'error', error: { type: e.status === 401 ? 'authentication_error' : 'api_error', message } }));
         else res.end(JSON.stringify({ error: { message, type: e.status === 401 ? 'invalid_request_error' : 'server_error', code: null } }));
         return;
       }
       res.writeHead(200, { 'content-type': 'text/event-stream' });
       if (kind === 'anthropic') {
-        res.write(`event: message_start\ndata: ${JSON.stringify({ type: 'message_start', message: { id: 'msg_1', type: 'message', role: 'assistant', model: 'claude', content: [], usage: { input_tokens: 1, output_tokens: 0 } } })}\n\n`);
-        if (e.afterContent) res.write(`event: content_block_start\ndata: ${JSON.stringify({ type: 'content_block_start', index: 0, content_block: { type: 'text', text: 'Hi' } })}\n\n`);
+        res.write(
+          `event: message_start\ndata: ${JSON.stringify({ type: 'message_start', message: { id: 'msg_1', type: 'message', role: 'assistant', model: 'claude', content: [], usage: { input_tokens: 1, output_tokens: 0 } } })}\n\n`,
+        );
+        if (e.afterContent)
+          res.write(
+            `event: content_block_start\ndata: ${JSON.stringify({ type: 'content_block_start', index: 0, content_block: { type: 'text', text: 'Hi' } })}\n\n`,
+          );
         res.end(`event: content_block_delta\ndata: ${filler}not json, key ${credential} and more ${'z'.repeat(100)}\n\n`);
         return;
       }
-      if (e.afterContent) res.write(`data: ${JSON.stringify({ id: 'c', object: 'chat.completion.chunk', created: 1, model: 'm', choices: [{ index: 0, delta: { role: 'assistant', content: 'Hi' }, finish_reason: null }] })}\n\n`);
+      if (e.afterContent)
+        res.write(
+          `data: ${JSON.stringify({ id: 'c', object: 'chat.completion.chunk', created: 1, model: 'm', choices: [{ index: 0, delta: { role: 'assistant', content: 'Hi' }, finish_reason: null }] })}\n\n`,
+        );
       res.end(`data: ${filler}not json, key ${credential} and more ${'z'.repeat(100)}\n\n`);
     });
   });
@@ -155,7 +164,11 @@ for (const [shape, key] of Object.entries(SHAPES)) {
       logs: logs.join(''),
       '/status': await (await fetch(`${sidecar.adminUrl}/status`)).text(),
       '/metrics': await (await fetch(`${sidecar.adminUrl}/metrics`)).text(),
-      spans: JSON.stringify(exporter.getFinishedSpans().map((s) => ({ name: s.name, attributes: s.attributes, events: s.events, status: s.status, links: s.links }))),
+      spans: JSON.stringify(
+        exporter
+          .getFinishedSpans()
+          .map((s) => ({ name: s.name, attributes: s.attributes, events: s.events, status: s.status, links: s.links })),
+      ),
     };
     t.match(outputs['client bodies and error events'], /Incorrect API key provided/, 'the echoes reached the client, scrubbed');
     t.match(outputs.logs, /Incorrect API key provided/, 'and the logs');
@@ -164,11 +177,14 @@ for (const [shape, key] of Object.entries(SHAPES)) {
   });
 }
 
-t.test('a client\'s own credential (Passthrough) echoed at every offset reaches no output', async (t) => {
+t.test("a client's own credential (Passthrough) echoed at every offset reaches no output", async (t) => {
   const echo = { current: { mode: 'status', status: 500, offset: 0 } as Echo };
   const upstream = await echoServer(echo);
   t.teardown(() => upstream.close());
-  const yaml = failoverYaml([{ name: 'primary', group: 0, port: (upstream.address() as AddressInfo).port, token: 'unused' }]).replace(/kind: Inline\n\s+inline: \S+/, 'kind: Passthrough');
+  const yaml = failoverYaml([{ name: 'primary', group: 0, port: (upstream.address() as AddressInfo).port, token: 'unused' }]).replace(
+    /kind: Inline\n\s+inline: \S+/,
+    'kind: Passthrough',
+  );
   const plan = loadPlan([{ name: 'scrub.yaml', text: `${yaml}${sidecarConfigYaml()}` }], { env: {} });
   const logs: string[] = [];
   const sidecar = await startSidecar({ plan, logger: capturingLogger(logs), probes: false, env: {} });
@@ -177,14 +193,20 @@ t.test('a client\'s own credential (Passthrough) echoed at every offset reaches 
   const bodies: string[] = [];
   const model = sidecar.health.models()[0];
   for (let offset = 0; offset <= 330; offset += 3) {
-    for (const e of [{ mode: 'status', status: 500, offset }, { mode: 'sse', offset: offset % 101, afterContent: offset % 2 === 0 }] as Echo[]) {
+    for (const e of [
+      { mode: 'status', status: 500, offset },
+      { mode: 'sse', offset: offset % 101, afterContent: offset % 2 === 0 },
+    ] as Echo[]) {
       echo.current = e;
       sidecar.monitor.breakers.close(model);
       sidecar.health.set(model, 'healthy', 'test reset');
-      bodies.push((await post(`${sidecar.url}/model`, { messages: HELLO, stream: e.mode === 'sse' }, { authorization: `Bearer ${token}` })).text);
+      bodies.push(
+        (await post(`${sidecar.url}/model`, { messages: HELLO, stream: e.mode === 'sse' }, { authorization: `Bearer ${token}` })).text,
+      );
     }
   }
   const outputs = { bodies: bodies.join('\n'), logs: logs.join(''), status: await (await fetch(`${sidecar.adminUrl}/status`)).text() };
   t.match(outputs.bodies, /Incorrect API key provided/, 'the echoes reached the client, scrubbed');
-  for (const [where, text] of Object.entries(outputs)) t.same(leaks(text, token), [], `no 10-character piece of the client's token in ${where}`);
+  for (const [where, text] of Object.entries(outputs))
+    t.same(leaks(text, token), [], `no 10-character piece of the client's token in ${where}`);
 });

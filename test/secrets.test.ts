@@ -33,8 +33,8 @@ async function passthroughRun(t: TapTest, token: string) {
   t.teardown(() => h.close());
   const auth = { authorization: `Bearer ${token}` };
   const ok = await post(`${h.sidecar.url}/model`, { messages: HELLO }, auth);
-  t.equal(ok.status, 200, 'the client\'s token is passed through');
-  t.equal(h.sims.primary.requests[0]?.headers.authorization, `Bearer ${token}`, 'as the provider\'s credential');
+  t.equal(ok.status, 200, "the client's token is passed through");
+  t.equal(h.sims.primary.requests[0]?.headers.authorization, `Bearer ${token}`, "as the provider's credential");
   const responses: string[] = [];
   const faults = [
     { kind: 'status' as const, status: 401, message: `Incorrect API key provided: ${token}.` },
@@ -54,15 +54,17 @@ async function passthroughRun(t: TapTest, token: string) {
   }
   for (const s of Object.values(h.sims)) s.clearFault();
   await tracerProvider.forceFlush();
-  const spans = JSON.stringify(exporter.getFinishedSpans().map((s) => ({ name: s.name, attributes: s.attributes, events: s.events, status: s.status })));
+  const spans = JSON.stringify(
+    exporter.getFinishedSpans().map((s) => ({ name: s.name, attributes: s.attributes, events: s.events, status: s.status })),
+  );
   const metrics = await (await fetch(`${h.sidecar.adminUrl}/metrics`)).text();
   const status = await (await fetch(`${h.sidecar.adminUrl}/status`)).text();
   t.match(responses.join('\n'), /all_models_failed/, 'the failure paths ran');
-  t.ok(h.logs.join('').includes('Incorrect API key provided'), 'the provider\'s echo reached the logs');
+  t.ok(h.logs.join('').includes('Incorrect API key provided'), "the provider's echo reached the logs");
   return { logs: h.logs.join(''), spans, metrics, status, responses: responses.join('\n') };
 }
 
-t.test('Passthrough auth: the client\'s token (sk-shaped) appears in no log, span, metric, /status or error', async (t) => {
+t.test("Passthrough auth: the client's token (sk-shaped) appears in no log, span, metric, /status or error", async (t) => {
   const token = 'sk-client-passthrough-SENTINEL-5c4b3a29';
   const out = await passthroughRun(t, token);
   for (const [where, text] of Object.entries(out)) t.notOk(text.includes(token), `not in the ${where}`);
@@ -77,7 +79,10 @@ t.test('Passthrough auth: a client token of any shape (a JWT) echoed by the prov
 /** A config whose key comes from the environment, and something else wrong with it. */
 function invalidConfigWithEnvSecret(dir: string): string {
   const file = join(dir, 'bad.yaml');
-  const backend = backendYaml(TWO, { primary: 1, fallback: 2 }).replaceAll(/kind: Inline\n\s+inline: \S+/g, 'kind: SecretRef\n            secretRef: {name: openai-secret}');
+  const backend = backendYaml(TWO, { primary: 1, fallback: 2 }).replaceAll(
+    /kind: Inline\n\s+inline: \S+/g,
+    'kind: SecretRef\n            secretRef: {name: openai-secret}',
+  );
   writeFileSync(file, `${backend}${policyYaml('  timeouts: {connect: soon}\n  maxAttempts: -3\n')}`);
   return file;
 }
@@ -106,8 +111,16 @@ t.test('the CLI: a start that fails (the port is taken) exits 1 and prints no ke
   const port = (taken.address() as { port: number }).port;
   const dir = mkdtempSync(join(tmpdir(), 'cli-secret-'));
   const file = join(dir, 'config.yaml');
-  writeFileSync(file, backendYaml(TWO, { primary: 1, fallback: 2 }).replaceAll(/kind: Inline\n\s+inline: \S+/g, 'kind: SecretRef\n            secretRef: {name: openai-secret}'));
-  const p = spawnCli(['--config', file, '--secrets-dir', join(dir, 'none'), '--listen', `127.0.0.1:${port}`, '--admin', '127.0.0.1:0'], { OPENAI_SECRET: `Bearer ${KEY}` });
+  writeFileSync(
+    file,
+    backendYaml(TWO, { primary: 1, fallback: 2 }).replaceAll(
+      /kind: Inline\n\s+inline: \S+/g,
+      'kind: SecretRef\n            secretRef: {name: openai-secret}',
+    ),
+  );
+  const p = spawnCli(['--config', file, '--secrets-dir', join(dir, 'none'), '--listen', `127.0.0.1:${port}`, '--admin', '127.0.0.1:0'], {
+    OPENAI_SECRET: `Bearer ${KEY}`,
+  });
   const code = await p.exited;
   t.equal(code, 1, 'exit 1');
   t.match(p.err() + p.out(), /EADDRINUSE/, 'the reason is printed');
@@ -144,7 +157,11 @@ t.test('the proxy binds to loopback by default; anything else is logged as a war
     const child = await startChildSidecar(file, ['--listen', listen]);
     t.teardown(() => child.kill());
     const port = child.listen.split(':').at(-1);
-    t.equal((await post(`http://127.0.0.1:${port}/model`, { messages: HELLO })).status, 200, `--listen ${listen}: serving (reached on loopback)`);
+    t.equal(
+      (await post(`http://127.0.0.1:${port}/model`, { messages: HELLO })).status,
+      200,
+      `--listen ${listen}: serving (reached on loopback)`,
+    );
     if (warns) t.match(child.out(), WARNING, `--listen ${listen}: the warning is logged`);
     else t.notMatch(child.out(), WARNING, `--listen ${listen}: no warning`);
     child.kill();
@@ -160,24 +177,58 @@ t.test('the admin address exposes nothing that could spend a key', async (t) => 
     t.equal((await fetch(`${admin}${path}`)).status, 200, `GET ${path}: 200`);
     t.equal((await fetch(`${admin}${path}`, { method: 'HEAD' })).status, 200, `HEAD ${path}: 200`);
     for (const method of ['POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS']) {
-      const res = await fetch(`${admin}${path}`, { method, headers: { 'content-type': 'application/json' }, body: method === 'OPTIONS' ? undefined : chat });
+      const res = await fetch(`${admin}${path}`, {
+        method,
+        headers: { 'content-type': 'application/json' },
+        body: method === 'OPTIONS' ? undefined : chat,
+      });
       t.equal(res.status, 405, `${method} ${path}: 405`);
     }
   }
-  const paths = ['/', '/model', '/v1/chat/completions', '/v1/models', '/v1/embeddings', '/admin', '/debug/pprof', '/status/', '/STATUS', '//status', '/status;x', '/metrics%2F..', '/config', '/secrets', '/env'];
+  const paths = [
+    '/',
+    '/model',
+    '/v1/chat/completions',
+    '/v1/models',
+    '/v1/embeddings',
+    '/admin',
+    '/debug/pprof',
+    '/status/',
+    '/STATUS',
+    '//status',
+    '/status;x',
+    '/metrics%2F..',
+    '/config',
+    '/secrets',
+    '/env',
+  ];
   for (const path of paths) {
     t.equal((await fetch(`${admin}${path}`)).status, 404, `GET ${path}: 404`);
-    t.equal((await fetch(`${admin}${path}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: chat })).status, 405, `POST ${path}: 405`);
+    t.equal(
+      (await fetch(`${admin}${path}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: chat })).status,
+      405,
+      `POST ${path}: 405`,
+    );
   }
   const { port } = new URL(admin);
   // as sent, not normalised by a client
   for (const path of ['/healthz/../v1/chat/completions', '/./model', 'model', '*']) {
-    const raw = await rawExchange(Number(port), `POST ${path} HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: ${chat.length}\r\nconnection: close\r\n\r\n${chat}`);
+    const raw = await rawExchange(
+      Number(port),
+      `POST ${path} HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: ${chat.length}\r\nconnection: close\r\n\r\n${chat}`,
+    );
     t.match(raw, /^HTTP\/1\.1 (400|404|405) /, `POST ${path} (raw): refused`);
   }
-  const absolute = await rawExchange(Number(port), `POST http://127.0.0.1:${h.sims.primary.port}/v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: ${chat.length}\r\nconnection: close\r\n\r\n${chat}`);
+  const absolute = await rawExchange(
+    Number(port),
+    `POST http://127.0.0.1:${h.sims.primary.port}/v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: ${chat.length}\r\nconnection: close\r\n\r\n${chat}`,
+  );
   t.match(absolute, /^HTTP\/1\.1 405 /, 'an absolute-form (proxy) request: 405');
-  const connectTunnel = await rawExchange(Number(port), `CONNECT 127.0.0.1:${h.sims.primary.port} HTTP/1.1\r\nhost: 127.0.0.1:${h.sims.primary.port}\r\n\r\n`, 2000);
+  const connectTunnel = await rawExchange(
+    Number(port),
+    `CONNECT 127.0.0.1:${h.sims.primary.port} HTTP/1.1\r\nhost: 127.0.0.1:${h.sims.primary.port}\r\n\r\n`,
+    2000,
+  );
   t.notMatch(connectTunnel, /^HTTP\/1\.1 200/, 'CONNECT opens no tunnel');
   t.equal(h.sims.primary.requests.length + h.sims.fallback.requests.length, 0, 'nothing reached a provider through the admin address');
   const status = await (await fetch(`${admin}/status`)).text();

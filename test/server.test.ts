@@ -21,7 +21,13 @@ t.test('bad requests get the OpenAI error shape with the right status, and nothi
     { name: 'a message without role', body: '{"messages": [{"content": "hi"}]}', status: 400, code: 'invalid_message' },
     { name: 'stream of the wrong type', body: JSON.stringify({ messages: HELLO, stream: 'yes' }), status: 400, code: 'invalid_type' },
     { name: 'model of the wrong type', body: JSON.stringify({ messages: HELLO, model: 4 }), status: 400, code: 'invalid_type' },
-    { name: 'wrong content type', body: 'messages=hi', headers: { 'content-type': 'application/x-www-form-urlencoded' }, status: 415, code: 'unsupported_media_type' },
+    {
+      name: 'wrong content type',
+      body: 'messages=hi',
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      status: 415,
+      code: 'unsupported_media_type',
+    },
   ];
   for (const c of cases) {
     const res = await post(url, c.body, c.headers);
@@ -32,7 +38,11 @@ t.test('bad requests get the OpenAI error shape with the right status, and nothi
   }
   t.equal(h.sims.primary.requests.length, 0);
   const metrics = await (await fetch(`${h.sidecar.adminUrl}/metrics`)).text();
-  t.match(metrics, /^llm_failover_rejected_requests_total\{status_code="400",code="missing_messages"\} 2$/m, 'rejections are counted by status and code');
+  t.match(
+    metrics,
+    /^llm_failover_rejected_requests_total\{status_code="400",code="missing_messages"\} 2$/m,
+    'rejections are counted by status and code',
+  );
   t.match(metrics, /^llm_failover_rejected_requests_total\{status_code="415",code="unsupported_media_type"\} 1$/m);
 });
 
@@ -53,7 +63,12 @@ t.test('an oversized body gets 413 before it is all read', async (t) => {
   const { startSidecar } = await import('../sidecar/runtime/main.ts');
   const { createLogger } = await import('../sidecar/observe/log.ts');
   const { backendYaml } = await import('./support/yaml.ts');
-  const plan = loadPlan([{ name: 't.yaml', text: `${backendYaml([{ name: 'p', group: 0 }], { p: 1 })}---\napiVersion: llm-failover.dev/v1alpha1\nkind: SidecarConfig\nspec:\n  listen: 127.0.0.1:0\n  admin: 127.0.0.1:0\n  maxBodyBytes: 4096\n` }]);
+  const plan = loadPlan([
+    {
+      name: 't.yaml',
+      text: `${backendYaml([{ name: 'p', group: 0 }], { p: 1 })}---\napiVersion: llm-failover.dev/v1alpha1\nkind: SidecarConfig\nspec:\n  listen: 127.0.0.1:0\n  admin: 127.0.0.1:0\n  maxBodyBytes: 4096\n`,
+    },
+  ]);
   const sidecar = await startSidecar({ plan, logger: createLogger('silent') });
   t.teardown(() => sidecar.close());
   const big = JSON.stringify({ messages: [{ role: 'user', content: 'x'.repeat(10_000) }] });
@@ -79,7 +94,12 @@ t.test('HTTP/2 with prior knowledge and HTTP/1.1 on the same port', async (t) =>
   const client = new Client(h.sidecar.url, { allowH2: true, useH2c: true } as ConstructorParameters<typeof Client>[1]);
   t.teardown(() => client.close());
   for (const stream of [false, true]) {
-    const res = await client.request({ path: '/model', method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ messages: HELLO, stream }) });
+    const res = await client.request({
+      path: '/model',
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ messages: HELLO, stream }),
+    });
     const text = await res.body.text();
     t.equal(res.statusCode, 200);
     t.equal(res.headers['x-llm-failover-provider'], 'primary');

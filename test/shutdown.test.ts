@@ -20,7 +20,11 @@ import { backendYaml, sidecarConfigYaml, TEST_KEY } from './support/yaml.ts';
 const LONG = Array.from({ length: 60 }, (_, i) => `word${i}`).join(' ');
 
 function chat(url: string, stream: boolean) {
-  return fetch(`${url}/model`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ messages: HELLO, stream }) });
+  return fetch(`${url}/model`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ messages: HELLO, stream }),
+  });
 }
 
 function configFile(yaml: string): string {
@@ -32,69 +36,78 @@ function configFile(yaml: string): string {
 
 const lastLine = (out: string) => out.trim().split('\n').at(-1) ?? '';
 
-t.test('drain grace ends: streams get a shutting-down error event, waiting requests a 503, nothing is retried elsewhere, exit 1', async (t) => {
-  const slow = await startOpenAISimulator({ model: 'slow', apiKey: TEST_KEY, chunkDelayMs: 100, reply: () => ({ content: LONG }) });
-  const fallback = await startOpenAISimulator({ model: 'fallback', apiKey: TEST_KEY });
-  t.teardown(() => Promise.all([slow.close(), fallback.close()]));
-  const config = configFile(
-    backendYaml(
-      [
-        { name: 'slow', group: 0 },
-        { name: 'fallback', group: 1 },
-      ],
-      { slow: slow.port, fallback: fallback.port },
-    ) + sidecarConfigYaml('  drainGrace: 500ms\n  maxConcurrentRequests: 3\n  maxQueuedRequests: 4\n'),
-  );
-  const child = await startChildSidecar(config);
-  t.teardown(() => child.kill());
+t.test(
+  'drain grace ends: streams get a shutting-down error event, waiting requests a 503, nothing is retried elsewhere, exit 1',
+  async (t) => {
+    const slow = await startOpenAISimulator({ model: 'slow', apiKey: TEST_KEY, chunkDelayMs: 100, reply: () => ({ content: LONG }) });
+    const fallback = await startOpenAISimulator({ model: 'fallback', apiKey: TEST_KEY });
+    t.teardown(() => Promise.all([slow.close(), fallback.close()]));
+    const config = configFile(
+      backendYaml(
+        [
+          { name: 'slow', group: 0 },
+          { name: 'fallback', group: 1 },
+        ],
+        { slow: slow.port, fallback: fallback.port },
+      ) + sidecarConfigYaml('  drainGrace: 500ms\n  maxConcurrentRequests: 3\n  maxQueuedRequests: 4\n'),
+    );
+    const child = await startChildSidecar(config);
+    t.teardown(() => child.kill());
 
-  // two committed streams, one non-streamed request waiting for its answer, one request queued for a slot
-  const streams = await Promise.all([chat(child.url, true), chat(child.url, true)]);
-  t.same(streams.map((r) => r.status), [200, 200], 'two streams committed');
-  const bodies = streams.map((r) => r.text().catch((err: Error) => `(cut: ${err.message})`));
-  slow.setFault({ kind: 'hang' }, { times: 1 });
-  const waiting = chat(child.url, false).catch(() => undefined);
-  t.ok(await eventually(() => slow.inFlight() === 3, 5000), 'a non-streamed request waits upstream');
-  const queued = chat(child.url, false).catch(() => undefined);
-  const inFlight = async () => metric(await (await fetch(`${child.adminUrl}/metrics`)).text(), 'llm_failover_requests_in_flight');
-  let seen: number | undefined;
-  for (let i = 0; i < 100 && seen !== 4; i++) seen = await inFlight();
-  t.equal(seen, 4, 'and a fourth waits in the queue');
+    // two committed streams, one non-streamed request waiting for its answer, one request queued for a slot
+    const streams = await Promise.all([chat(child.url, true), chat(child.url, true)]);
+    t.same(
+      streams.map((r) => r.status),
+      [200, 200],
+      'two streams committed',
+    );
+    const bodies = streams.map((r) => r.text().catch((err: Error) => `(cut: ${err.message})`));
+    slow.setFault({ kind: 'hang' }, { times: 1 });
+    const waiting = chat(child.url, false).catch(() => undefined);
+    t.ok(await eventually(() => slow.inFlight() === 3, 5000), 'a non-streamed request waits upstream');
+    const queued = chat(child.url, false).catch(() => undefined);
+    const inFlight = async () => metric(await (await fetch(`${child.adminUrl}/metrics`)).text(), 'llm_failover_requests_in_flight');
+    let seen: number | undefined;
+    for (let i = 0; i < 100 && seen !== 4; i++) seen = await inFlight();
+    t.equal(seen, 4, 'and a fourth waits in the queue');
 
-  child.kill('SIGTERM');
-  for (const [i, text] of (await Promise.all(bodies)).entries()) {
-    const events = sseData(text);
-    t.ok(streamedContent(text).length > 0, `stream ${i}: it had started`);
-    t.notOk(events.includes('[DONE]'), `stream ${i}: no [DONE]`);
-    const last = JSON.parse(events.at(-1) ?? '{}') as { error?: { code?: string; message?: string } };
-    t.equal(last.error?.code, 'sidecar_shutting_down', `stream ${i}: ends with the shutting-down error event`);
-    t.match(last.error?.message, /shutting down/, `stream ${i}: which says so`);
-  }
-  for (const [name, p] of [
-    ['waiting upstream', waiting],
-    ['queued', queued],
-  ] as const) {
-    const res = await p;
-    if (!res) {
-      t.fail(`${name}: no response at all`);
-      continue;
+    child.kill('SIGTERM');
+    for (const [i, text] of (await Promise.all(bodies)).entries()) {
+      const events = sseData(text);
+      t.ok(streamedContent(text).length > 0, `stream ${i}: it had started`);
+      t.notOk(events.includes('[DONE]'), `stream ${i}: no [DONE]`);
+      const last = JSON.parse(events.at(-1) ?? '{}') as { error?: { code?: string; message?: string } };
+      t.equal(last.error?.code, 'sidecar_shutting_down', `stream ${i}: ends with the shutting-down error event`);
+      t.match(last.error?.message, /shutting down/, `stream ${i}: which says so`);
     }
-    t.equal(res.status, 503, `${name}: 503`);
-    t.equal(res.headers.get('retry-after'), '1', `${name}: Retry-After`);
-    const body = (await res.json()) as { error?: { code?: string; message?: string } };
-    t.equal(body.error?.code, 'sidecar_shutting_down', `${name}: sidecar_shutting_down`);
-    t.match(body.error?.message, /shutting down/, `${name}: a message that says why`);
-  }
-  t.equal(await child.exited, 1, 'exit 1: requests were cut');
-  t.match(lastLine(child.out()), /shutdown: drain grace ended; cut 2 streams, refused 2 requests/, 'the last log line says what was cut');
-  t.ok(await eventually(() => slow.inFlight() === 0, 3000), 'every upstream request was aborted');
-  t.equal(fallback.requests.length, 0, 'no other model was tried');
-});
+    for (const [name, p] of [
+      ['waiting upstream', waiting],
+      ['queued', queued],
+    ] as const) {
+      const res = await p;
+      if (!res) {
+        t.fail(`${name}: no response at all`);
+        continue;
+      }
+      t.equal(res.status, 503, `${name}: 503`);
+      t.equal(res.headers.get('retry-after'), '1', `${name}: Retry-After`);
+      const body = (await res.json()) as { error?: { code?: string; message?: string } };
+      t.equal(body.error?.code, 'sidecar_shutting_down', `${name}: sidecar_shutting_down`);
+      t.match(body.error?.message, /shutting down/, `${name}: a message that says why`);
+    }
+    t.equal(await child.exited, 1, 'exit 1: requests were cut');
+    t.match(lastLine(child.out()), /shutdown: drain grace ended; cut 2 streams, refused 2 requests/, 'the last log line says what was cut');
+    t.ok(await eventually(() => slow.inFlight() === 0, 3000), 'every upstream request was aborted');
+    t.equal(fallback.requests.length, 0, 'no other model was tried');
+  },
+);
 
 t.test('everything drained within the grace: exit 0, and the last log line says so', async (t) => {
   const sim = await startOpenAISimulator({ model: 'm', apiKey: TEST_KEY, chunkDelayMs: 50 });
   t.teardown(() => sim.close());
-  const child = await startChildSidecar(configFile(backendYaml([{ name: 'm', group: 0 }], { m: sim.port }) + sidecarConfigYaml('  drainGrace: 5s\n')));
+  const child = await startChildSidecar(
+    configFile(backendYaml([{ name: 'm', group: 0 }], { m: sim.port }) + sidecarConfigYaml('  drainGrace: 5s\n')),
+  );
   t.teardown(() => child.kill());
   const res = await chat(child.url, true);
   child.kill('SIGTERM');
@@ -108,7 +121,15 @@ t.test('SIGHUP reloads the configuration; the stream in flight continues', async
   const b = await startOpenAISimulator({ model: 'model-b', apiKey: TEST_KEY });
   t.teardown(() => Promise.all([a.close(), b.close()]));
   const ports = { a: a.port, b: b.port };
-  const config = configFile(backendYaml([{ name: 'a', model: 'model-a', group: 0 }, { name: 'b', model: 'model-b', group: 1 }], ports));
+  const config = configFile(
+    backendYaml(
+      [
+        { name: 'a', model: 'model-a', group: 0 },
+        { name: 'b', model: 'model-b', group: 1 },
+      ],
+      ports,
+    ),
+  );
   const child = await startChildSidecar(config);
   t.teardown(() => child.kill());
 
@@ -120,11 +141,26 @@ t.test('SIGHUP reloads the configuration; the stream in flight continues', async
   t.match(child.out(), /"msg":"SIGHUP: [^"]*unchanged/, 'an unchanged configuration is said to be unchanged');
 
   // the file changes and SIGHUP says so (the watcher's own poll is 2 s away)
-  writeFileSync(config, backendYaml([{ name: 'b', model: 'model-b', group: 0 }, { name: 'a', model: 'model-a', group: 1 }], ports));
+  writeFileSync(
+    config,
+    backendYaml(
+      [
+        { name: 'b', model: 'model-b', group: 0 },
+        { name: 'a', model: 'model-a', group: 1 },
+      ],
+      ports,
+    ),
+  );
   child.kill('SIGHUP');
   t.ok(await eventually(() => /configuration 2 applied/.test(child.out()), 3000), 'the changed configuration is applied');
   // (the file watcher may have seen the change a moment before the signal did)
-  t.ok(await eventually(() => /SIGHUP: configuration re-read: (changed, now|unchanged, still) serving configuration 2/.test(child.out()), 3000), 'SIGHUP reports the configuration now served');
+  t.ok(
+    await eventually(
+      () => /SIGHUP: configuration re-read: (changed, now|unchanged, still) serving configuration 2/.test(child.out()),
+      3000,
+    ),
+    'SIGHUP reports the configuration now served',
+  );
   const fresh = await chat(child.url, false);
   t.equal(fresh.headers.get('x-llm-failover-provider'), 'b', 'new requests follow it');
   await fresh.text();

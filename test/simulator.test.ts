@@ -376,7 +376,11 @@ t.test('anthropic: status faults raise the typed SDK errors', async (t) => {
     t.equal(overloaded.status, 529);
     t.equal(overloaded.type, 'overloaded_error');
     t.match(overloaded.requestID, /^req_/);
-    t.match(overloaded.error, { type: 'error', error: { type: 'overloaded_error', message: 'Overloaded' }, request_id: overloaded.requestID });
+    t.match(overloaded.error, {
+      type: 'error',
+      error: { type: 'overloaded_error', message: 'Overloaded' },
+      request_id: overloaded.requestID,
+    });
   }
 
   sim.setFault({ kind: 'status', status: 429, headers: { 'retry-after': '7' } });
@@ -469,7 +473,13 @@ t.test("openai: a 429 is OpenAI's own: the type names the limit, every x-ratelim
   t.equal(rpm.status, 429);
   const rpmJson = (await rpm.json()) as { error: Record<string, unknown> };
   t.same(Object.keys(rpmJson.error), ['message', 'type', 'param', 'code'], 'the four fields, in order');
-  t.match(rpmJson.error, { type: 'requests', param: null, code: 'rate_limit_exceeded', message: /^Rate limit reached for gpt-sim in organization \S+ on requests per min \(RPM\): Limit 500, Used 500, Requested 1\. Please try again in 120ms\./ });
+  t.match(rpmJson.error, {
+    type: 'requests',
+    param: null,
+    code: 'rate_limit_exceeded',
+    message:
+      /^Rate limit reached for gpt-sim in organization \S+ on requests per min \(RPM\): Limit 500, Used 500, Requested 1\. Please try again in 120ms\./,
+  });
   t.same(
     Object.fromEntries([...rpm.headers].filter(([k]) => k.startsWith('x-ratelimit-'))),
     {
@@ -486,7 +496,9 @@ t.test("openai: a 429 is OpenAI's own: the type names the limit, every x-ratelim
 
   sim.setFault({ kind: 'status', status: 429, errorType: 'tokens' });
   const tpm = await post(url, body);
-  t.match(await tpm.json(), { error: { type: 'tokens', code: 'rate_limit_exceeded', message: /on tokens per min \(TPM\).*Please try again in 700ms/ } });
+  t.match(await tpm.json(), {
+    error: { type: 'tokens', code: 'rate_limit_exceeded', message: /on tokens per min \(TPM\).*Please try again in 700ms/ },
+  });
   t.equal(tpm.headers.get('x-ratelimit-remaining-tokens'), '50');
   t.equal(tpm.headers.get('x-ratelimit-reset-tokens'), '700ms', 'the tokens bucket is the one that ran out');
 
@@ -501,23 +513,32 @@ t.test("openai: a 429 is OpenAI's own: the type names the limit, every x-ratelim
   t.equal(quota.status, 429);
   t.same(await quota.json(), {
     error: {
-      message: 'You exceeded your current quota, please check your plan and billing details. For more information on this error, read the docs: https://platform.openai.com/docs/guides/error-codes/api-errors.',
+      message:
+        'You exceeded your current quota, please check your plan and billing details. For more information on this error, read the docs: https://platform.openai.com/docs/guides/error-codes/api-errors.',
       type: 'insufficient_quota',
       param: null,
       code: 'insufficient_quota',
     },
   });
-  t.equal([...quota.headers].filter(([k]) => k.startsWith('x-ratelimit-') || k === 'retry-after').length, 0, 'no rate-limit headers: no wait ends it');
+  t.equal(
+    [...quota.headers].filter(([k]) => k.startsWith('x-ratelimit-') || k === 'retry-after').length,
+    0,
+    'no rate-limit headers: no wait ends it',
+  );
   const sdk = await rejection(client.chat.completions.create(body));
   t.type(sdk, OpenAI.RateLimitError, 'the SDK raises it as a RateLimitError, as the real one');
   t.equal((sdk as InstanceType<typeof OpenAI.APIError>).code, 'insufficient_quota');
 });
 
-t.test("anthropic: a 429 carries retry-after and every anthropic-ratelimit-* header, resets in RFC 3339", async (t) => {
+t.test('anthropic: a 429 carries retry-after and every anthropic-ratelimit-* header, resets in RFC 3339', async (t) => {
   const { sim, client } = await anthropicSim(t);
   sim.setFault({ kind: 'status', status: 429 });
   const at = Date.now();
-  const res = await post(`${sim.url}/v1/messages`, { model: 'claude-sim', max_tokens: 10, messages: USER }, { 'x-api-key': 'k', 'anthropic-version': '2023-06-01' });
+  const res = await post(
+    `${sim.url}/v1/messages`,
+    { model: 'claude-sim', max_tokens: 10, messages: USER },
+    { 'x-api-key': 'k', 'anthropic-version': '2023-06-01' },
+  );
   t.equal(res.status, 429);
   t.match(await res.json(), { type: 'error', error: { type: 'rate_limit_error', message: /rate limit/ }, request_id: /^req_/ });
   t.equal(res.headers.get('retry-after'), '1');
@@ -543,7 +564,11 @@ const TOOL_USE = { type: 'tool_use', id: 'toolu_01A', name: 'get_weather', input
 const TOOL_RESULT = { type: 'tool_result', tool_use_id: 'toolu_01A', content: '18 degrees' };
 const TOOLS = [{ name: 'get_weather', description: 'Weather', input_schema: { type: 'object', properties: {} } }];
 const THINKING = { type: 'enabled', budget_tokens: 1024 };
-const TOOL_LOOP = [{ role: 'user', content: 'Weather in Paris?' }, { role: 'assistant', content: [TOOL_USE] }, { role: 'user', content: [TOOL_RESULT] }];
+const TOOL_LOOP = [
+  { role: 'user', content: 'Weather in Paris?' },
+  { role: 'assistant', content: [TOOL_USE] },
+  { role: 'user', content: [TOOL_RESULT] },
+];
 
 t.test('anthropic: requests are validated as strictly as Anthropic does, each refusal its real 400', async (t) => {
   const { sim } = await anthropicSim(t);
@@ -551,33 +576,183 @@ t.test('anthropic: requests are validated as strictly as Anthropic does, each re
   const headers = { 'x-api-key': 'k', 'anthropic-version': '2023-06-01' };
   const base = { model: 'claude-sim', max_tokens: 2048, messages: USER };
   const refused: [string, Record<string, unknown>, RegExp][] = [
-    ['thinking with tool_choice any', { ...base, thinking: THINKING, tools: TOOLS, tool_choice: { type: 'any' } }, /^Thinking may not be enabled when tool_choice forces tool use/],
-    ['thinking with tool_choice tool', { ...base, thinking: THINKING, tools: TOOLS, tool_choice: { type: 'tool', name: 'get_weather' } }, /^Thinking may not be enabled when tool_choice forces tool use/],
-    ['thinking with temperature 0.7', { ...base, thinking: THINKING, temperature: 0.7 }, /^`temperature` may only be set to 1 when thinking is enabled/],
-    ['thinking with temperature 0', { ...base, thinking: THINKING, temperature: 0 }, /^`temperature` may only be set to 1 when thinking is enabled/],
-    ['thinking with top_p 0.9', { ...base, thinking: THINKING, top_p: 0.9 }, /^`top_p` must be greater than or equal to 0\.95 or unset when thinking is enabled/],
+    [
+      'thinking with tool_choice any',
+      { ...base, thinking: THINKING, tools: TOOLS, tool_choice: { type: 'any' } },
+      /^Thinking may not be enabled when tool_choice forces tool use/,
+    ],
+    [
+      'thinking with tool_choice tool',
+      { ...base, thinking: THINKING, tools: TOOLS, tool_choice: { type: 'tool', name: 'get_weather' } },
+      /^Thinking may not be enabled when tool_choice forces tool use/,
+    ],
+    [
+      'thinking with temperature 0.7',
+      { ...base, thinking: THINKING, temperature: 0.7 },
+      /^`temperature` may only be set to 1 when thinking is enabled/,
+    ],
+    [
+      'thinking with temperature 0',
+      { ...base, thinking: THINKING, temperature: 0 },
+      /^`temperature` may only be set to 1 when thinking is enabled/,
+    ],
+    [
+      'thinking with top_p 0.9',
+      { ...base, thinking: THINKING, top_p: 0.9 },
+      /^`top_p` must be greater than or equal to 0\.95 or unset when thinking is enabled/,
+    ],
     ['thinking with top_k', { ...base, thinking: THINKING, top_k: 5 }, /^`top_k` must be unset when thinking is enabled/],
-    ['budget_tokens equal to max_tokens', { ...base, max_tokens: 1024, thinking: THINKING }, /^`max_tokens` must be greater than `thinking.budget_tokens`/],
-    ['budget_tokens above max_tokens', { ...base, max_tokens: 100, thinking: THINKING }, /^`max_tokens` must be greater than `thinking.budget_tokens`/],
-    ['budget_tokens below 1024', { ...base, thinking: { type: 'enabled', budget_tokens: 500 } }, /^thinking\.enabled\.budget_tokens: Input should be greater than or equal to 1024/],
-    ['thinking in a tool loop whose last assistant turn has no thinking block', { ...base, thinking: THINKING, tools: TOOLS, messages: TOOL_LOOP }, /^messages\.1\.content\.0\.type: Expected `thinking` or `redacted_thinking`, but found `tool_use`/],
+    [
+      'budget_tokens equal to max_tokens',
+      { ...base, max_tokens: 1024, thinking: THINKING },
+      /^`max_tokens` must be greater than `thinking.budget_tokens`/,
+    ],
+    [
+      'budget_tokens above max_tokens',
+      { ...base, max_tokens: 100, thinking: THINKING },
+      /^`max_tokens` must be greater than `thinking.budget_tokens`/,
+    ],
+    [
+      'budget_tokens below 1024',
+      { ...base, thinking: { type: 'enabled', budget_tokens: 500 } },
+      /^thinking\.enabled\.budget_tokens: Input should be greater than or equal to 1024/,
+    ],
+    [
+      'thinking in a tool loop whose last assistant turn has no thinking block',
+      { ...base, thinking: THINKING, tools: TOOLS, messages: TOOL_LOOP },
+      /^messages\.1\.content\.0\.type: Expected `thinking` or `redacted_thinking`, but found `tool_use`/,
+    ],
     ['temperature above 1', { ...base, temperature: 1.5 }, /^temperature: Input should be less than or equal to 1/],
-    ['a tool_use id with a dot', { ...base, messages: [TOOL_LOOP[0], { role: 'assistant', content: [{ ...TOOL_USE, id: 'call.1' }] }, { role: 'user', content: [{ ...TOOL_RESULT, tool_use_id: 'call.1' }] }] }, /^messages\.1\.content\.0\.tool_use\.id: String should match pattern '\^\[a-zA-Z0-9_-\]\+\$'/],
-    ['an empty tool_use id', { ...base, messages: [TOOL_LOOP[0], { role: 'assistant', content: [{ ...TOOL_USE, id: '' }] }, { role: 'user', content: [{ ...TOOL_RESULT, tool_use_id: '' }] }] }, /tool_use\.id: String should match pattern/],
-    ['a tool_result id with a colon', { ...base, messages: [TOOL_LOOP[0], TOOL_LOOP[1], { role: 'user', content: [{ ...TOOL_RESULT, tool_use_id: 'toolu:01A' }] }] }, /^messages\.2\.content\.0\.tool_result\.tool_use_id: String should match pattern/],
-    ['a tool_result for no tool_use of the previous assistant turn', { ...base, messages: [TOOL_LOOP[0], TOOL_LOOP[1], { role: 'user', content: [{ ...TOOL_RESULT, tool_use_id: 'toolu_other' }] }] }, /^messages\.2\.content\.0: unexpected `tool_use_id` found in `tool_result` blocks: toolu_other\. Each `tool_result` block must have a corresponding `tool_use` block in the previous message\./],
-    ['a tool_result with no assistant turn before it', { ...base, messages: [{ role: 'user', content: [TOOL_RESULT] }] }, /unexpected `tool_use_id` found in `tool_result` blocks: toolu_01A/],
-    ['a tool_use left unanswered by the next turn', { ...base, messages: [TOOL_LOOP[0], TOOL_LOOP[1], { role: 'user', content: 'never mind' }] }, /^messages\.2: `tool_use` ids were found without `tool_result` blocks immediately after: toolu_01A/],
-    ['two tool_use blocks with one id', { ...base, messages: [TOOL_LOOP[0], { role: 'assistant', content: [TOOL_USE, TOOL_USE] }, { role: 'user', content: [TOOL_RESULT] }] }, /^messages\.1\.content\.1: `tool_use` ids must be unique$/],
-    ['a tool_result after other content in its turn', { ...base, messages: [TOOL_LOOP[0], TOOL_LOOP[1], { role: 'user', content: [{ type: 'text', text: 'here:' }, TOOL_RESULT] }] }, /tool_result blocks must come first/],
-    ['an empty text block', { ...base, messages: [{ role: 'user', content: [{ type: 'text', text: '' }] }] }, /^messages: text content blocks must be non-empty$/],
-    ['a whitespace-only text block', { ...base, messages: [{ role: 'user', content: [{ type: 'text', text: 'hi' }, { type: 'text', text: ' \n\t' }] }] }, /^messages: text content blocks must contain non-whitespace text$/],
-    ['whitespace-only string content', { ...base, messages: [{ role: 'user', content: '   ' }] }, /^messages: text content blocks must contain non-whitespace text$/],
-    ['an empty user message', { ...base, messages: [{ role: 'user', content: '' }] }, /^messages\.0: all messages must have non-empty content except for the optional final assistant message$/],
-    ['an empty content list mid-conversation', { ...base, messages: [{ role: 'user', content: 'a' }, { role: 'assistant', content: [] }, { role: 'user', content: 'b' }] }, /^messages\.1: all messages must have non-empty content/],
-    ['a final assistant turn ending in whitespace', { ...base, messages: [{ role: 'user', content: 'a' }, { role: 'assistant', content: 'The answer is ' }] }, /^messages: final assistant content cannot end with trailing whitespace$/],
-    ['a final assistant text block ending in a newline', { ...base, messages: [{ role: 'user', content: 'a' }, { role: 'assistant', content: [{ type: 'text', text: 'x\n' }] }] }, /^messages: final assistant content cannot end with trailing whitespace$/],
-    ['the first message from the assistant', { ...base, messages: [{ role: 'assistant', content: 'hello' }, { role: 'user', content: 'hi' }] }, /^messages: first message must use the "user" role$/],
+    [
+      'a tool_use id with a dot',
+      {
+        ...base,
+        messages: [
+          TOOL_LOOP[0],
+          { role: 'assistant', content: [{ ...TOOL_USE, id: 'call.1' }] },
+          { role: 'user', content: [{ ...TOOL_RESULT, tool_use_id: 'call.1' }] },
+        ],
+      },
+      /^messages\.1\.content\.0\.tool_use\.id: String should match pattern '\^\[a-zA-Z0-9_-\]\+\$'/,
+    ],
+    [
+      'an empty tool_use id',
+      {
+        ...base,
+        messages: [
+          TOOL_LOOP[0],
+          { role: 'assistant', content: [{ ...TOOL_USE, id: '' }] },
+          { role: 'user', content: [{ ...TOOL_RESULT, tool_use_id: '' }] },
+        ],
+      },
+      /tool_use\.id: String should match pattern/,
+    ],
+    [
+      'a tool_result id with a colon',
+      { ...base, messages: [TOOL_LOOP[0], TOOL_LOOP[1], { role: 'user', content: [{ ...TOOL_RESULT, tool_use_id: 'toolu:01A' }] }] },
+      /^messages\.2\.content\.0\.tool_result\.tool_use_id: String should match pattern/,
+    ],
+    [
+      'a tool_result for no tool_use of the previous assistant turn',
+      { ...base, messages: [TOOL_LOOP[0], TOOL_LOOP[1], { role: 'user', content: [{ ...TOOL_RESULT, tool_use_id: 'toolu_other' }] }] },
+      /^messages\.2\.content\.0: unexpected `tool_use_id` found in `tool_result` blocks: toolu_other\. Each `tool_result` block must have a corresponding `tool_use` block in the previous message\./,
+    ],
+    [
+      'a tool_result with no assistant turn before it',
+      { ...base, messages: [{ role: 'user', content: [TOOL_RESULT] }] },
+      /unexpected `tool_use_id` found in `tool_result` blocks: toolu_01A/,
+    ],
+    [
+      'a tool_use left unanswered by the next turn',
+      { ...base, messages: [TOOL_LOOP[0], TOOL_LOOP[1], { role: 'user', content: 'never mind' }] },
+      /^messages\.2: `tool_use` ids were found without `tool_result` blocks immediately after: toolu_01A/,
+    ],
+    [
+      'two tool_use blocks with one id',
+      { ...base, messages: [TOOL_LOOP[0], { role: 'assistant', content: [TOOL_USE, TOOL_USE] }, { role: 'user', content: [TOOL_RESULT] }] },
+      /^messages\.1\.content\.1: `tool_use` ids must be unique$/,
+    ],
+    [
+      'a tool_result after other content in its turn',
+      { ...base, messages: [TOOL_LOOP[0], TOOL_LOOP[1], { role: 'user', content: [{ type: 'text', text: 'here:' }, TOOL_RESULT] }] },
+      /tool_result blocks must come first/,
+    ],
+    [
+      'an empty text block',
+      { ...base, messages: [{ role: 'user', content: [{ type: 'text', text: '' }] }] },
+      /^messages: text content blocks must be non-empty$/,
+    ],
+    [
+      'a whitespace-only text block',
+      {
+        ...base,
+        messages: [
+          {
+            role: 'user',
+            content: [
+              { type: 'text', text: 'hi' },
+              { type: 'text', text: ' \n\t' },
+            ],
+          },
+        ],
+      },
+      /^messages: text content blocks must contain non-whitespace text$/,
+    ],
+    [
+      'whitespace-only string content',
+      { ...base, messages: [{ role: 'user', content: '   ' }] },
+      /^messages: text content blocks must contain non-whitespace text$/,
+    ],
+    [
+      'an empty user message',
+      { ...base, messages: [{ role: 'user', content: '' }] },
+      /^messages\.0: all messages must have non-empty content except for the optional final assistant message$/,
+    ],
+    [
+      'an empty content list mid-conversation',
+      {
+        ...base,
+        messages: [
+          { role: 'user', content: 'a' },
+          { role: 'assistant', content: [] },
+          { role: 'user', content: 'b' },
+        ],
+      },
+      /^messages\.1: all messages must have non-empty content/,
+    ],
+    [
+      'a final assistant turn ending in whitespace',
+      {
+        ...base,
+        messages: [
+          { role: 'user', content: 'a' },
+          { role: 'assistant', content: 'The answer is ' },
+        ],
+      },
+      /^messages: final assistant content cannot end with trailing whitespace$/,
+    ],
+    [
+      'a final assistant text block ending in a newline',
+      {
+        ...base,
+        messages: [
+          { role: 'user', content: 'a' },
+          { role: 'assistant', content: [{ type: 'text', text: 'x\n' }] },
+        ],
+      },
+      /^messages: final assistant content cannot end with trailing whitespace$/,
+    ],
+    [
+      'the first message from the assistant',
+      {
+        ...base,
+        messages: [
+          { role: 'assistant', content: 'hello' },
+          { role: 'user', content: 'hi' },
+        ],
+      },
+      /^messages: first message must use the "user" role$/,
+    ],
     ['an empty system text block', { ...base, system: [{ type: 'text', text: '' }] }, /^system: text content blocks must be non-empty$/],
   ];
   for (const [name, body, message] of refused) {
@@ -589,14 +764,59 @@ t.test('anthropic: requests are validated as strictly as Anthropic does, each re
     t.match(json.error.message, message, `${name}: ${json.error.message}`);
   }
   const accepted: [string, Record<string, unknown>][] = [
-    ['thinking with temperature 1, top_p 0.95 and tool_choice auto', { ...base, thinking: THINKING, temperature: 1, top_p: 0.95, tools: TOOLS, tool_choice: { type: 'auto' } }],
+    [
+      'thinking with temperature 1, top_p 0.95 and tool_choice auto',
+      { ...base, thinking: THINKING, temperature: 1, top_p: 0.95, tools: TOOLS, tool_choice: { type: 'auto' } },
+    ],
     ['thinking disabled with tool_choice any', { ...base, thinking: { type: 'disabled' }, tools: TOOLS, tool_choice: { type: 'any' } }],
     ['a tool loop', { ...base, tools: TOOLS, messages: TOOL_LOOP }],
-    ['a tool loop with thinking handed back', { ...base, thinking: THINKING, tools: TOOLS, messages: [TOOL_LOOP[0], { role: 'assistant', content: [{ type: 'thinking', thinking: 'hmm', signature: 'sig' }, TOOL_USE] }, TOOL_LOOP[2]] }],
-    ['consecutive user messages (merged)', { ...base, messages: [{ role: 'user', content: 'a' }, { role: 'user', content: [{ type: 'text', text: 'b' }] }] }],
-    ['tool results split over consecutive user messages, then text', { ...base, messages: [TOOL_LOOP[0], TOOL_LOOP[1], TOOL_LOOP[2], { role: 'user', content: 'and tomorrow?' }] }],
-    ['a prefill without trailing whitespace', { ...base, messages: [{ role: 'user', content: 'a' }, { role: 'assistant', content: 'The answer is' }] }],
-    ['an empty final assistant turn', { ...base, messages: [{ role: 'user', content: 'a' }, { role: 'assistant', content: '' }] }],
+    [
+      'a tool loop with thinking handed back',
+      {
+        ...base,
+        thinking: THINKING,
+        tools: TOOLS,
+        messages: [
+          TOOL_LOOP[0],
+          { role: 'assistant', content: [{ type: 'thinking', thinking: 'hmm', signature: 'sig' }, TOOL_USE] },
+          TOOL_LOOP[2],
+        ],
+      },
+    ],
+    [
+      'consecutive user messages (merged)',
+      {
+        ...base,
+        messages: [
+          { role: 'user', content: 'a' },
+          { role: 'user', content: [{ type: 'text', text: 'b' }] },
+        ],
+      },
+    ],
+    [
+      'tool results split over consecutive user messages, then text',
+      { ...base, messages: [TOOL_LOOP[0], TOOL_LOOP[1], TOOL_LOOP[2], { role: 'user', content: 'and tomorrow?' }] },
+    ],
+    [
+      'a prefill without trailing whitespace',
+      {
+        ...base,
+        messages: [
+          { role: 'user', content: 'a' },
+          { role: 'assistant', content: 'The answer is' },
+        ],
+      },
+    ],
+    [
+      'an empty final assistant turn',
+      {
+        ...base,
+        messages: [
+          { role: 'user', content: 'a' },
+          { role: 'assistant', content: '' },
+        ],
+      },
+    ],
   ];
   for (const [name, body] of accepted) {
     const res = await post(url, body, headers);
@@ -724,7 +944,12 @@ for (const p of providers) {
 // ---- what real servers send: compression, JSON styles, reasoning, hand-made streams ----
 
 /** A streamed OpenAI request read to its end (or for `ms`, for streams that never end). */
-async function readStream(sim: SimulatedProvider, headers: Record<string, string> = {}, ms = 3000, body: Record<string, unknown> = {}): Promise<{ res: Response; text: string }> {
+async function readStream(
+  sim: SimulatedProvider,
+  headers: Record<string, string> = {},
+  ms = 3000,
+  body: Record<string, unknown> = {},
+): Promise<{ res: Response; text: string }> {
   const ac = new AbortController();
   const timer = setTimeout(() => ac.abort(), ms);
   const res = await post(`${sim.url}/v1/chat/completions`, { model: 'gpt-sim', messages: USER, stream: true, ...body }, headers, ac.signal);
@@ -750,17 +975,29 @@ t.test('compress: honours accept-encoding unless `always`; streams, bodies and e
     t.equal(identity.headers.get('content-encoding'), null, `${encoding}: identity asked, none sent`);
     const plain = await post(`${sim.url}/v1/chat/completions`, { model: 'gpt-sim', messages: USER }, { 'accept-encoding': encoding });
     t.equal(plain.headers.get('content-encoding'), encoding, `${encoding}: sent when admitted`);
-    t.equal(((await plain.json()) as { choices: { message: { content: string } }[] }).choices[0].message.content, 'Hello from gpt-sim', 'fetch decodes it');
+    t.equal(
+      ((await plain.json()) as { choices: { message: { content: string } }[] }).choices[0].message.content,
+      'Hello from gpt-sim',
+      'fetch decodes it',
+    );
     const chunks = [];
     for await (const c of await client.chat.completions.create({ model: 'gpt-sim', messages: USER, stream: true })) chunks.push(c);
-    t.equal(chunks.map((c) => c.choices[0]?.delta.content ?? '').join(''), 'Hello from gpt-sim', `${encoding}: the SDK reads the compressed stream`);
+    t.equal(
+      chunks.map((c) => c.choices[0]?.delta.content ?? '').join(''),
+      'Hello from gpt-sim',
+      `${encoding}: the SDK reads the compressed stream`,
+    );
 
     const { sim: always } = await openaiSim(t, { compress: { encoding, always: true } });
     const forced = await readStream(always, { 'accept-encoding': 'identity' });
     t.equal(forced.res.headers.get('content-encoding'), encoding, `${encoding}: always, whatever was asked`);
     t.match(forced.text, /data: \[DONE\]/);
     always.setFault({ kind: 'status', status: 429 }, { times: 1 });
-    const limited = await post(`${always.url}/v1/chat/completions`, { model: 'gpt-sim', messages: USER }, { 'accept-encoding': 'identity' });
+    const limited = await post(
+      `${always.url}/v1/chat/completions`,
+      { model: 'gpt-sim', messages: USER },
+      { 'accept-encoding': 'identity' },
+    );
     t.equal(limited.headers.get('content-encoding'), encoding, 'error bodies too');
     t.match(await limited.text(), /rate_limit_exceeded/);
   }
@@ -772,7 +1009,13 @@ t.test('openai: jsonStyle spaced and keyOrder reversed write what Python servers
   t.match(text, /"usage": \{/, 'spaced: ": " and ", "');
   t.match(text, /"object": "chat\.completion\.chunk", "id": "chatcmpl-/, 'keys reversed: id comes late');
   const chunks = [];
-  for await (const c of await client.chat.completions.create({ model: 'gpt-sim', messages: USER, stream: true, stream_options: { include_usage: true } })) chunks.push(c);
+  for await (const c of await client.chat.completions.create({
+    model: 'gpt-sim',
+    messages: USER,
+    stream: true,
+    stream_options: { include_usage: true },
+  }))
+    chunks.push(c);
   t.equal(chunks.map((c) => c.choices[0]?.delta.content ?? '').join(''), 'Hello from gpt-sim');
   t.ok(chunks.at(-1)?.usage?.completion_tokens, 'usage read');
   const res = await client.chat.completions.create({ model: 'gpt-sim', messages: USER });
@@ -804,24 +1047,34 @@ t.test('faults for honest streams: raw, keepAliveStall, errorThenDone, truncated
     const { text } = await readStream(sim, {}, 200);
     t.match(text, /"content":"Hello"/);
     t.notMatch(text, /\[DONE\]/, `${as}: never ends`);
-    t.ok(((as === 'comment' ? text.match(/^: keep-alive$/gm) : text.match(/"delta":\{\}/g))?.length ?? 0) >= 3, `${as}: keep-alives keep coming`);
+    t.ok(
+      ((as === 'comment' ? text.match(/^: keep-alive$/gm) : text.match(/"delta":\{\}/g))?.length ?? 0) >= 3,
+      `${as}: keep-alives keep coming`,
+    );
   }
   await waitFor(() => sim.inFlight() === 0);
 
   sim.setFault({ kind: 'errorThenDone' }, { times: 1 });
   const errored = (await readStream(sim)).text;
-  t.match(errored, /"content":"Hello"[\s\S]*data: \{"id":"chatcmpl-[^"]+","object":"chat\.completion\.chunk".*"error":\{[\s\S]*data: \[DONE\]\n\n$/, 'content, a chunk-shaped error, then [DONE]');
+  t.match(
+    errored,
+    /"content":"Hello"[\s\S]*data: \{"id":"chatcmpl-[^"]+","object":"chat\.completion\.chunk".*"error":\{[\s\S]*data: \[DONE\]\n\n$/,
+    'content, a chunk-shaped error, then [DONE]',
+  );
 
   sim.setFault({ kind: 'truncatedChunk' }, { times: 1 });
   const cut = (await readStream(sim)).text;
-  const bad = cut.split('\n\n').filter((e) => e.startsWith('data: ') && e !== 'data: [DONE]').filter((e) => {
-    try {
-      JSON.parse(e.slice(6));
-      return false;
-    } catch {
-      return true;
-    }
-  });
+  const bad = cut
+    .split('\n\n')
+    .filter((e) => e.startsWith('data: ') && e !== 'data: [DONE]')
+    .filter((e) => {
+      try {
+        JSON.parse(e.slice(6));
+        return false;
+      } catch {
+        return true;
+      }
+    });
   t.equal(bad.length, 1, 'one chunk cut short');
   t.match(cut, /data: \[DONE\]\n\n$/, 'and the stream goes on to its end');
 
@@ -829,7 +1082,12 @@ t.test('faults for honest streams: raw, keepAliveStall, errorThenDone, truncated
   claude.setFault({ kind: 'keepAliveStall', afterChunks: 1, everyMs: 20, as: 'event' }, { times: 1 });
   const ac = new AbortController();
   setTimeout(() => ac.abort(), 200);
-  const res = await post(`${claude.url}/v1/messages`, { model: 'claude-sim', max_tokens: 10, messages: USER, stream: true }, { 'x-api-key': 'k', 'anthropic-version': '2023-06-01' }, ac.signal);
+  const res = await post(
+    `${claude.url}/v1/messages`,
+    { model: 'claude-sim', max_tokens: 10, messages: USER, stream: true },
+    { 'x-api-key': 'k', 'anthropic-version': '2023-06-01' },
+    ac.signal,
+  );
   let text = '';
   try {
     for await (const c of res.body!) text += Buffer.from(c).toString();

@@ -11,7 +11,18 @@ import type { ChatRequest } from '../sidecar/translate/provider.ts';
 import { SseParser } from '../sidecar/translate/sse.ts';
 import { backendYaml } from './support/yaml.ts';
 
-const PLAN = loadPlan([{ name: 't.yaml', text: backendYaml([{ name: 'oa', model: 'gpt-4o', group: 0 }, { name: 'an', kind: 'anthropic', model: 'claude-x', group: 1 }], { oa: 1, an: 2 }) }]);
+const PLAN = loadPlan([
+  {
+    name: 't.yaml',
+    text: backendYaml(
+      [
+        { name: 'oa', model: 'gpt-4o', group: 0 },
+        { name: 'an', kind: 'anthropic', model: 'claude-x', group: 1 },
+      ],
+      { oa: 1, an: 2 },
+    ),
+  },
+]);
 const [OPENAI_TARGET] = PLAN.backends[0].groups.flat();
 
 /** A client request, read and checked as the handler does. */
@@ -23,12 +34,19 @@ function parsed(raw: Buffer): ChatRequest | undefined {
 t.test('SseParser: a stream whose last event ends with "\\r\\r" (CR line ends) delivers that event', async (t) => {
   const parser = new SseParser();
   const events = parser.push(Buffer.from('data: a\r\rdata: [DONE]\r\r'));
-  t.same(events.map((e) => e.data), ['a', '[DONE]']);
+  t.same(
+    events.map((e) => e.data),
+    ['a', '[DONE]'],
+  );
 });
 
 t.test('an OpenAI stream event whose data spans several lines is re-framed as valid SSE', async (t) => {
   const parser = new SseParser();
-  const [event] = parser.push(Buffer.from('data: {"id":"x","object":"chat.completion.chunk","choices":[{"index":0,\ndata: "delta":{"content":"hi"},"finish_reason":null}]}\n\n'));
+  const [event] = parser.push(
+    Buffer.from(
+      'data: {"id":"x","object":"chat.completion.chunk","choices":[{"index":0,\ndata: "delta":{"content":"hi"},"finish_reason":null}]}\n\n',
+    ),
+  );
   const req = parsed(Buffer.from(JSON.stringify({ messages: [{ role: 'user', content: 'hi' }], stream: true })))!;
   const step = openaiAdapter.streamTranslator(req, OPENAI_TARGET).push(event);
   const client = new SseParser().push(Buffer.from(step.out ?? ''));

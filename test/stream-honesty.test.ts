@@ -11,7 +11,7 @@ import { Pools } from '../sidecar/send/pools.ts';
 import { startOpenAISimulator } from '../simulator/index.ts';
 import { type Harness, HELLO, startHarness } from './support/harness.ts';
 import { post, sseData, streamedContent } from './support/wire.ts';
-import { backendYaml, type ModelSpec, } from './support/yaml.ts';
+import { backendYaml, type ModelSpec } from './support/yaml.ts';
 
 const TWO: ModelSpec[] = [
   { name: 'primary', group: 0 },
@@ -40,9 +40,16 @@ function record(h: Harness) {
 }
 
 const sse = (data: string) => `data: ${data}\n\n`;
-const ROLE = sse('{"id":"c1","object":"chat.completion.chunk","model":"primary","choices":[{"index":0,"delta":{"role":"assistant","content":""},"finish_reason":null}]}');
-const TEXT = (s: string) => sse(`{"id":"c1","object":"chat.completion.chunk","model":"primary","choices":[{"index":0,"delta":{"content":${JSON.stringify(s)}},"finish_reason":null}]}`);
-const FINISH = sse('{"id":"c1","object":"chat.completion.chunk","model":"primary","choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}');
+const ROLE = sse(
+  '{"id":"c1","object":"chat.completion.chunk","model":"primary","choices":[{"index":0,"delta":{"role":"assistant","content":""},"finish_reason":null}]}',
+);
+const TEXT = (s: string) =>
+  sse(
+    `{"id":"c1","object":"chat.completion.chunk","model":"primary","choices":[{"index":0,"delta":{"content":${JSON.stringify(s)}},"finish_reason":null}]}`,
+  );
+const FINISH = sse(
+  '{"id":"c1","object":"chat.completion.chunk","model":"primary","choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}',
+);
 const DONE = sse('[DONE]');
 
 // ---- 1. a stream that proved nothing ----
@@ -74,8 +81,13 @@ t.test('a stream with no content and no finish reason is a failed attempt: it fa
 t.test('events without a choices array are not forwarded; the usage chunk (choices: []) is', async (t) => {
   const h = await startHarness([{ name: 'primary', group: 0 }]);
   t.teardown(() => h.close());
-  const usage = sse('{"id":"c1","object":"chat.completion.chunk","model":"primary","choices":[],"usage":{"prompt_tokens":3,"completion_tokens":2,"total_tokens":5}}');
-  h.sims.primary.setFault({ kind: 'raw', body: [ROLE, TEXT('Hel'), sse('{"foo":"bar"}'), TEXT('lo'), sse('{"object":"keepalive"}'), FINISH, usage, DONE] });
+  const usage = sse(
+    '{"id":"c1","object":"chat.completion.chunk","model":"primary","choices":[],"usage":{"prompt_tokens":3,"completion_tokens":2,"total_tokens":5}}',
+  );
+  h.sims.primary.setFault({
+    kind: 'raw',
+    body: [ROLE, TEXT('Hel'), sse('{"foo":"bar"}'), TEXT('lo'), sse('{"object":"keepalive"}'), FINISH, usage, DONE],
+  });
   const res = await streamRaw(h);
   t.equal(res.status, 200);
   t.notMatch(res.text, /foo|keepalive/, 'no event without choices reaches the client');
@@ -84,7 +96,10 @@ t.test('events without a choices array are not forwarded; the usage chunk (choic
   const chunks = [];
   for await (const c of await h.client.chat.completions.create({ model: NO_MODEL, messages: HELLO, stream: true })) chunks.push(c);
   t.equal(chunks.map((c) => c.choices[0]?.delta.content ?? '').join(''), 'Hello');
-  t.ok(chunks.every((c) => Array.isArray(c.choices)), 'every chunk the app sees has choices');
+  t.ok(
+    chunks.every((c) => Array.isArray(c.choices)),
+    'every chunk the app sees has choices',
+  );
 });
 
 // ---- 2. a non-streamed answer that proved nothing ----
@@ -113,7 +128,9 @@ t.test('after the first token, keep-alives are no progress: the stream ends with
   ];
   for (const c of cases) {
     await t.test(c.name, async (t) => {
-      const h = await startHarness([{ name: 'primary', group: 0, kind: c.kind }], { policy: '  timeouts:\n    streamIdle: 300ms\n    request: 20s' });
+      const h = await startHarness([{ name: 'primary', group: 0, kind: c.kind }], {
+        policy: '  timeouts:\n    streamIdle: 300ms\n    request: 20s',
+      });
       t.teardown(() => h.close());
       const r = record(h);
       h.sims.primary.setFault({ kind: 'keepAliveStall', afterChunks: 1, everyMs: 50, as: c.as });
@@ -129,7 +146,20 @@ t.test('after the first token, keep-alives are no progress: the stream ends with
 
 t.test('a thinking model streaming thinking deltas is not idle', async (t) => {
   // guard for the rule above: thinking is progress, though the client sees none of it
-  const h = await startHarness([{ name: 'primary', group: 0, kind: 'anthropic', sim: { chunkDelayMs: 80, reply: () => ({ thinking: 'one two three four five six seven eight nine ten', content: 'Done thinking' }) } }], { policy: '  timeouts:\n    streamIdle: 400ms\n    firstToken: 10s' });
+  const h = await startHarness(
+    [
+      {
+        name: 'primary',
+        group: 0,
+        kind: 'anthropic',
+        sim: {
+          chunkDelayMs: 80,
+          reply: () => ({ thinking: 'one two three four five six seven eight nine ten', content: 'Done thinking' }),
+        },
+      },
+    ],
+    { policy: '  timeouts:\n    streamIdle: 400ms\n    firstToken: 10s' },
+  );
   t.teardown(() => h.close());
   const res = await streamRaw(h);
   t.equal(streamedContent(res.text), 'Done thinking');
@@ -137,7 +167,10 @@ t.test('a thinking model streaming thinking deltas is not idle', async (t) => {
 });
 
 t.test('the request deadline holds after the commit point: a stream still making progress ends with the error event', async (t) => {
-  const h = await startHarness([{ name: 'primary', group: 0, sim: { chunkDelayMs: 50, reply: () => ({ content: 'word '.repeat(200) }) } }], { policy: '  timeouts:\n    streamIdle: 5s\n    request: 600ms' });
+  const h = await startHarness(
+    [{ name: 'primary', group: 0, sim: { chunkDelayMs: 50, reply: () => ({ content: 'word '.repeat(200) }) } }],
+    { policy: '  timeouts:\n    streamIdle: 5s\n    request: 600ms' },
+  );
   t.teardown(() => h.close());
   const r = record(h);
   const res = await streamRaw(h, {}, 5000);
@@ -158,7 +191,11 @@ t.test('before the commit point, the deadline running out is a 504 that blames n
     const res = await post(`${h.sidecar.url}/model`, { messages: HELLO, stream });
     t.equal(res.status, 504, `stream=${stream}`);
     t.equal(res.json.error?.code, 'request_deadline_exceeded');
-    t.same(((res.json.error?.attempts ?? []) as { reason: string }[]).map((a) => a.reason), ['deadline_exceeded'], `stream=${stream}: the attempt ran out of the request's time, not its own`);
+    t.same(
+      ((res.json.error?.attempts ?? []) as { reason: string }[]).map((a) => a.reason),
+      ['deadline_exceeded'],
+      `stream=${stream}: the attempt ran out of the request's time, not its own`,
+    );
     t.equal(h.sims.fallback.requests.length, 0, 'no attempt started without time left');
   }
 });
@@ -166,7 +203,10 @@ t.test('before the commit point, the deadline running out is a 504 that blames n
 // ---- 4. compressed answers ----
 
 t.test('every upstream request asks for identity; a server that compresses when allowed is then answered plainly', async (t) => {
-  const h = await startHarness([{ name: 'primary', group: 0, sim: { compress: { encoding: 'gzip' } } }, { name: 'fallback', group: 1 }]);
+  const h = await startHarness([
+    { name: 'primary', group: 0, sim: { compress: { encoding: 'gzip' } } },
+    { name: 'fallback', group: 1 },
+  ]);
   t.teardown(() => h.close());
   for (const stream of [false, true]) {
     const res = await post(`${h.sidecar.url}/model`, { messages: HELLO, stream });
@@ -179,7 +219,10 @@ t.test('every upstream request asks for identity; a server that compresses when 
 t.test('a gzip or br answer sent anyway is decoded, streamed and not, and counts as a success', async (t) => {
   for (const encoding of ['gzip', 'br', 'deflate'] as const) {
     await t.test(encoding, async (t) => {
-      const h = await startHarness([{ name: 'primary', group: 0, sim: { compress: { encoding, always: true } } }, { name: 'fallback', group: 1 }]);
+      const h = await startHarness([
+        { name: 'primary', group: 0, sim: { compress: { encoding, always: true } } },
+        { name: 'fallback', group: 1 },
+      ]);
       t.teardown(() => h.close());
       const r = record(h);
       const plain = await h.client.chat.completions.create({ model: NO_MODEL, messages: HELLO });
@@ -189,7 +232,7 @@ t.test('a gzip or br answer sent anyway is decoded, streamed and not, and counts
       t.equal(streamedContent(res.text), 'Hello from primary', 'streamed');
       t.match(res.text, /data: \[DONE\]\n\n$/);
       t.same(r.outcomes(), ['primary:success', 'primary:success'], 'no failover, nothing charged to the model');
-      t.ok(r.attempts[1].usage, 'the stream\'s usage is read');
+      t.ok(r.attempts[1].usage, "the stream's usage is read");
       // a compressed error body is read too: a client error is handed back legibly
       h.sims.primary.setFault({ kind: 'status', status: 400, message: 'Invalid value for temperature.' }, { times: 1 });
       const bad = await post(`${h.sidecar.url}/model`, { messages: HELLO });
@@ -200,7 +243,13 @@ t.test('a gzip or br answer sent anyway is decoded, streamed and not, and counts
 });
 
 t.test('a compressed stream is decoded as it arrives: content before a stall reaches the client', async (t) => {
-  const h = await startHarness([{ name: 'primary', group: 0, sim: { compress: { encoding: 'gzip', always: true } } }, { name: 'fallback', group: 1 }], { policy: '  timeouts:\n    streamIdle: 300ms' });
+  const h = await startHarness(
+    [
+      { name: 'primary', group: 0, sim: { compress: { encoding: 'gzip', always: true } } },
+      { name: 'fallback', group: 1 },
+    ],
+    { policy: '  timeouts:\n    streamIdle: 300ms' },
+  );
   t.teardown(() => h.close());
   h.sims.primary.setFault({ kind: 'stallMidStream', afterChunks: 2 });
   const res = await streamRaw(h);
@@ -249,11 +298,11 @@ t.test('a request naming a model goes out byte for byte but for the model: big s
     t.equal(res.status, 200);
     const got = h.sims.primary.requests.at(-1);
     t.equal(got?.body.model, 'primary', 'the provider sees its model');
-    t.match(got?.raw, /"seed": ?12345678901234567890/, 'the seed\'s 20 digits, as sent');
+    t.match(got?.raw, /"seed": ?12345678901234567890/, "the seed's 20 digits, as sent");
     t.match(got?.raw, /"temperature": ?1\.0/, '1.0 as sent');
     t.equal(got?.raw, expected, 'nothing else changed');
   }
-  t.equal(h.sims.primary.requests[2].body.metadata.model, 'nested stays', 'a nested model key is not the request\'s');
+  t.equal(h.sims.primary.requests[2].body.metadata.model, 'nested stays', "a nested model key is not the request's");
 });
 
 t.test('deep nesting beside a client model is forwarded as is, no longer refused', async (t) => {
@@ -268,7 +317,11 @@ t.test('deep nesting beside a client model is forwarded as is, no longer refused
 // ---- 6. every OpenAI chunk is read ----
 
 t.test('spaced JSON (as Python servers write it) and other key orders: usage is read, content is whole', async (t) => {
-  for (const sim of [{ jsonStyle: 'spaced' as const }, { keyOrder: 'reversed' as const }, { jsonStyle: 'spaced' as const, keyOrder: 'reversed' as const }]) {
+  for (const sim of [
+    { jsonStyle: 'spaced' as const },
+    { keyOrder: 'reversed' as const },
+    { jsonStyle: 'spaced' as const, keyOrder: 'reversed' as const },
+  ]) {
     const h = await startHarness([{ name: 'primary', group: 0, sim }]);
     t.teardown(() => h.close());
     const r = record(h);
@@ -284,7 +337,10 @@ t.test('spaced JSON (as Python servers write it) and other key orders: usage is 
 
 t.test('an error object after content, even inside a chunk and followed by [DONE], ends the stream with the error event', async (t) => {
   for (const sim of [{}, { jsonStyle: 'spaced' as const }]) {
-    const h = await startHarness([{ name: 'primary', group: 0, sim }, { name: 'fallback', group: 1 }]);
+    const h = await startHarness([
+      { name: 'primary', group: 0, sim },
+      { name: 'fallback', group: 1 },
+    ]);
     t.teardown(() => h.close());
     const r = record(h);
     h.sims.primary.setFault({ kind: 'errorThenDone' });
@@ -292,7 +348,7 @@ t.test('an error object after content, even inside a chunk and followed by [DONE
     t.equal(res.status, 200, 'the stream had started');
     t.match(streamedContent(res.text), /^Hello/);
     t.match(res.text, /"code":"stream_interrupted"/, 'the error event');
-    t.notMatch(res.text, /\[DONE\]/, 'no [DONE]: the upstream\'s terminator after its error is not passed on');
+    t.notMatch(res.text, /\[DONE\]/, "no [DONE]: the upstream's terminator after its error is not passed on");
     t.same(r.outcomes(), ['primary:stream_error'], 'counted as a failure');
     await t.rejects(
       (async () => {

@@ -22,7 +22,9 @@ async function collect(stream: AsyncIterable<{ choices: { delta: { content?: str
 t.test('a streamed answer arrives chunk by chunk, ending in [DONE]', async (t) => {
   const h = await startHarness([{ name: 'primary', group: 0 }]);
   t.teardown(() => h.close());
-  const { data: stream, response } = await h.client.chat.completions.create({ model: NO_MODEL, messages: HELLO, stream: true, stream_options: { include_usage: true } }).withResponse();
+  const { data: stream, response } = await h.client.chat.completions
+    .create({ model: NO_MODEL, messages: HELLO, stream: true, stream_options: { include_usage: true } })
+    .withResponse();
   t.match(response.headers.get('content-type'), /text\/event-stream/);
   t.equal(response.headers.get('x-llm-failover-provider'), 'primary');
   const chunks = [];
@@ -30,7 +32,11 @@ t.test('a streamed answer arrives chunk by chunk, ending in [DONE]', async (t) =
   t.ok(chunks.length > 3, 'several chunks');
   t.equal(chunks.map((c) => c.choices[0]?.delta.content ?? '').join(''), 'Hello from primary');
   t.ok(chunks.at(-1)?.usage, 'the usage chunk the client asked for is forwarded');
-  const raw = await fetch(`${h.sidecar.url}/model`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ messages: HELLO, stream: true }) });
+  const raw = await fetch(`${h.sidecar.url}/model`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ messages: HELLO, stream: true }),
+  });
   t.match(await raw.text(), /data: \[DONE\]\n\n$/);
 });
 
@@ -38,9 +44,21 @@ t.test('failures before the first content chunk fail over inside the stream', as
   const h = await startHarness(TWO, { policy: '  timeouts:\n    firstToken: 400ms\n    streamIdle: 5s' });
   t.teardown(() => h.close());
   const cases = [
-    { name: 'in-stream error event before the first token', fault: { kind: 'errorEventBeforeFirstToken' as const }, reason: 'stream_error' },
-    { name: 'first token slower than its timeout', fault: { kind: 'slowFirstToken' as const, delayMs: 2000 }, reason: 'first_token_timeout' },
-    { name: 'stall after the role chunk, before content', fault: { kind: 'stallMidStream' as const, afterChunks: 0 }, reason: 'first_token_timeout' },
+    {
+      name: 'in-stream error event before the first token',
+      fault: { kind: 'errorEventBeforeFirstToken' as const },
+      reason: 'stream_error',
+    },
+    {
+      name: 'first token slower than its timeout',
+      fault: { kind: 'slowFirstToken' as const, delayMs: 2000 },
+      reason: 'first_token_timeout',
+    },
+    {
+      name: 'stall after the role chunk, before content',
+      fault: { kind: 'stallMidStream' as const, afterChunks: 0 },
+      reason: 'first_token_timeout',
+    },
     { name: '503 before the stream starts', fault: { kind: 'status' as const, status: 503 }, reason: 'upstream_5xx' },
     { name: 'malformed SSE event', fault: { kind: 'invalidJson' as const }, reason: 'bad_response' },
     { name: 'connection reset', fault: { kind: 'reset' as const }, reason: 'connect_reset' },
@@ -75,7 +93,11 @@ t.test('after the first content chunk a failure ends the stream with an error ev
     await t.test(c.name, async (t) => {
       h.sidecar.health.set(h.sidecar.health.models()[0], 'healthy', 'test reset');
       h.sims.primary.setFault(c.fault);
-      const res = await fetch(`${h.sidecar.url}/model`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ messages: HELLO, stream: true }) });
+      const res = await fetch(`${h.sidecar.url}/model`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ messages: HELLO, stream: true }),
+      });
       t.equal(res.status, 200, 'the stream had started');
       const text = await res.text();
       t.match(text, /"content":"Hello"/, 'the content sent before the fault arrived');
@@ -97,7 +119,12 @@ t.test('a client that goes away stops the upstream request and starts no other',
   for (const stream of [false, true]) {
     h.sims.primary.setFault({ kind: 'hang' });
     const controller = new AbortController();
-    const pending = fetch(`${h.sidecar.url}/model`, { method: 'POST', signal: controller.signal, headers: { 'content-type': 'application/json' }, body: JSON.stringify({ messages: HELLO, stream }) });
+    const pending = fetch(`${h.sidecar.url}/model`, {
+      method: 'POST',
+      signal: controller.signal,
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ messages: HELLO, stream }),
+    });
     while (h.sims.primary.inFlight() === 0) await new Promise((r) => setTimeout(r, 5));
     controller.abort();
     await t.rejects(pending);

@@ -31,14 +31,17 @@ const THREE = [
   { name: 'third', group: 2 },
 ];
 
-
 t.test('a request that failed over twice reads as a story: one SERVER span, three CLIENT attempts, two switch events', async (t) => {
   const { finished, tracerProvider } = tracing();
   const h = await startHarness(THREE, { tracerProvider });
   t.teardown(() => h.close());
   h.sims.first.setFault({ kind: 'status', status: 503 });
   h.sims.second.setFault({ kind: 'refuse' });
-  const res = await post(`${h.sidecar.url}/model`, { messages: HELLO, stream_options: undefined }, { traceparent: `00-${CLIENT_TRACE}-${CLIENT_SPAN}-01` });
+  const res = await post(
+    `${h.sidecar.url}/model`,
+    { messages: HELLO, stream_options: undefined },
+    { traceparent: `00-${CLIENT_TRACE}-${CLIENT_SPAN}-01` },
+  );
   t.equal(res.status, 200);
 
   const spans = await finished();
@@ -48,19 +51,34 @@ t.test('a request that failed over twice reads as a story: one SERVER span, thre
   t.equal(server.spanContext().traceId, CLIENT_TRACE, "it continues the app's trace");
   t.equal(server.parentSpanContext?.spanId, CLIENT_SPAN, "its parent is the app's span");
   t.same(
-    [server.attributes['http.response.status_code'], server.attributes['llm_failover.attempts'], server.attributes['llm_failover.served_by'], server.attributes['llm_failover.outcome']],
+    [
+      server.attributes['http.response.status_code'],
+      server.attributes['llm_failover.attempts'],
+      server.attributes['llm_failover.served_by'],
+      server.attributes['llm_failover.outcome'],
+    ],
     [200, 3, 'third', 'ok'],
   );
   t.same(
-    server.events.map((e) => [e.name, e.attributes?.['llm_failover.switch.from'], e.attributes?.['llm_failover.switch.to'], e.attributes?.['llm_failover.switch.reason']]),
+    server.events.map((e) => [
+      e.name,
+      e.attributes?.['llm_failover.switch.from'],
+      e.attributes?.['llm_failover.switch.to'],
+      e.attributes?.['llm_failover.switch.reason'],
+    ]),
     [
       ['llm_failover.switch', 'first', 'second', 'upstream_5xx'],
       ['llm_failover.switch', 'second', 'third', 'connect_refused'],
     ],
   );
 
-  const attempts = spans.filter((s) => s.kind === SPAN_KIND.CLIENT && s.spanContext().traceId === CLIENT_TRACE).sort((a, b) => Number(a.attributes['llm_failover.attempt']) - Number(b.attributes['llm_failover.attempt']));
-  t.same(attempts.map((s) => s.name), ['chat first', 'chat second', 'chat third']);
+  const attempts = spans
+    .filter((s) => s.kind === SPAN_KIND.CLIENT && s.spanContext().traceId === CLIENT_TRACE)
+    .sort((a, b) => Number(a.attributes['llm_failover.attempt']) - Number(b.attributes['llm_failover.attempt']));
+  t.same(
+    attempts.map((s) => s.name),
+    ['chat first', 'chat second', 'chat third'],
+  );
   for (const [i, s] of attempts.entries()) {
     t.equal(s.parentSpanContext?.spanId, server.spanContext().spanId, `attempt ${i + 1} is a child of the request`);
     t.equal(s.attributes['gen_ai.operation.name'], 'chat');
@@ -69,11 +87,14 @@ t.test('a request that failed over twice reads as a story: one SERVER span, thre
     t.equal(s.attributes['llm_failover.priority_group'], i + 1);
     t.equal(s.attributes['llm_failover.health_state'], 'healthy');
   }
-  t.same(attempts.map((s) => [s.attributes['error.type'], s.status.code]), [
-    ['upstream_5xx', STATUS.ERROR],
-    ['connect_refused', STATUS.ERROR],
-    [undefined, STATUS.UNSET],
-  ]);
+  t.same(
+    attempts.map((s) => [s.attributes['error.type'], s.status.code]),
+    [
+      ['upstream_5xx', STATUS.ERROR],
+      ['connect_refused', STATUS.ERROR],
+      [undefined, STATUS.UNSET],
+    ],
+  );
   const served = attempts[2];
   t.equal(served.attributes['gen_ai.request.model'], 'third');
   t.equal(served.attributes['gen_ai.response.model'], 'third');
@@ -86,7 +107,12 @@ t.test('streams record the time to first chunk', async (t) => {
   const { finished, tracerProvider } = tracing();
   const h = await startHarness([{ name: 'only', group: 0 }], { tracerProvider });
   t.teardown(() => h.close());
-  const stream = await h.client.chat.completions.create({ model: undefined as unknown as string, messages: HELLO, stream: true, stream_options: { include_usage: true } });
+  const stream = await h.client.chat.completions.create({
+    model: undefined as unknown as string,
+    messages: HELLO,
+    stream: true,
+    stream_options: { include_usage: true },
+  });
   for await (const _ of stream);
   const attempt = (await finished()).find((s) => s.kind === SPAN_KIND.CLIENT)!;
   t.type(attempt.attributes['gen_ai.response.time_to_first_chunk'], 'number');
@@ -96,7 +122,11 @@ t.test('streams record the time to first chunk', async (t) => {
 
 t.test('a health transition is its own trace, linked to the attempt or probe that caused it', async (t) => {
   const { finished, tracerProvider } = tracing();
-  const h = await startHarness(THREE.slice(0, 2), { policy: '  health:\n    probe:\n      interval: 100ms\n      timeout: 300ms\n      jitterPercent: 0\n', tracerProvider, probes: true });
+  const h = await startHarness(THREE.slice(0, 2), {
+    policy: '  health:\n    probe:\n      interval: 100ms\n      timeout: 300ms\n      jitterPercent: 0\n',
+    tracerProvider,
+    probes: true,
+  });
   t.teardown(() => h.close());
   // caused by a user request: a refused connection marks the model down at once
   h.sims.first.setFault({ kind: 'refuse' });
@@ -151,7 +181,9 @@ t.test('nothing sensitive in any span, metric, log line, /status or error: keys,
     }
   }
   await post(`${h.sidecar.url}/model`, { messages }, { authorization: `Bearer ${CLIENT_TOKEN}` });
-  const spans = JSON.stringify((await finished()).map((s) => ({ name: s.name, attributes: s.attributes, events: s.events, links: s.links, status: s.status })));
+  const spans = JSON.stringify(
+    (await finished()).map((s) => ({ name: s.name, attributes: s.attributes, events: s.events, links: s.links, status: s.status })),
+  );
   const metrics = await (await fetch(`${h.sidecar.adminUrl}/metrics`)).text();
   const status = await (await fetch(`${h.sidecar.adminUrl}/status`)).text();
   const everything = { spans, metrics, status, logs: h.logs.join(''), responses: bodies.join('\n') };
@@ -173,13 +205,41 @@ t.test('metrics: attempts, switches, model state, probes, durations, tokens', as
   const text = await (await fetch(`${h.sidecar.adminUrl}/metrics`)).text();
   const value = (re: RegExp) => Number(text.match(re)?.[1]);
   t.equal(value(/^llm_failover_switches_total\{backend="model-failover",from="first",to="second",reason="upstream_5xx"\} (\d+)$/m), 3);
-  t.equal(value(/^llm_failover_upstream_attempts_total\{backend="model-failover",provider="first",model="first",group="1",outcome="upstream_5xx",status_class="5xx"\} (\d+)$/m), 3);
-  t.equal(value(/^llm_failover_upstream_attempts_total\{backend="model-failover",provider="second",model="second",group="2",outcome="success",status_class="2xx"\} (\d+)$/m), 3);
-  t.equal(value(/^llm_failover_model_state\{backend="model-failover",provider="first",model="first",group="1",state="open"\} (\d+)$/m), 1, 'the breaker opened');
-  t.equal(value(/^llm_failover_model_state\{backend="model-failover",provider="first",model="first",group="1",state="healthy"\} (\d+)$/m), 0);
-  t.equal(value(/^llm_failover_requests_total\{route="\/model",backend="model-failover",stream="false",outcome="ok",status_code="200"\} (\d+)$/m), 3);
-  t.equal(value(/^llm_failover_request_duration_seconds_count\{route="\/model",backend="model-failover",stream="false",outcome="ok"\} (\d+)$/m), 3);
-  t.ok(value(/^llm_failover_token_usage_count\{backend="model-failover",provider="second",model="second",group="2",token_type="output"\} (\d+)$/m) === 3, 'token usage per answer');
+  t.equal(
+    value(
+      /^llm_failover_upstream_attempts_total\{backend="model-failover",provider="first",model="first",group="1",outcome="upstream_5xx",status_class="5xx"\} (\d+)$/m,
+    ),
+    3,
+  );
+  t.equal(
+    value(
+      /^llm_failover_upstream_attempts_total\{backend="model-failover",provider="second",model="second",group="2",outcome="success",status_class="2xx"\} (\d+)$/m,
+    ),
+    3,
+  );
+  t.equal(
+    value(/^llm_failover_model_state\{backend="model-failover",provider="first",model="first",group="1",state="open"\} (\d+)$/m),
+    1,
+    'the breaker opened',
+  );
+  t.equal(
+    value(/^llm_failover_model_state\{backend="model-failover",provider="first",model="first",group="1",state="healthy"\} (\d+)$/m),
+    0,
+  );
+  t.equal(
+    value(/^llm_failover_requests_total\{route="\/model",backend="model-failover",stream="false",outcome="ok",status_code="200"\} (\d+)$/m),
+    3,
+  );
+  t.equal(
+    value(/^llm_failover_request_duration_seconds_count\{route="\/model",backend="model-failover",stream="false",outcome="ok"\} (\d+)$/m),
+    3,
+  );
+  t.ok(
+    value(
+      /^llm_failover_token_usage_count\{backend="model-failover",provider="second",model="second",group="2",token_type="output"\} (\d+)$/m,
+    ) === 3,
+    'token usage per answer',
+  );
   t.equal(value(/^llm_failover_breaker_state\{backend="model-failover",provider="first",state="open"\} (\d+)$/m), 1);
   t.match(text, /^llm_failover_requests_in_flight 0$/m);
   t.match(text, /^process_resident_memory_bytes \d+/m, 'process metrics too');

@@ -78,8 +78,16 @@ t.test('each signal sets its own flag, and only that one', async (t) => {
         r.active.onProbe(r.model('a'), probe(false));
       },
     ],
-    ['a real 429', 'cooldown', (r) => r.passive.onFailure(r.model('a'), failure('rate_limited', { status: 429, retryAfterMs: 5_000 }), r.backend.settings)],
-    ['a probe 429 with Retry-After', 'cooldown', (r) => r.active.onProbe(r.model('a'), probe(false, { failure: failure('rate_limited', { status: 429, retryAfterMs: 5_000 }) }))],
+    [
+      'a real 429',
+      'cooldown',
+      (r) => r.passive.onFailure(r.model('a'), failure('rate_limited', { status: 429, retryAfterMs: 5_000 }), r.backend.settings),
+    ],
+    [
+      'a probe 429 with Retry-After',
+      'cooldown',
+      (r) => r.active.onProbe(r.model('a'), probe(false, { failure: failure('rate_limited', { status: 429, retryAfterMs: 5_000 }) })),
+    ],
     [
       'two slow first tokens',
       'slow',
@@ -103,7 +111,8 @@ t.test('a cooldown ending does not clear an open breaker (probes on: the trial i
   useMockClock(t);
   const r = rig(t, unitPlan(TWO), { trialByProbe: true });
   const a = r.model('a');
-  for (let i = 0; i < a.health.breaker.consecutiveFailures; i++) r.passive.onFailure(a, failure('upstream_5xx', { status: 503 }), r.backend.settings);
+  for (let i = 0; i < a.health.breaker.consecutiveFailures; i++)
+    r.passive.onFailure(a, failure('upstream_5xx', { status: 503 }), r.backend.settings);
   await settle();
   r.passive.onFailure(a, failure('overloaded', { status: 529 }), r.backend.settings);
   t.same(r.view.flagsOf(a), ['breaker', 'cooldown'], 'open, with an assumed cooldown under it');
@@ -127,7 +136,8 @@ t.test('a breaker closing does not clear a probe verdict', async (t) => {
   r.active.onProbe(a, probe(false));
   t.equal(r.view.state(a), 'unhealthy', 'the probes say down');
   // nothing else usable: last-resort requests fail on it until its breaker opens
-  for (let i = 0; i < a.health.breaker.consecutiveFailures; i++) r.passive.onFailure(a, failure('upstream_5xx', { status: 503 }), r.backend.settings);
+  for (let i = 0; i < a.health.breaker.consecutiveFailures; i++)
+    r.passive.onFailure(a, failure('upstream_5xx', { status: 503 }), r.backend.settings);
   await settle();
   t.same(r.view.flagsOf(a), ['breaker', 'probe'], 'open, over the verdict');
   tick(a.health.breaker.resetTimeoutMs);
@@ -136,7 +146,11 @@ t.test('a breaker closing does not clear a probe verdict', async (t) => {
   await settle();
   t.equal(r.breakers.stats(a)?.state, 'closed', 'the trial closed the breaker');
   t.equal(r.view.state(a), 'unhealthy', 'the probe verdict stands: unhealthy, not healthy');
-  t.match(r.transitions.at(-1), { from: 'open', to: 'unhealthy', cause: /breaker closed: the trial succeeded; still unhealthy: probe failed/ }, 'the event says what is left');
+  t.match(
+    r.transitions.at(-1),
+    { from: 'open', to: 'unhealthy', cause: /breaker closed: the trial succeeded; still unhealthy: probe failed/ },
+    'the event says what is left',
+  );
   t.equal(r.view.get(a).probe.okStreak, 0, 'the transition started the streak over');
   r.active.onProbe(a, probe(true));
   t.equal(r.view.state(a), 'unhealthy', 'one more good probe is not enough');
@@ -152,7 +166,8 @@ t.test('a real success heals what real traffic took down, not the probes verdict
 
   r.passive.onFailure(a, failure('connect_refused'), r.backend.settings);
   r.passive.onFailure(a, failure('rate_limited', { status: 429 }), r.backend.settings);
-  for (let i = 0; i < a.health.breaker.consecutiveFailures; i++) r.passive.onFailure(a, failure('upstream_5xx', { status: 503 }), r.backend.settings);
+  for (let i = 0; i < a.health.breaker.consecutiveFailures; i++)
+    r.passive.onFailure(a, failure('upstream_5xx', { status: 503 }), r.backend.settings);
   await settle();
   t.same(r.view.flagsOf(a), ['breaker', 'passive', 'cooldown'], 'real traffic set three flags');
   const before = r.transitions.length;
@@ -200,7 +215,11 @@ t.test('probes off: a hard failure ends with its cooldown, and a cooldown with i
   t.same(r.order(), ['b'], 'not even a last resort');
   tick(s.cooldownAfterFailureMs);
   t.same(r.view.flagsOf(a), ['cooldown'], 'the hard failure ended by itself ...');
-  t.match(r.transitions.at(-1), { from: 'unhealthy', to: 'cooling', cause: /unhealthy ended; still cooling: rate_limited/ }, '... revealing the cooldown');
+  t.match(
+    r.transitions.at(-1),
+    { from: 'unhealthy', to: 'cooling', cause: /unhealthy ended; still cooling: rate_limited/ },
+    '... revealing the cooldown',
+  );
   tick(s.cooldownAfterFailureMs * 2);
   t.equal(r.view.state(a), 'healthy', 'then the wait ended too');
   t.match(r.transitions.at(-1), { from: 'cooling', to: 'healthy', cause: 'cooling ended' });
@@ -222,7 +241,7 @@ t.test('events only when the derived state changes; since moves whenever a flag 
   r.passive.onFailure(a, failure('rate_limited', { status: 429, retryAfterMs: 2_000 }), s);
   t.equal(r.transitions.length, 1, 'a cooldown under it: no event');
   t.equal(r.view.get(a).since, downAt + 1_000, 'but since moved (a flag holding it out changed)');
-  t.equal(r.view.get(a).cause, 'connect_refused', 'the cause is the deciding flag\'s');
+  t.equal(r.view.get(a).cause, 'connect_refused', "the cause is the deciding flag's");
   tick(1_000);
   r.passive.onFailure(a, failure('dns'), s);
   t.equal(r.transitions.length, 1, 'the same flag renewed: no event');
@@ -293,7 +312,13 @@ t.test('/status lists the flags that hold a model out; /metrics has a gauge per 
   monitor.breakers.trip(a, 'test: tripped');
   monitor.passive.onFailure(a, failure('rate_limited', { status: 429, retryAfterMs: 30_000 }), backend.settings);
   const probes = { mode: () => ({ using: 'none', note: null }) } as unknown as ProbeScheduler;
-  const doc = statusOf({ ready: () => true, backends: () => plan.backends, monitor: () => monitor, probes: () => probes, metrics: () => undefined as never });
+  const doc = statusOf({
+    ready: () => true,
+    backends: () => plan.backends,
+    monitor: () => monitor,
+    probes: () => probes,
+    metrics: () => undefined as never,
+  });
   const [sa, sb] = doc.backends[0].groups.flatMap((g) => g.models);
   t.equal(sa.state, 'open');
   t.same(
@@ -308,7 +333,8 @@ t.test('/status lists the flags that hold a model out; /metrics has a gauge per 
 
   const registry = createMetrics(events, { current: () => ({ plan, monitor }), inFlight: () => 0 });
   const text = await registry.metrics();
-  const gauge = (model: string, flag: string) => text.match(new RegExp(`^llm_failover_model_flag\\{[^}]*provider="${model}"[^}]*flag="${flag}"\\} (\\d)$`, 'm'))?.[1];
+  const gauge = (model: string, flag: string) =>
+    text.match(new RegExp(`^llm_failover_model_flag\\{[^}]*provider="${model}"[^}]*flag="${flag}"\\} (\\d)$`, 'm'))?.[1];
   t.equal(gauge(a.name, 'breaker'), '1', 'a breaker: 1');
   t.equal(gauge(a.name, 'cooldown'), '1', 'a cooldown: 1');
   t.equal(gauge(a.name, 'probe'), '0', 'a probe: 0');
@@ -337,9 +363,27 @@ t.test('the status table names the flags when more than one holds a model', asyn
   });
   const doc: StatusDoc = {
     ready: true,
-    backends: [{ name: 'b', namespace: 'ns', groups: [{ priority: 1, models: [model('x', 'open', 'breaker opened: 5 attempts failed in a row', ['breaker', 'cooldown']), model('y', 'cooling', 'rate_limited (upstream 429)', ['cooldown'])] }] }],
+    backends: [
+      {
+        name: 'b',
+        namespace: 'ns',
+        groups: [
+          {
+            priority: 1,
+            models: [
+              model('x', 'open', 'breaker opened: 5 attempts failed in a row', ['breaker', 'cooldown']),
+              model('y', 'cooling', 'rate_limited (upstream 429)', ['cooldown']),
+            ],
+          },
+        ],
+      },
+    ],
   };
   const text = renderStatus(doc, { now, colour: false });
-  t.match(text, /x .* breaker\+cooldown: breaker opened: 5 attempts failed in a row\n/, 'two flags: both named, then the cause of the first');
+  t.match(
+    text,
+    /x .* breaker\+cooldown: breaker opened: 5 attempts failed in a row\n/,
+    'two flags: both named, then the cause of the first',
+  );
   t.match(text, /y .* 5s .* rate_limited \(upstream 429\)\n/, 'one flag: the cause says it');
 });

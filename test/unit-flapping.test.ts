@@ -42,7 +42,16 @@ t.test('10 % random failures under steady traffic: no flapping, never out for go
     await t.test(`seed ${seed}`, async (t) => {
       useMockClock(t);
       const random = seeded(seed);
-      const r = rig(t, unitPlan([{ name: 'primary', group: 0 }, { name: 'fallback', group: 1 }], PROBES_OFF));
+      const r = rig(
+        t,
+        unitPlan(
+          [
+            { name: 'primary', group: 0 },
+            { name: 'fallback', group: 1 },
+          ],
+          PROBES_OFF,
+        ),
+      );
       const primary = r.model('primary');
       const fallback = r.model('fallback');
       const settings = r.backend.settings;
@@ -71,9 +80,15 @@ t.test('10 % random failures under steady traffic: no flapping, never out for go
       const requests = MINUTE_MS / STEP_MS;
       const events = ofPrimary();
       const opens = events.filter((e) => e.to === 'open');
-      t.ok(failures > requests * 0.05 && failures < requests * 0.15, `about 10 % of the primary's attempts failed (${failures} of about ${requests})`);
+      t.ok(
+        failures > requests * 0.05 && failures < requests * 0.15,
+        `about 10 % of the primary's attempts failed (${failures} of about ${requests})`,
+      );
       t.equal(unserved, 0, 'every request was served (the fallback took the failed ones)');
-      t.ok(events.length <= MAX_TRANSITIONS, `at most ${MAX_TRANSITIONS} transitions in the minute (${events.map((e) => `${e.to}@${e.at - start}ms`).join(', ') || 'none'})`);
+      t.ok(
+        events.length <= MAX_TRANSITIONS,
+        `at most ${MAX_TRANSITIONS} transitions in the minute (${events.map((e) => `${e.to}@${e.at - start}ms`).join(', ') || 'none'})`,
+      );
       for (const open of opens) {
         const back = events.find((e) => e.at > open.at && e.to === 'healthy');
         const outFor = (back?.at ?? Date.now()) - open.at;

@@ -93,7 +93,7 @@ t.test('earliestRecovery: the Retry-After every refusal carries', async (t) => {
   r.view.set(a, 'healthy', 'test');
 
   r.view.set(b, 'unhealthy', 'test: refused');
-  t.equal(r.view.earliestRecovery(all), T0 + intervalMs, "a down model: its next probe, one interval from now");
+  t.equal(r.view.earliestRecovery(all), T0 + intervalMs, 'a down model: its next probe, one interval from now');
   tick(3_000);
   t.equal(r.view.earliestRecovery(all), Date.now() + intervalMs, 'still an interval from now (the probe comes every interval)');
 
@@ -102,7 +102,7 @@ t.test('earliestRecovery: the Retry-After every refusal carries', async (t) => {
   await settle();
   t.equal(r.view.state(c), 'open', 'c open');
   const openedAt = Date.now();
-  t.equal(r.view.earliestRecovery([c]), openedAt + resetTimeoutMs, "an open breaker: its trial");
+  t.equal(r.view.earliestRecovery([c]), openedAt + resetTimeoutMs, 'an open breaker: its trial');
   tick(4_000);
   t.equal(r.view.earliestRecovery([c]), openedAt + resetTimeoutMs, 'the trial does not move as time passes');
   t.equal(r.view.earliestRecovery(all), Math.min(openedAt + resetTimeoutMs, Date.now() + intervalMs), 'several: the earliest');
@@ -234,7 +234,8 @@ t.test("every failure reason's effect on its model", async (t) => {
     const fires = r.breakers.stats(a)?.failures ?? -1;
     const seen: Effect = state === 'cooling' ? 'cool' : state === 'unhealthy' ? 'down' : fires > 0 ? 'breaker' : 'none';
     t.equal(seen, effect, `${reason}: ${effect}`);
-    if (effect === 'cool') t.equal(h.until, Date.now() + settings.cooldownAfterFailureMs, `${reason}: no Retry-After, the default cooldown`);
+    if (effect === 'cool')
+      t.equal(h.until, Date.now() + settings.cooldownAfterFailureMs, `${reason}: no Retry-After, the default cooldown`);
     if (effect === 'down') t.equal(h.until, undefined, `${reason}: down until a probe says otherwise (probes on)`);
     if (effect === 'breaker') t.equal(state, 'healthy', `${reason}: one failure does not take the model out`);
     if (effect === 'none') t.equal(h.failures, 0, `${reason}: not even counted against the model`);
@@ -250,7 +251,11 @@ t.test('429 and 529: the stated wait, or the default cooldown', async (t) => {
   t.match(r.view.get(a), { state: 'cooling', until: T0 + 30_000, statedWait: true }, '429 with Retry-After: cooling for exactly that long');
   t.equal(r.view.isHeldBack(a), true, 'and held back (not called even as a last resort)');
   r.passive.onFailure(b, failure('rate_limited', { status: 429 }), settings);
-  t.match(r.view.get(b), { state: 'cooling', until: T0 + settings.cooldownAfterFailureMs, statedWait: false }, '429 without Retry-After: the default cooldown');
+  t.match(
+    r.view.get(b),
+    { state: 'cooling', until: T0 + settings.cooldownAfterFailureMs, statedWait: false },
+    '429 without Retry-After: the default cooldown',
+  );
   t.equal(r.view.isHeldBack(b), false, 'a guessed wait holds nothing back');
   tick(settings.cooldownAfterFailureMs);
   t.equal(r.view.state(b), 'healthy', 'the default cooldown ends by itself');
@@ -282,7 +287,11 @@ t.test('breaker off: a passing fault cools the model for the failure cooldown', 
   const r = rig(t, unitPlan(TWO, '  health:\n    breaker:\n      enabled: false\n'));
   const a = r.model('a');
   r.passive.onFailure(a, failure('upstream_5xx', { status: 502 }), r.backend.settings);
-  t.match(r.view.get(a), { state: 'cooling', until: T0 + r.backend.settings.cooldownAfterFailureMs, statedWait: false }, 'cooling on a guess');
+  t.match(
+    r.view.get(a),
+    { state: 'cooling', until: T0 + r.backend.settings.cooldownAfterFailureMs, statedWait: false },
+    'cooling on a guess',
+  );
   t.equal(r.view.isHeldBack(a), false, 'so still a last resort');
 });
 
@@ -382,35 +391,35 @@ t.test("the breaker's half-open trial: one success closes it, one failure reopen
 // by itself the view said healthy while the opossum breaker was still open, so every failure was
 // rejected uncounted and the model kept all the traffic until resetTimeout. The cooldown and the
 // breaker are separate flags now: the wait ending leaves the breaker's flag, and the model, open.
-t.test(
-  'a model whose cooldown ended while its breaker was open is still out, and stays out under failures',
-  async (t) => {
-    useMockClock(t);
-    const r = rig(t, unitPlan(TWO, PROBES_OFF));
-    const a = r.model('a');
-    const s = r.backend.settings;
-    const { consecutiveFailures } = a.health.breaker;
-    for (let i = 0; i < consecutiveFailures; i++) r.passive.onFailure(a, failure('upstream_5xx', { status: 503 }), s);
+t.test('a model whose cooldown ended while its breaker was open is still out, and stays out under failures', async (t) => {
+  useMockClock(t);
+  const r = rig(t, unitPlan(TWO, PROBES_OFF));
+  const a = r.model('a');
+  const s = r.backend.settings;
+  const { consecutiveFailures } = a.health.breaker;
+  for (let i = 0; i < consecutiveFailures; i++) r.passive.onFailure(a, failure('upstream_5xx', { status: 503 }), s);
+  await settle();
+  t.equal(r.view.state(a), 'open', 'open');
+  tick(2_000);
+  // nothing else usable at this moment: a is tried as a last resort and answers 429, Retry-After 1 s
+  r.passive.onFailure(a, failure('rate_limited', { status: 429, retryAfterMs: 1_000 }), s);
+  t.equal(r.view.state(a), 'open', 'open outranks cooling');
+  t.same(r.view.flagsOf(a), ['breaker', 'cooldown'], 'both flags are set: the breaker, and the stated wait');
+  t.equal(r.view.isHeldBack(a), true, 'inside the stated wait: not even a last resort');
+  tick(1_000);
+  t.equal(r.view.state(a), 'open', 'the stated wait is over: still open (the breaker is)');
+  t.same(r.view.flagsOf(a), ['breaker'], 'only the cooldown cleared');
+  t.equal(r.breakers.stats(a)?.state, 'open', 'and the view agrees with opossum');
+  for (let i = 0; i < consecutiveFailures; i++) {
+    r.passive.onFailure(a, failure('upstream_5xx', { status: 503 }), s);
     await settle();
-    t.equal(r.view.state(a), 'open', 'open');
-    tick(2_000);
-    // nothing else usable at this moment: a is tried as a last resort and answers 429, Retry-After 1 s
-    r.passive.onFailure(a, failure('rate_limited', { status: 429, retryAfterMs: 1_000 }), s);
-    t.equal(r.view.state(a), 'open', 'open outranks cooling');
-    t.same(r.view.flagsOf(a), ['breaker', 'cooldown'], 'both flags are set: the breaker, and the stated wait');
-    t.equal(r.view.isHeldBack(a), true, 'inside the stated wait: not even a last resort');
-    tick(1_000);
-    t.equal(r.view.state(a), 'open', 'the stated wait is over: still open (the breaker is)');
-    t.same(r.view.flagsOf(a), ['breaker'], 'only the cooldown cleared');
-    t.equal(r.breakers.stats(a)?.state, 'open', 'and the view agrees with opossum');
-    for (let i = 0; i < consecutiveFailures; i++) {
-      r.passive.onFailure(a, failure('upstream_5xx', { status: 503 }), s);
-      await settle();
-    }
-    t.notOk(r.view.isUsable(a), `${consecutiveFailures} more failures: still out (state: ${r.view.state(a)}, breaker: ${r.breakers.stats(a)?.state})`);
-    t.same(r.firstPicks(3), ['b', 'b', 'b'], 'and traffic goes to the fallback');
-  },
-);
+  }
+  t.notOk(
+    r.view.isUsable(a),
+    `${consecutiveFailures} more failures: still out (state: ${r.view.state(a)}, breaker: ${r.breakers.stats(a)?.state})`,
+  );
+  t.same(r.firstPicks(3), ['b', 'b', 'b'], 'and traffic goes to the fallback');
+});
 
 // ---------------------------------------------------------------------------------------------
 // active health: probes

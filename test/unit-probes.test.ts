@@ -28,7 +28,14 @@ const FOUR = [
 const NO_NETWORK = { for: () => ({ request: () => Promise.reject(new Error('no network in the unit tier')) }) } as unknown as Pools;
 
 function scheduler(t: { teardown(fn: () => void): void }, r: Rig, pools: Pools = NO_NETWORK): ProbeScheduler {
-  const s = new ProbeScheduler(r.plan.backends, r.view, r.active, { pools, adapters: ADAPTERS as Record<ModelTarget['provider'], ProviderAdapter> }, r.events, () => Date.now());
+  const s = new ProbeScheduler(
+    r.plan.backends,
+    r.view,
+    r.active,
+    { pools, adapters: ADAPTERS as Record<ModelTarget['provider'], ProviderAdapter> },
+    r.events,
+    () => Date.now(),
+  );
   t.teardown(() => s.stop());
   return s;
 }
@@ -181,7 +188,11 @@ function fakeUpstream(listStatus: number) {
       request: async (opts: { path: string; method: string }) => {
         calls.push(`${model.name} ${opts.method} ${opts.path}`);
         if (opts.method === 'GET') {
-          return { statusCode: listStatus, headers: { 'content-type': 'application/json' }, body: body(JSON.stringify({ error: { message: 'no such route' } })) };
+          return {
+            statusCode: listStatus,
+            headers: { 'content-type': 'application/json' },
+            body: body(JSON.stringify({ error: { message: 'no such route' } })),
+          };
         }
         return { statusCode: 200, headers: { 'content-type': 'text/event-stream' }, body: body(sse) };
       },

@@ -37,7 +37,8 @@ t.test('priority order: every request starts in the first group, and walks the g
     t.same(order.slice(5), ['f'], 'then group 2, and nothing twice');
   }
   const cursor = r.balancer.cursor(r.backend);
-  for (let pick = cursor.next(); pick; pick = cursor.next()) t.equal(pick.lastResort, false, `${pick.model.name}: usable, not a last resort`);
+  for (let pick = cursor.next(); pick; pick = cursor.next())
+    t.equal(pick.lastResort, false, `${pick.model.name}: usable, not a last resort`);
 });
 
 t.test('round robin inside a group is even, and shared by all requests', async (t) => {
@@ -135,7 +136,8 @@ t.test("never a model inside its provider's stated Retry-After, not even as a la
 
   // every model waiting out a stated Retry-After: nothing is called at all
   r.passive.onFailure(r.model('b'), failure('rate_limited', { status: 429, retryAfterMs: 20_000 }), settings);
-  for (const name of ['c', 'd', 'e', 'f']) r.passive.onFailure(r.model(name), failure('overloaded', { status: 529, retryAfterMs: 40_000 }), settings);
+  for (const name of ['c', 'd', 'e', 'f'])
+    r.passive.onFailure(r.model(name), failure('overloaded', { status: 529, retryAfterMs: 40_000 }), settings);
   t.same(r.order(), [], 'all held back: no attempt (the app gets a 429 with Retry-After)');
   t.equal(r.view.earliestRecovery(r.backend.groups.flat()), T0 + 20_000, "the Retry-After is the earliest stated wait's end");
 
@@ -190,7 +192,8 @@ t.test('probes on: the half-open trial is the probe, never a user request', asyn
   useMockClock(t);
   const r = rig(t, unitPlan(MODELS), { trialByProbe: true });
   const a = r.model('a');
-  for (let i = 0; i < a.health.breaker.consecutiveFailures; i++) r.passive.onFailure(a, failure('upstream_5xx', { status: 503 }), r.backend.settings);
+  for (let i = 0; i < a.health.breaker.consecutiveFailures; i++)
+    r.passive.onFailure(a, failure('upstream_5xx', { status: 503 }), r.backend.settings);
   tick(a.health.breaker.resetTimeoutMs);
   t.same(r.halfOpened, ['a'], 'half-open');
   t.notOk(r.firstPicks(60).includes('a'), 'no request is the guinea pig');
@@ -208,7 +211,8 @@ t.test('the same trial through the real HealthMonitor wiring (no prober handed i
   const backend = plan.backends[0];
   const a = backend.groups[0][0];
   const balancer = new Balancer(monitor.view);
-  for (let i = 0; i < a.health.breaker.consecutiveFailures; i++) monitor.passive.onFailure(a, failure('upstream_5xx', { status: 503 }), backend.settings);
+  for (let i = 0; i < a.health.breaker.consecutiveFailures; i++)
+    monitor.passive.onFailure(a, failure('upstream_5xx', { status: 503 }), backend.settings);
   await settle();
   t.equal(monitor.view.state(a), 'open', 'open');
   tick(a.health.breaker.resetTimeoutMs);

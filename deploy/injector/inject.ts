@@ -158,7 +158,9 @@ export interface JsonPatchOp {
   value: unknown;
 }
 
-export type Decision = { inject: true; reason: string; patch: JsonPatchOp[]; warnings: string[] } | { inject: false; reason: string; warnings: string[] };
+export type Decision =
+  | { inject: true; reason: string; patch: JsonPatchOp[]; warnings: string[] }
+  | { inject: false; reason: string; warnings: string[] };
 
 export interface ReviewOutcome {
   /** 200 with an AdmissionReview, or 400 with a plain-text reason. */
@@ -172,7 +174,13 @@ export interface ReviewOutcome {
 }
 
 interface PodLike {
-  metadata?: { name?: string; generateName?: string; namespace?: string; labels?: Record<string, string>; annotations?: Record<string, string> };
+  metadata?: {
+    name?: string;
+    generateName?: string;
+    namespace?: string;
+    labels?: Record<string, string>;
+    annotations?: Record<string, string>;
+  };
   spec?: {
     containers?: unknown;
     initContainers?: unknown;
@@ -204,7 +212,8 @@ export function pointerEscape(key: string): string {
  */
 export function malformed(raw: unknown): string | undefined {
   if (!isObject(raw)) return 'expected a JSON object (an admission.k8s.io/v1 AdmissionReview)';
-  if (raw.apiVersion !== 'admission.k8s.io/v1') return `apiVersion must be admission.k8s.io/v1, got ${JSON.stringify(raw.apiVersion ?? null)} (set admissionReviewVersions: [v1])`;
+  if (raw.apiVersion !== 'admission.k8s.io/v1')
+    return `apiVersion must be admission.k8s.io/v1, got ${JSON.stringify(raw.apiVersion ?? null)} (set admissionReviewVersions: [v1])`;
   if (raw.kind !== 'AdmissionReview') return `kind must be AdmissionReview, got ${JSON.stringify(raw.kind ?? null)}`;
   const req = raw.request;
   if (!isObject(req)) return 'request is missing';
@@ -259,7 +268,12 @@ export function decide(req: Record<string, unknown>, pod: PodLike, namespace: st
   const no = (reason: string, warnings: string[] = []): Decision => ({ inject: false, reason, warnings });
   const kind = req.kind as { group?: string; kind: string };
   const resource = req.resource as { group?: string; resource: string };
-  if (kind.kind !== 'Pod' || (kind.group ?? '') !== '' || resource.resource !== 'pods' || (isString(req.subResource) && req.subResource !== '')) {
+  if (
+    kind.kind !== 'Pod' ||
+    (kind.group ?? '') !== '' ||
+    resource.resource !== 'pods' ||
+    (isString(req.subResource) && req.subResource !== '')
+  ) {
     return no(`not a pod (${kind.kind}${isString(req.subResource) && req.subResource ? `/${req.subResource}` : ''})`);
   }
   if (req.operation !== 'CREATE') return no(`operation ${req.operation}: only CREATE is patched`);
@@ -273,7 +287,8 @@ export function decide(req: Record<string, unknown>, pod: PodLike, namespace: st
   }
 
   const spec = pod.spec;
-  if (!isObject(spec) || !Array.isArray(spec.containers)) return no('not a valid pod: spec.containers is missing', ['llm-failover: not injected: the pod has no spec.containers']);
+  if (!isObject(spec) || !Array.isArray(spec.containers))
+    return no('not a valid pod: spec.containers is missing', ['llm-failover: not injected: the pod has no spec.containers']);
   const all = [...containersOf(spec.initContainers), ...containersOf(spec.containers), ...containersOf(spec.ephemeralContainers)];
   if (all.some((c) => c.name === SIDECAR_NAME)) return no('already injected');
 
@@ -287,12 +302,20 @@ export function decide(req: Record<string, unknown>, pod: PodLike, namespace: st
   const problems: string[] = [];
   if (!isDnsSubdomain(configMap)) problems.push(`annotation ${CONFIG_ANNOTATION}: "${configMap}" is not a valid ConfigMap name`);
   const secretsValue = annotations[SECRETS_ANNOTATION];
-  const secrets = [...new Set((secretsValue ?? '').split(',').map((s) => s.trim()).filter((s) => s !== ''))];
+  const secrets = [
+    ...new Set(
+      (secretsValue ?? '')
+        .split(',')
+        .map((s) => s.trim())
+        .filter((s) => s !== ''),
+    ),
+  ];
   for (const s of secrets) if (!isDnsSubdomain(s)) problems.push(`annotation ${SECRETS_ANNOTATION}: "${s}" is not a valid Secret name`);
   const proxyPort = parsePort(annotations[PROXY_PORT_ANNOTATION], DEFAULT_PROXY_PORT, PROXY_PORT_ANNOTATION, problems);
   const adminPort = parsePort(annotations[ADMIN_PORT_ANNOTATION], DEFAULT_ADMIN_PORT, ADMIN_PORT_ANNOTATION, problems);
   if (proxyPort === adminPort) problems.push(`the proxy port and the admin port are both ${proxyPort}`);
-  if (spec.hostNetwork === true) problems.push('the pod uses hostNetwork: the sidecar ports would clash with every other such pod on the node');
+  if (spec.hostNetwork === true)
+    problems.push('the pod uses hostNetwork: the sidecar ports would clash with every other such pod on the node');
 
   const taken = new Map<number, string>();
   for (const c of all) {
@@ -304,22 +327,40 @@ export function decide(req: Record<string, unknown>, pod: PodLike, namespace: st
     ['admin', adminPort, ADMIN_PORT_ANNOTATION],
   ] as const) {
     const holder = taken.get(port);
-    if (holder) problems.push(`container ${holder} uses port ${port}, the sidecar's ${what} port: choose another with the ${annotation} annotation`);
+    if (holder)
+      problems.push(`container ${holder} uses port ${port}, the sidecar's ${what} port: choose another with the ${annotation} annotation`);
   }
   const volumes = containersOf(spec.volumes);
-  for (const name of [CONFIG_VOLUME, SECRETS_VOLUME]) if (volumes.some((v) => v.name === name)) problems.push(`the pod already has a volume named ${name}`);
-  if (problems.length > 0) return no('cannot inject', problems.map((p) => `llm-failover: not injected: ${p}`));
+  for (const name of [CONFIG_VOLUME, SECRETS_VOLUME])
+    if (volumes.some((v) => v.name === name)) problems.push(`the pod already has a volume named ${name}`);
+  if (problems.length > 0)
+    return no(
+      'cannot inject',
+      problems.map((p) => `llm-failover: not injected: ${p}`),
+    );
 
   const warnings: string[] = [];
   if (secrets.length === 0) {
-    warnings.push(`llm-failover: no ${SECRETS_ANNOTATION} annotation: a secretRef in ConfigMap ${configMap} would not resolve, and the sidecar would not start`);
+    warnings.push(
+      `llm-failover: no ${SECRETS_ANNOTATION} annotation: a secretRef in ConfigMap ${configMap} would not resolve, and the sidecar would not start`,
+    );
   }
   const grace = spec.terminationGracePeriodSeconds;
   if (typeof grace === 'number' && grace <= DRAIN_GRACE_SECONDS) {
-    warnings.push(`llm-failover: terminationGracePeriodSeconds ${grace} leaves the sidecar less than its ${DRAIN_GRACE_SECONDS} s drain after the app stops`);
+    warnings.push(
+      `llm-failover: terminationGracePeriodSeconds ${grace} leaves the sidecar less than its ${DRAIN_GRACE_SECONDS} s drain after the app stops`,
+    );
   }
 
-  const sidecar: SidecarSpec = { image: options.image, configMap, secrets, proxyPort, adminPort, imagePullPolicy: options.imagePullPolicy, otlpEndpoint: options.otlpEndpoint };
+  const sidecar: SidecarSpec = {
+    image: options.image,
+    configMap,
+    secrets,
+    proxyPort,
+    adminPort,
+    imagePullPolicy: options.imagePullPolicy,
+    otlpEndpoint: options.otlpEndpoint,
+  };
   return { inject: true, reason: 'injected', patch: buildPatch(pod, sidecar), warnings };
 }
 

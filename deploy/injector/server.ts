@@ -49,7 +49,8 @@ export function parseHostPort(value: string): { host: string; port: number } {
   return { host: m[1] ?? m[2], port: Number(m[3]) };
 }
 
-const jsonLog = (entry: Record<string, unknown>) => process.stdout.write(`${JSON.stringify({ time: new Date().toISOString(), service: 'llm-failover-injector', ...entry })}\n`);
+const jsonLog = (entry: Record<string, unknown>) =>
+  process.stdout.write(`${JSON.stringify({ time: new Date().toISOString(), service: 'llm-failover-injector', ...entry })}\n`);
 
 export async function startInjector(options: StartOptions): Promise<Injector> {
   const log = options.log ?? jsonLog;
@@ -67,7 +68,10 @@ export async function startInjector(options: StartOptions): Promise<Injector> {
     };
     if (path === '/healthz' && (req.method === 'GET' || req.method === 'HEAD')) return reply(200, 'ok\n');
     if (path === '/metrics' && req.method === 'GET') {
-      const lines = ['# HELP llm_failover_injector_reviews_total AdmissionReviews answered, by route and result.', '# TYPE llm_failover_injector_reviews_total counter'];
+      const lines = [
+        '# HELP llm_failover_injector_reviews_total AdmissionReviews answered, by route and result.',
+        '# TYPE llm_failover_injector_reviews_total counter',
+      ];
       for (const [labels, n] of counters) lines.push(`llm_failover_injector_reviews_total{${labels}} ${n}`);
       return reply(200, `${lines.join('\n')}\n`, 'text/plain; version=0.0.4');
     }
@@ -220,7 +224,8 @@ export function optionsFromArgs(argv: string[], env: NodeJS.ProcessEnv): StartOp
   if (missing.length > 0) throw new Error(`missing ${missing.map((k) => `--${k}`).join(', ')}`);
   if (values.listen) parseHostPort(values.listen);
   const pullPolicy = (values['image-pull-policy'] ?? 'IfNotPresent') as PullPolicy;
-  if (!['IfNotPresent', 'Always', 'Never'].includes(pullPolicy)) throw new Error(`--image-pull-policy must be IfNotPresent, Always or Never, got "${pullPolicy}"`);
+  if (!['IfNotPresent', 'Always', 'Never'].includes(pullPolicy))
+    throw new Error(`--image-pull-policy must be IfNotPresent, Always or Never, got "${pullPolicy}"`);
   const reload = values['cert-reload'] === undefined ? 30 : Number(values['cert-reload']);
   if (!Number.isFinite(reload) || reload < 0) throw new Error(`--cert-reload must be a number of seconds, got "${values['cert-reload']}"`);
   const excluded = (values['exclude-namespaces'] ?? DEFAULT_EXCLUDED_NAMESPACES.join(','))
@@ -256,7 +261,13 @@ async function main(): Promise<void> {
     process.stderr.write(`failed to start: ${(err as Error).message}\n`);
     process.exit(1);
   }
-  jsonLog({ level: 'info', msg: 'listening', url: injector.url, image: options.injector.image, excludeNamespaces: options.injector.excludeNamespaces });
+  jsonLog({
+    level: 'info',
+    msg: 'listening',
+    url: injector.url,
+    image: options.injector.image,
+    excludeNamespaces: options.injector.excludeNamespaces,
+  });
   let stopping = false;
   const stop = async (signal: string) => {
     if (stopping) return;

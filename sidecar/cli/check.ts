@@ -23,8 +23,13 @@ function auth(m: ModelTarget): string {
 function health(m: ModelTarget): string {
   const p = m.health.probe;
   const b = m.health.breaker;
-  const probes = p.kind === 'none' ? 'no probes' : `probes ${p.kind} every ${d(p.intervalMs)} (idle ${d(p.idleIntervalMs)}), timeout ${d(p.timeoutMs)}, thresholds ${p.healthyThreshold} up / ${p.unhealthyThreshold} down`;
-  const breaker = b.enabled ? `breaker opens at ${b.errorThresholdPercentage}% of >= ${b.volumeThreshold} attempts in ${d(b.windowMs)}, trial after ${d(b.resetTimeoutMs)}` : 'no breaker';
+  const probes =
+    p.kind === 'none'
+      ? 'no probes'
+      : `probes ${p.kind} every ${d(p.intervalMs)} (idle ${d(p.idleIntervalMs)}), timeout ${d(p.timeoutMs)}, thresholds ${p.healthyThreshold} up / ${p.unhealthyThreshold} down`;
+  const breaker = b.enabled
+    ? `breaker opens at ${b.errorThresholdPercentage}% of >= ${b.volumeThreshold} attempts in ${d(b.windowMs)}, trial after ${d(b.resetTimeoutMs)}`
+    : 'no breaker';
   return `${probes}; slow over ${d(m.health.slowThresholdMs)} to first token; ${breaker}`;
 }
 
@@ -35,7 +40,9 @@ export function describePlan(plan: Plan): string {
     const routes = plan.routes.filter((r) => r.backend === b).map((r) => `${r.match.type} ${r.match.value} (${r.source})`);
     lines.push(`  routes: ${routes.join(', ') || 'none'}`);
     const s = b.settings;
-    lines.push(`  timeouts: connect ${d(s.timeouts.connectMs)}, answer ${d(s.timeouts.responseMs)}, first token ${d(s.timeouts.firstTokenMs)}, stream idle ${d(s.timeouts.streamIdleMs)}, request ${d(s.requestDeadlineMs)}; attempts ${s.maxAttempts || 'every candidate once'}`);
+    lines.push(
+      `  timeouts: connect ${d(s.timeouts.connectMs)}, answer ${d(s.timeouts.responseMs)}, first token ${d(s.timeouts.firstTokenMs)}, stream idle ${d(s.timeouts.streamIdleMs)}, request ${d(s.requestDeadlineMs)}; attempts ${s.maxAttempts || 'every candidate once'}`,
+    );
     b.groups.forEach((group, i) => {
       lines.push(`  priority group ${i + 1}${group.length > 1 ? ' (round robin)' : ''}:`);
       for (const m of group) {
@@ -46,7 +53,9 @@ export function describePlan(plan: Plan): string {
     });
   }
   const v = plan.server;
-  lines.push(`Server: listen ${v.listen}, admin ${v.admin}, body up to ${v.maxBodyBytes} bytes, ${v.maxConcurrentRequests} concurrent + ${v.maxQueuedRequests} queued requests, drain ${d(v.drainGraceMs)}`);
+  lines.push(
+    `Server: listen ${v.listen}, admin ${v.admin}, body up to ${v.maxBodyBytes} bytes, ${v.maxConcurrentRequests} concurrent + ${v.maxQueuedRequests} queued requests, drain ${d(v.drainGraceMs)}`,
+  );
   return lines.join('\n');
 }
 

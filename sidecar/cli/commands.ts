@@ -27,8 +27,14 @@ interface Flag {
 }
 
 const SERVE_FLAGS: Record<string, Flag> = {
-  config: { env: 'LLM_FAILOVER_CONFIG', help: 'YAML file or folder of Backend / HTTPRoute / SidecarConfig / FailoverPolicy documents (none: the demo); watched, changes apply without a restart' },
-  'secrets-dir': { env: 'LLM_FAILOVER_SECRETS_DIR', help: `folder of mounted Secrets, <dir>/<secret>/Authorization (default ${DEFAULT_SECRETS_DIR})` },
+  config: {
+    env: 'LLM_FAILOVER_CONFIG',
+    help: 'YAML file or folder of Backend / HTTPRoute / SidecarConfig / FailoverPolicy documents (none: the demo); watched, changes apply without a restart',
+  },
+  'secrets-dir': {
+    env: 'LLM_FAILOVER_SECRETS_DIR',
+    help: `folder of mounted Secrets, <dir>/<secret>/Authorization (default ${DEFAULT_SECRETS_DIR})`,
+  },
   listen: { env: 'LLM_FAILOVER_LISTEN', help: 'proxy address host:port (default 127.0.0.1:8080)' },
   admin: { env: 'LLM_FAILOVER_ADMIN', help: 'admin address host:port for /healthz /readyz /status /metrics (default 127.0.0.1:15000)' },
   'max-body': { env: 'LLM_FAILOVER_MAX_BODY', help: 'largest request body in bytes (default 33554432)' },
@@ -53,14 +59,17 @@ const COMMANDS = {
 } as const;
 type Command = keyof typeof COMMANDS;
 
-const EXIT = '\nExit codes: 0 success, 1 runtime failure, 2 invalid configuration or usage.\nAfter SIGTERM or SIGINT: 0 when every request drained, 1 when the drain grace ended and requests were cut.\nSIGHUP re-reads the configuration; streams in flight continue.\n';
+const EXIT =
+  '\nExit codes: 0 success, 1 runtime failure, 2 invalid configuration or usage.\nAfter SIGTERM or SIGINT: 0 when every request drained, 1 when the drain grace ended and requests were cut.\nSIGHUP re-reads the configuration; streams in flight continue.\n';
 
 export function usage(command?: Command): string {
   if (!command) {
     const list = Object.entries(COMMANDS).map(([name, c]) => `  ${name.padEnd(8)} ${c.summary}`);
     return `llm-failover-sidecar [command] [options]\n\nKeeps an app's LLM calls working when a model goes down: OpenAI-style requests to the\nlisten address are served by the first healthy model of the configured priority groups.\n\nCommands:\n${list.join('\n')}\n\n'llm-failover-sidecar <command> --help' for a command's options.\n${EXIT}`;
   }
-  const flags = Object.entries(COMMANDS[command].flags).map(([name, f]) => `  --${name.padEnd(12)} ${f.help}${f.env ? `\n  ${' '.repeat(15)}env ${f.env}` : ''}`);
+  const flags = Object.entries(COMMANDS[command].flags).map(
+    ([name, f]) => `  --${name.padEnd(12)} ${f.help}${f.env ? `\n  ${' '.repeat(15)}env ${f.env}` : ''}`,
+  );
   return `llm-failover-sidecar ${command} [options]\n\n${COMMANDS[command].summary}\n\nOptions:\n${flags.join('\n')}\n  --help         this text\n${EXIT}`;
 }
 
@@ -71,7 +80,10 @@ export function resolveFlags(command: Command, argv: string[], env: NodeJS.Proce
   const flags = COMMANDS[command].flags;
   const { values } = parseArgs({
     args: argv,
-    options: { ...Object.fromEntries(Object.entries(flags).map(([k, f]) => [k, { type: f.boolean ? ('boolean' as const) : ('string' as const) }])), help: { type: 'boolean' as const, short: 'h' } },
+    options: {
+      ...Object.fromEntries(Object.entries(flags).map(([k, f]) => [k, { type: f.boolean ? ('boolean' as const) : ('string' as const) }])),
+      help: { type: 'boolean' as const, short: 'h' },
+    },
     strict: true,
     allowPositionals: false,
   });
@@ -90,7 +102,8 @@ function applyOverrides(plan: Plan, flags: Values): Plan {
   if (typeof flags['log-level'] === 'string') server.logLevel = flags['log-level'];
   if (typeof flags['max-body'] === 'string') {
     const n = Number(flags['max-body']);
-    if (!Number.isInteger(n) || n < 1024) throw new ConfigError([{ file: '--max-body', message: `expected a whole number of bytes >= 1024, got "${flags['max-body']}"` }]);
+    if (!Number.isInteger(n) || n < 1024)
+      throw new ConfigError([{ file: '--max-body', message: `expected a whole number of bytes >= 1024, got "${flags['max-body']}"` }]);
     server.maxBodyBytes = n;
   }
   return { ...plan, server };
@@ -102,23 +115,34 @@ async function serve(flags: Values): Promise<void> {
   let sidecar: Sidecar;
   let stopDemo: (() => Promise<void>) | undefined;
   /** Lines about the process itself (signals, shutdown): a log line, or in the demo a printed one. */
-  let notice: (level: 'info' | 'warn', fields: Record<string, unknown>, line: string) => void = (level, fields, line) => sidecar.logger[level](fields, line);
+  let notice: (level: 'info' | 'warn', fields: Record<string, unknown>, line: string) => void = (level, fields, line) =>
+    sidecar.logger[level](fields, line);
   try {
     if (typeof flags.config === 'string') {
       const secretsDir = typeof flags['secrets-dir'] === 'string' ? flags['secrets-dir'] : DEFAULT_SECRETS_DIR;
       const plan = loadPlanFromPath(flags.config, { secretsDir });
       // a changed ConfigMap is applied without a restart (an invalid one is rejected and logged)
-      sidecar = await startSidecar({ plan: applyOverrides(plan, flags), watch: { path: flags.config, secretsDir, adjust: (p) => applyOverrides(p, flags) } });
+      sidecar = await startSidecar({
+        plan: applyOverrides(plan, flags),
+        watch: { path: flags.config, secretsDir, adjust: (p) => applyOverrides(p, flags) },
+      });
     } else {
       // the demo, check and status load only when asked for: the serving process never needs them
       const { printSwitches, startDemo } = await import('./demo.ts');
-      const demo = await startDemo(typeof flags.listen === 'string' ? flags.listen : '127.0.0.1:8080', typeof flags.admin === 'string' ? flags.admin : '127.0.0.1:15000');
+      const demo = await startDemo(
+        typeof flags.listen === 'string' ? flags.listen : '127.0.0.1:8080',
+        typeof flags.admin === 'string' ? flags.admin : '127.0.0.1:15000',
+      );
       const plan = applyOverrides(demo.plan, { ...flags, 'log-level': flags['log-level'] ?? 'warn' });
       sidecar = await startSidecar({ plan });
       const print = (line: string) => process.stdout.write(`${new Date().toISOString().slice(11, 19)} ${line}\n`);
       printSwitches(sidecar.events, print);
-      print(`demo: 3 simulated OpenAI models in 3 priority groups (${demo.plan.backends[0].groups.map((g) => g[0].name).join(' > ')}); the primary fails on a schedule`);
-      print(`try:  curl -s ${sidecar.url}/model -H content-type:application/json -d '{"messages":[{"role":"user","content":"What is kubernetes?"}]}'`);
+      print(
+        `demo: 3 simulated OpenAI models in 3 priority groups (${demo.plan.backends[0].groups.map((g) => g[0].name).join(' > ')}); the primary fails on a schedule`,
+      );
+      print(
+        `try:  curl -s ${sidecar.url}/model -H content-type:application/json -d '{"messages":[{"role":"user","content":"What is kubernetes?"}]}'`,
+      );
       print(`      curl -s ${sidecar.adminUrl}/status`);
       notice = (_level, _fields, line) => print(line);
       const stop = demo.schedule(print);
@@ -138,10 +162,16 @@ async function serve(flags: Values): Promise<void> {
 
   // A failure outside any request (a timer, a subscriber) is logged, never printed raw: logs are redacted.
   process.on('unhandledRejection', (reason) => {
-    sidecar.logger.error({ err: reason instanceof Error ? { name: reason.name, message: redact(reason.message) } : redact(String(reason)) }, 'unhandled rejection');
+    sidecar.logger.error(
+      { err: reason instanceof Error ? { name: reason.name, message: redact(reason.message) } : redact(String(reason)) },
+      'unhandled rejection',
+    );
   });
   process.on('uncaughtException', (err) => {
-    sidecar.logger.fatal({ err: { name: err.name, message: redact(err.message) } }, 'uncaught exception: exiting so the pod restarts this sidecar clean');
+    sidecar.logger.fatal(
+      { err: { name: err.name, message: redact(err.message) } },
+      'uncaught exception: exiting so the pod restarts this sidecar clean',
+    );
     sidecar.logger.flush(() => process.exit(1));
   });
 
@@ -153,7 +183,12 @@ async function serve(flags: Values): Promise<void> {
     const { cut, refused } = await sidecar.drain();
     await stopDemo?.();
     // the last line, and the exit code, say whether anything was cut
-    if (cut + refused > 0) notice('warn', { signal, cut, refused }, `shutdown: drain grace ended; cut ${plural(cut, 'stream')}, refused ${plural(refused, 'request')}`);
+    if (cut + refused > 0)
+      notice(
+        'warn',
+        { signal, cut, refused },
+        `shutdown: drain grace ended; cut ${plural(cut, 'stream')}, refused ${plural(refused, 'request')}`,
+      );
     else notice('info', { signal }, 'shutdown: every request drained');
     sidecar.logger.flush(() => process.exit(cut + refused > 0 ? 1 : 0));
   };

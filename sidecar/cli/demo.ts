@@ -29,7 +29,11 @@ export const DEMO_SCHEDULE: { fault: Fault; seconds: number; label: string }[] =
   { fault: { kind: 'none' }, seconds: 10, label: 'primary healthy' },
   { fault: { kind: 'status', status: 503 }, seconds: 15, label: 'primary answers 503' },
   { fault: { kind: 'none' }, seconds: 20, label: 'primary healthy' },
-  { fault: { kind: 'status', status: 429, headers: { 'retry-after': '10' } }, seconds: 15, label: 'primary rate-limited (429, Retry-After: 10)' },
+  {
+    fault: { kind: 'status', status: 429, headers: { 'retry-after': '10' } },
+    seconds: 15,
+    label: 'primary rate-limited (429, Retry-After: 10)',
+  },
   { fault: { kind: 'none' }, seconds: 20, label: 'primary healthy' },
   { fault: { kind: 'refuse' }, seconds: 15, label: 'primary refuses connections' },
 ];
@@ -58,7 +62,16 @@ spec:
 
 export async function startDemo(listen: string, admin: string): Promise<Demo> {
   const providers = await Promise.all(MODELS.map((m) => startOpenAISimulator({ model: m.model, apiKey: 'demo-key', chunkDelayMs: 20 })));
-  const plan = loadPlan([{ name: '(embedded demo)', text: demoYaml(providers.map((p) => p.port), listen, admin) }]);
+  const plan = loadPlan([
+    {
+      name: '(embedded demo)',
+      text: demoYaml(
+        providers.map((p) => p.port),
+        listen,
+        admin,
+      ),
+    },
+  ]);
   return {
     plan,
     providers,

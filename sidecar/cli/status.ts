@@ -54,19 +54,34 @@ export function renderStatus(doc: StatusDoc, options: { now: number; colour: boo
         const ttft = m.latency.firstTokenMs === null ? '-' : `${m.latency.firstTokenMs}ms`;
         // more than one flag set: name them all before the cause of the first (e.g. "breaker+cooldown: breaker opened: ...")
         const flags = m.flags && m.flags.length > 1 ? `${m.flags.map((f) => f.name).join('+')}: ` : '';
-        rows.push([String(g.priority), m.name, `${m.provider}${m.model ? `/${m.model}` : ''}`, m.state, ago(m.since, options.now), String(m.successes), String(m.failures), String(m.inFlight), ttft, `${flags}${m.cause}`]);
+        rows.push([
+          String(g.priority),
+          m.name,
+          `${m.provider}${m.model ? `/${m.model}` : ''}`,
+          m.state,
+          ago(m.since, options.now),
+          String(m.successes),
+          String(m.failures),
+          String(m.inFlight),
+          ttft,
+          `${flags}${m.cause}`,
+        ]);
       }
     }
     const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
     // the last column (cause) takes what is left of the width
-    const room = options.width ? Math.max(10, options.width - widths.slice(0, -1).reduce((a, w) => a + w + 2, 0)) : Number.POSITIVE_INFINITY;
+    const room = options.width
+      ? Math.max(10, options.width - widths.slice(0, -1).reduce((a, w) => a + w + 2, 0))
+      : Number.POSITIVE_INFINITY;
     const cut = (c: string) => (c.length > room ? `${c.slice(0, room - 1)}…` : c);
     const line = (cells: string[], colourState: boolean) =>
       cells
         .map((c, i) => {
           if (i === cells.length - 1) return cut(c);
           const padded = c.padEnd(widths[i]);
-          return colourState && i === 3 && options.colour ? styleText(STATE_COLOUR[c] ?? 'white', padded, { validateStream: false }) : padded;
+          return colourState && i === 3 && options.colour
+            ? styleText(STATE_COLOUR[c] ?? 'white', padded, { validateStream: false })
+            : padded;
         })
         .join('  ');
     out.push(line(header, false));

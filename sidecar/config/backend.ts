@@ -37,7 +37,12 @@ export function resolveBackend(
   for (const { provider, group, path } of entries) {
     const name = provider.name ?? doc.metadata.name;
     if (names.has(name)) {
-      problems.push({ file: located.file, document: located.label, path: `${path}.name`, message: `provider name "${name}" is used twice in this Backend; names must be unique across all priority groups` });
+      problems.push({
+        file: located.file,
+        document: located.label,
+        path: `${path}.name`,
+        message: `provider name "${name}" is used twice in this Backend; names must be unique across all priority groups`,
+      });
       continue;
     }
     names.add(name);
@@ -48,7 +53,9 @@ export function resolveBackend(
     const override = spec?.providers?.[name];
     const host = provider.hostOverride;
     const tls = override?.tls ?? (host ? host.port === 443 : true);
-    const origin = host ? `${tls ? 'https' : 'http'}://${host.host.includes(':') ? `[${host.host}]` : host.host}:${host.port}` : facts.origin;
+    const origin = host
+      ? `${tls ? 'https' : 'http'}://${host.host.includes(':') ? `[${host.host}]` : host.host}:${host.port}`
+      : facts.origin;
     const header = (provider.authHeaderOverride?.headerName ?? facts.auth.header).toLowerCase();
     const prefix = provider.authHeaderOverride?.prefix !== undefined ? withSpace(provider.authHeaderOverride.prefix) : facts.auth.prefix;
     const auth = resolveAuth(block.authToken, header, prefix, `${path}.${kind}.authToken`, located, options, problems);
@@ -71,7 +78,12 @@ export function resolveBackend(
   if (policy?.doc.spec.providers) {
     for (const providerName of Object.keys(policy.doc.spec.providers)) {
       if (!names.has(providerName))
-        problems.push({ file: policy.file, document: policy.label, path: `spec.providers.${providerName}`, message: `Backend "${doc.metadata.name}" has no provider named "${providerName}"` });
+        problems.push({
+          file: policy.file,
+          document: policy.label,
+          path: `spec.providers.${providerName}`,
+          message: `Backend "${doc.metadata.name}" has no provider named "${providerName}"`,
+        });
     }
   }
   return { name: doc.metadata.name, namespace, groups: groups.filter(Boolean), settings };
@@ -93,7 +105,13 @@ function resolveAuth(
   if (token.kind === 'Passthrough') return { kind: 'passthrough', header, prefix };
   if (token.kind === 'Inline') {
     const problem = headerValueProblem(token.inline!);
-    if (problem) problems.push({ file: located.file, document: located.label, path: `${path}.inline`, message: `the Inline token is not a valid header value: ${problem}` });
+    if (problem)
+      problems.push({
+        file: located.file,
+        document: located.label,
+        path: `${path}.inline`,
+        message: `the Inline token is not a valid header value: ${problem}`,
+      });
     return { kind: 'static', header, prefix, token: new Secret(problem ? '' : token.inline!), source: 'Inline' };
   }
   const secretName = token.secretRef!.name;

@@ -85,7 +85,11 @@ export function readDocuments(sources: SourceFile[], problems: Problem[]): Docum
         value = yamlDoc.toJS({ maxAliasCount: 100 });
       } catch (err) {
         // an alias to a missing anchor, an alias bomb
-        problems.push({ file: source.name, document: fallbackLabel, message: `YAML: ${yamlMessage(err instanceof Error ? err.message : String(err))}` });
+        problems.push({
+          file: source.name,
+          document: fallbackLabel,
+          message: `YAML: ${yamlMessage(err instanceof Error ? err.message : String(err))}`,
+        });
         return;
       }
       if (value === null || value === undefined) return; // an empty document (e.g. a trailing ---)

@@ -21,7 +21,19 @@ export const name = z.string().min(1, 'a non-empty name');
 /** RFC 9110 field names: tokens (no spaces, no colon, no separators). */
 export const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 /** Header fields the sidecar (or undici) writes itself, or that frame the message: never an auth header. */
-export const RESERVED_HEADERS = ['host', 'content-length', 'content-type', 'transfer-encoding', 'connection', 'keep-alive', 'upgrade', 'expect', 'te', 'trailer', 'proxy-connection'];
+export const RESERVED_HEADERS = [
+  'host',
+  'content-length',
+  'content-type',
+  'transfer-encoding',
+  'connection',
+  'keep-alive',
+  'upgrade',
+  'expect',
+  'te',
+  'trailer',
+  'proxy-connection',
+];
 
 /**
  * What an HTTP header value may hold (RFC 9110 field-content, as undici checks it): tabs,
@@ -46,7 +58,8 @@ export const headerValue = (what: string, min?: number) =>
   });
 
 /** DNS names (labels of letters, digits, hyphens), IPv4, or IPv6 without brackets. */
-export const HOST = /^(?:(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(?:\.(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?))*\.?|[0-9A-Fa-f:.]*:[0-9A-Fa-f:.]*)$/;
+export const HOST =
+  /^(?:(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(?:\.(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?))*\.?|[0-9A-Fa-f:.]*:[0-9A-Fa-f:.]*)$/;
 
 export const metadata = z.looseObject({
   name,
@@ -56,8 +69,14 @@ export const metadata = z.looseObject({
 /** How a provider block's key reaches the provider (kgateway's `authToken`). */
 export const authToken = z
   .strictObject({
-    kind: z.enum(['SecretRef', 'Inline', 'Passthrough']).meta({ description: 'SecretRef: a Kubernetes Secret mounted at <secretsDir>/<name>/Authorization (or env NAME_IN_CAPS for local runs); Inline: the token in the YAML (tests only); Passthrough: the client\'s own Authorization header.' }),
-    secretRef: z.strictObject({ name, namespace: z.string().optional() }).optional().meta({ description: 'The Secret holding `Authorization: Bearer <key>`.' }),
+    kind: z.enum(['SecretRef', 'Inline', 'Passthrough']).meta({
+      description:
+        "SecretRef: a Kubernetes Secret mounted at <secretsDir>/<name>/Authorization (or env NAME_IN_CAPS for local runs); Inline: the token in the YAML (tests only); Passthrough: the client's own Authorization header.",
+    }),
+    secretRef: z
+      .strictObject({ name, namespace: z.string().optional() })
+      .optional()
+      .meta({ description: 'The Secret holding `Authorization: Bearer <key>`.' }),
     inline: z.string().min(1).optional().meta({ description: 'The token itself (least secure; for trying things out).' }),
   })
   .superRefine((token, ctx) => {
@@ -68,6 +87,10 @@ export const authToken = z
   });
 
 /** The `model` field every provider block has. */
-export const modelField = z.string().min(1).optional().meta({ description: 'The model to ask for. Unset: the client\'s `model` is sent as is.', examples: ['gpt-4o'] });
+export const modelField = z
+  .string()
+  .min(1)
+  .optional()
+  .meta({ description: "The model to ask for. Unset: the client's `model` is sent as is.", examples: ['gpt-4o'] });
 
 export type AuthTokenDoc = z.infer<typeof authToken>;

@@ -23,7 +23,8 @@ export function loadPlan(sources: SourceFile[], options: LoadOptions = {}): Plan
   const plan = resolvePlan(readDocuments(sources, problems), options, problems);
   if (problems.length > 0) {
     // a rejected configuration (at start, or a reload) leaves no secret file watched
-    for (const m of plan.backends.flatMap((b) => b.groups.flat())) if (m.auth.kind === 'static' && m.auth.token instanceof FileSecret) m.auth.token.close();
+    for (const m of plan.backends.flatMap((b) => b.groups.flat()))
+      if (m.auth.kind === 'static' && m.auth.token instanceof FileSecret) m.auth.token.close();
     throw new ConfigError(problems);
   }
   return plan;

@@ -15,7 +15,15 @@ export type ProbeKind = HealthSettings['probe']['kind'];
 
 /** How the upstream request is authenticated. */
 export type AuthPlan =
-  | { kind: 'static'; header: string; prefix: string; token: Secret; source: 'SecretRef' | 'Inline'; secretName?: string; /** Where a SecretRef was found: the mounted file or the env variable. */ foundIn?: string }
+  | {
+      kind: 'static';
+      header: string;
+      prefix: string;
+      token: Secret;
+      source: 'SecretRef' | 'Inline';
+      secretName?: string /** Where a SecretRef was found: the mounted file or the env variable. */;
+      foundIn?: string;
+    }
   | { kind: 'passthrough'; header: string; prefix: string };
 
 /** One model a request can be sent to: a provider entry of a priority group. */
@@ -64,7 +72,10 @@ export interface Plan {
 export function withoutProbes(plan: Plan): Plan {
   const backends = new Map<BackendPlan, BackendPlan>();
   for (const b of plan.backends) {
-    backends.set(b, { ...b, groups: b.groups.map((g) => g.map((m) => ({ ...m, health: { ...m.health, probe: { ...m.health.probe, kind: 'none' as const } } }))) });
+    backends.set(b, {
+      ...b,
+      groups: b.groups.map((g) => g.map((m) => ({ ...m, health: { ...m.health, probe: { ...m.health.probe, kind: 'none' as const } } }))),
+    });
   }
   return { ...plan, backends: [...backends.values()], routes: plan.routes.map((r) => ({ ...r, backend: backends.get(r.backend)! })) };
 }

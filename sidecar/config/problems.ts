@@ -33,7 +33,9 @@ export function formatProblem(p: Problem): string {
 export class ConfigError extends Error {
   readonly problems: Problem[];
   constructor(problems: Problem[]) {
-    super(`invalid configuration (${problems.length} problem${problems.length === 1 ? '' : 's'}):\n${problems.map((p) => `  - ${formatProblem(p)}`).join('\n')}`);
+    super(
+      `invalid configuration (${problems.length} problem${problems.length === 1 ? '' : 's'}):\n${problems.map((p) => `  - ${formatProblem(p)}`).join('\n')}`,
+    );
     this.name = 'ConfigError';
     this.problems = problems;
   }

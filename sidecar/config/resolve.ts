@@ -17,7 +17,10 @@ import { resolveServer } from './settings.ts';
 export function resolvePlan(docs: Documents, options: SecretOptions, problems: Problem[]): Plan {
   const { backends: backendDocs, policies, sidecars, invalidBackends } = docs;
   if (backendDocs.length === 0 && problems.length === 0) {
-    problems.push({ file: '(configuration)', message: 'no Backend document: at least one gateway.kgateway.dev/v1alpha1 Backend with spec.ai is required' });
+    problems.push({
+      file: '(configuration)',
+      message: 'no Backend document: at least one gateway.kgateway.dev/v1alpha1 Backend with spec.ai is required',
+    });
   }
   if (sidecars.length > 1) {
     for (const extra of sidecars.slice(1))
@@ -43,7 +46,12 @@ export function resolvePlan(docs: Documents, options: SecretOptions, problems: P
       // (a FailoverPolicy names its Backend without a namespace)
       const invalid = [...invalidBackends].some((id) => id.slice(id.indexOf('/') + 1) === ref.name);
       if (!invalid && !backendDocs.some((b) => b.doc.metadata.name === ref.name))
-        problems.push({ file: p.file, document: p.label, path: `spec.targetRefs[${i}].name`, message: `no Backend named "${ref.name}" in the configuration` });
+        problems.push({
+          file: p.file,
+          document: p.label,
+          path: `spec.targetRefs[${i}].name`,
+          message: `no Backend named "${ref.name}" in the configuration`,
+        });
     }
   }
 
@@ -55,16 +63,30 @@ export function resolvePlan(docs: Documents, options: SecretOptions, problems: P
 }
 
 /** The one FailoverPolicy that targets a Backend; a second one is a problem. */
-function policyFor(backendName: string, policies: Located<FailoverPolicyDoc>[], problems: Problem[]): Located<FailoverPolicyDoc> | undefined {
+function policyFor(
+  backendName: string,
+  policies: Located<FailoverPolicyDoc>[],
+  problems: Problem[],
+): Located<FailoverPolicyDoc> | undefined {
   const matching = policies.filter((p) => p.doc.spec.targetRefs.some((ref) => ref.name === backendName));
   for (const extra of matching.slice(1)) {
-    problems.push({ file: extra.file, document: extra.label, path: 'spec.targetRefs', message: `Backend "${backendName}" is already targeted by ${matching[0].label}` });
+    problems.push({
+      file: extra.file,
+      document: extra.label,
+      path: 'spec.targetRefs',
+      message: `Backend "${backendName}" is already targeted by ${matching[0].label}`,
+    });
   }
   return matching[0];
 }
 
 /** An HTTPRoute's rules as routes to resolved Backends, one per match (none: every path). */
-function routesOf(located: Located<HTTPRouteDoc>, backends: BackendPlan[], invalidBackends: ReadonlySet<string>, problems: Problem[]): RoutePlan[] {
+function routesOf(
+  located: Located<HTTPRouteDoc>,
+  backends: BackendPlan[],
+  invalidBackends: ReadonlySet<string>,
+  problems: Problem[],
+): RoutePlan[] {
   const routes: RoutePlan[] = [];
   const routeNs = located.doc.metadata.namespace ?? 'default';
   located.doc.spec.rules.forEach((rule, r) => {

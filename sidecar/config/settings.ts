@@ -68,7 +68,14 @@ export const HEALTH_DEFAULTS = {
   },
   slowThreshold: 8_000,
   suspectAfter: 3_000,
-  breaker: { enabled: true, consecutiveFailures: 5, window: 10_000, errorThresholdPercentage: 50, volumeThreshold: 3, resetTimeout: 10_000 },
+  breaker: {
+    enabled: true,
+    consecutiveFailures: 5,
+    window: 10_000,
+    errorThresholdPercentage: 50,
+    volumeThreshold: 3,
+    resetTimeout: 10_000,
+  },
 } as const;
 
 // every setting of the schema has a default of its type (a setting without one, or of another type, does not compile)

@@ -7,7 +7,8 @@ import type { Failure } from './failure.ts';
 import { excerpt } from './secret.ts';
 import { retryAfterMs } from './retry-after.ts';
 
-const CONTEXT_LENGTH = /context[_ ]length|context window|maximum context|prompt is too long|too many tokens|input is too long|exceeds? the (?:maximum|model)/i;
+const CONTEXT_LENGTH =
+  /context[_ ]length|context window|maximum context|prompt is too long|too many tokens|input is too long|exceeds? the (?:maximum|model)/i;
 
 export interface UpstreamError {
   status: number;
@@ -22,7 +23,8 @@ export function classifyStatus(err: UpstreamError, maxRetryAfterMs: number): Fai
   const { status } = err;
   const message = `upstream ${status}${err.type ? ` ${err.type}` : ''}: ${excerpt(err.message, 300)}`;
   // No credit left: a 402, or OpenAI's insufficient_quota, which comes as a 429 though no wait ends it
-  if (status === 402 || (status === 429 && (err.type === 'insufficient_quota' || err.code === 'insufficient_quota'))) return { reason: 'quota_exhausted', status, message };
+  if (status === 402 || (status === 429 && (err.type === 'insufficient_quota' || err.code === 'insufficient_quota')))
+    return { reason: 'quota_exhausted', status, message };
   if (status === 429) return { reason: 'rate_limited', status, message, retryAfterMs: retryAfterMs(err.headers, maxRetryAfterMs) };
   if (status === 529) return { reason: 'overloaded', status, message, retryAfterMs: retryAfterMs(err.headers, maxRetryAfterMs) };
   // a redirect from a provider's API is the provider's (or its configuration's) fault, not the request's

@@ -32,7 +32,13 @@ export const STATUS_TYPE: Record<number, string> = {
   504: 'timeout',
 };
 
-export function errorReply(status: number, code: string, message: string, headers?: Record<string, string>, extra?: Record<string, unknown>): ErrorReply {
+export function errorReply(
+  status: number,
+  code: string,
+  message: string,
+  headers?: Record<string, string>,
+  extra?: Record<string, unknown>,
+): ErrorReply {
   return { status, type: STATUS_TYPE[status] ?? 'server_error', code, message, headers, extra };
 }
 

@@ -90,37 +90,36 @@ export interface FailureMeaning {
  */
 export const FAILURES = {
   // the model cannot be reached: unhealthy at once
-  connect_refused:     { blamesModel: true,  health: 'down',    definitive: false, failsOver: true,  client: 'another_model'  },
-  dns:                 { blamesModel: true,  health: 'down',    definitive: false, failsOver: true,  client: 'another_model'  },
-  tls:                 { blamesModel: true,  health: 'down',    definitive: false, failsOver: true,  client: 'another_model'  },
-  connect_timeout:     { blamesModel: true,  health: 'down',    definitive: false, failsOver: true,  client: 'another_model'  },
+  connect_refused: { blamesModel: true, health: 'down', definitive: false, failsOver: true, client: 'another_model' },
+  dns: { blamesModel: true, health: 'down', definitive: false, failsOver: true, client: 'another_model' },
+  tls: { blamesModel: true, health: 'down', definitive: false, failsOver: true, client: 'another_model' },
+  connect_timeout: { blamesModel: true, health: 'down', definitive: false, failsOver: true, client: 'another_model' },
   // passing faults: the breaker's rolling window decides
-  connect_reset:       { blamesModel: true,  health: 'breaker', definitive: false, failsOver: true,  client: 'another_model'  },
-  response_timeout:    { blamesModel: true,  health: 'breaker', definitive: false, failsOver: true,  client: 'another_model'  },
-  first_token_timeout: { blamesModel: true,  health: 'breaker', definitive: false, failsOver: true,  client: 'another_model'  },
-  stream_stalled:      { blamesModel: true,  health: 'breaker', definitive: false, failsOver: true,  client: 'another_model'  },
-  upstream_5xx:        { blamesModel: true,  health: 'breaker', definitive: false, failsOver: true,  client: 'another_model'  },
-  upstream_redirect:   { blamesModel: true,  health: 'breaker', definitive: false, failsOver: true,  client: 'another_model'  },
-  request_timeout:     { blamesModel: true,  health: 'breaker', definitive: false, failsOver: true,  client: 'another_model'  },
-  bad_response:        { blamesModel: true,  health: 'breaker', definitive: false, failsOver: true,  client: 'another_model'  },
-  stream_error:        { blamesModel: true,  health: 'breaker', definitive: false, failsOver: true,  client: 'another_model'  },
+  connect_reset: { blamesModel: true, health: 'breaker', definitive: false, failsOver: true, client: 'another_model' },
+  response_timeout: { blamesModel: true, health: 'breaker', definitive: false, failsOver: true, client: 'another_model' },
+  first_token_timeout: { blamesModel: true, health: 'breaker', definitive: false, failsOver: true, client: 'another_model' },
+  stream_stalled: { blamesModel: true, health: 'breaker', definitive: false, failsOver: true, client: 'another_model' },
+  upstream_5xx: { blamesModel: true, health: 'breaker', definitive: false, failsOver: true, client: 'another_model' },
+  upstream_redirect: { blamesModel: true, health: 'breaker', definitive: false, failsOver: true, client: 'another_model' },
+  request_timeout: { blamesModel: true, health: 'breaker', definitive: false, failsOver: true, client: 'another_model' },
+  bad_response: { blamesModel: true, health: 'breaker', definitive: false, failsOver: true, client: 'another_model' },
+  stream_error: { blamesModel: true, health: 'breaker', definitive: false, failsOver: true, client: 'another_model' },
   // told to back off
-  rate_limited:        { blamesModel: true,  health: 'cool',    definitive: false, failsOver: true,  client: 'rate_limited'   },
-  overloaded:          { blamesModel: true,  health: 'cool',    definitive: false, failsOver: true,  client: 'another_model'  },
+  rate_limited: { blamesModel: true, health: 'cool', definitive: false, failsOver: true, client: 'rate_limited' },
+  overloaded: { blamesModel: true, health: 'cool', definitive: false, failsOver: true, client: 'another_model' },
   // someone must act (a key, credit, a model name): unhealthy at once, and for long
-  auth:                { blamesModel: true,  health: 'down',    definitive: true,  failsOver: true,  client: 'another_model'  },
-  model_not_found:     { blamesModel: true,  health: 'down',    definitive: true,  failsOver: true,  client: 'another_model'  },
-  quota_exhausted:     { blamesModel: true,  health: 'down',    definitive: true,  failsOver: true,  client: 'another_model'  },
+  auth: { blamesModel: true, health: 'down', definitive: true, failsOver: true, client: 'another_model' },
+  model_not_found: { blamesModel: true, health: 'down', definitive: true, failsOver: true, client: 'another_model' },
+  quota_exhausted: { blamesModel: true, health: 'down', definitive: true, failsOver: true, client: 'another_model' },
   // the health view cancelled the attempt because it marked the model down: it said so already
-  marked_down:         { blamesModel: true,  health: 'none',    definitive: false, failsOver: true,  client: 'another_model'  },
+  marked_down: { blamesModel: true, health: 'none', definitive: false, failsOver: true, client: 'another_model' },
   // not the model's fault, and the next model may serve: a longer context window, another
   // translator, or (deadline_exceeded) the loop stops on the request's deadline and answers 504
-  context_length:      { blamesModel: false, health: 'none',    definitive: false, failsOver: true,  client: 'another_model'  },
-  untranslatable:      { blamesModel: false, health: 'none',    definitive: false, failsOver: true,  client: 'another_model'  },
-  deadline_exceeded:   { blamesModel: false, health: 'none',    definitive: false, failsOver: true,  client: 'another_model'  },
+  context_length: { blamesModel: false, health: 'none', definitive: false, failsOver: true, client: 'another_model' },
+  untranslatable: { blamesModel: false, health: 'none', definitive: false, failsOver: true, client: 'another_model' },
+  deadline_exceeded: { blamesModel: false, health: 'none', definitive: false, failsOver: true, client: 'another_model' },
   // the sidecar's own bug: the request ends with a 500 (or, committed, an error event)
-  internal:            { blamesModel: false, health: 'none',    definitive: false, failsOver: false, client: 'sidecar_error'  },
+  internal: { blamesModel: false, health: 'none', definitive: false, failsOver: false, client: 'sidecar_error' },
   // the request's own fault: the model's answer goes back to the client
-  client_error:        { blamesModel: false, health: 'none',    definitive: false, failsOver: false, client: 'upstream_error' },
+  client_error: { blamesModel: false, health: 'none', definitive: false, failsOver: false, client: 'upstream_error' },
 } as const satisfies Record<FailureReason, FailureMeaning>;
-

@@ -36,7 +36,12 @@ export function retryAfterMs(headers: Headers, capMs: number, now: number = Date
     const d = v === undefined ? undefined : parseResetDuration(v);
     if (d !== undefined) candidates.push(d);
   }
-  for (const name of ['anthropic-ratelimit-requests-reset', 'anthropic-ratelimit-tokens-reset', 'anthropic-ratelimit-input-tokens-reset', 'anthropic-ratelimit-output-tokens-reset']) {
+  for (const name of [
+    'anthropic-ratelimit-requests-reset',
+    'anthropic-ratelimit-tokens-reset',
+    'anthropic-ratelimit-input-tokens-reset',
+    'anthropic-ratelimit-output-tokens-reset',
+  ]) {
     const v = first(headers[name]);
     const at = v === undefined ? Number.NaN : Date.parse(v);
     if (!Number.isNaN(at)) candidates.push(Math.max(0, at - now));

@@ -13,7 +13,8 @@ const LIVE = new Set<string>();
  * Anthropic keys (sk-..., sk-ant-..., sk-proj-***abcd), AWS access key ids (AKIA..., ASIA...),
  * Google API keys (AIza...), and whatever follows a Bearer scheme.
  */
-const KEY_SHAPE = /\b(?:(?:sk|rk|pk)-[A-Za-z0-9_*.-]{6,}|(?:AKIA|ASIA)[A-Z0-9]{16}|AIza[A-Za-z0-9_-]{30,})|(?<=\bBearer\s+)[A-Za-z0-9._~+/=-]{8,}/g;
+const KEY_SHAPE =
+  /\b(?:(?:sk|rk|pk)-[A-Za-z0-9_*.-]{6,}|(?:AKIA|ASIA)[A-Z0-9]{16}|AIza[A-Za-z0-9_-]{30,})|(?<=\bBearer\s+)[A-Za-z0-9._~+/=-]{8,}/g;
 
 /**
  * The one scrubber: removes every credential the plan holds (every key value ever loaded,

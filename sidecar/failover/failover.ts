@@ -66,14 +66,21 @@ export async function serveWithFailover(deps: FailoverDeps, r: FailoverRequest):
 
   let reply: ErrorReply | undefined;
   if (record.thrown !== undefined) reply = errorReply(500, 'internal_error', 'the sidecar failed to handle the request');
-  else if (!served && outcome?.kind !== 'client_gone') reply = noModelReply(deps.health.view, r.backend, record.failures, deadlineHit, record.attempts.length >= maxAttempts);
+  else if (!served && outcome?.kind !== 'client_gone')
+    reply = noModelReply(deps.health.view, r.backend, record.failures, deadlineHit, record.attempts.length >= maxAttempts);
   record.finish(outcome, served, reply);
   if (record.thrown !== undefined) throw record.thrown;
   return reply;
 }
 
 /** One attempt on the picked model: cancellable by the client and by health, watched by health, recorded. */
-async function attemptOn(deps: FailoverDeps, r: FailoverRequest, record: RequestRecord, pick: Pick, remainingMs: number): Promise<AttemptOutcome> {
+async function attemptOn(
+  deps: FailoverDeps,
+  r: FailoverRequest,
+  record: RequestRecord,
+  pick: Pick,
+  remainingMs: number,
+): Promise<AttemptOutcome> {
   const model = pick.model;
   const settings = r.backend.settings;
   const attempt = record.begin(pick, deps.health.view);

@@ -55,7 +55,13 @@ export class RequestRecord {
     const events = this.#events;
     const previous = this.#previous;
     if (previous) {
-      events.emit('switch', { requestId: this.#r.requestId, from: previous.model, to: model, reason: previous.failure.reason, status: previous.failure.status });
+      events.emit('switch', {
+        requestId: this.#r.requestId,
+        from: previous.model,
+        to: model,
+        reason: previous.failure.reason,
+        status: previous.failure.status,
+      });
     }
     const attempt = this.attempts.length + 1;
     if (events.wants('attempt-start')) {
@@ -75,7 +81,10 @@ export class RequestRecord {
   /** The attempt threw (a bug of ours): kept for the rethrow; its outcome, as the commit gate left the client. */
   crashed(err: unknown): AttemptOutcome {
     this.#thrown = err;
-    const failure = { reason: 'internal' as const, message: `the sidecar failed on this attempt: ${redact(err instanceof Error ? err.message : String(err), this.#r.req.clientAuthorization)}` };
+    const failure = {
+      reason: 'internal' as const,
+      message: `the sidecar failed on this attempt: ${redact(err instanceof Error ? err.message : String(err), this.#r.req.clientAuthorization)}`,
+    };
     // a stream had started: the commit gate ended it with an error event
     return this.#r.sink.committed ? { kind: 'cut', failure } : { kind: 'failed', failure };
   }

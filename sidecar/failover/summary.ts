@@ -36,20 +36,51 @@ export function recordOf(model: ModelTarget, outcome: AttemptOutcome, durationMs
  * sending more than its keys allow, and its SDK's rate-limit handling applies; 503 otherwise.
  * Every one carries Retry-After: the earliest moment a model of the Backend may serve again.
  */
-export function noModelReply(view: HealthView, backend: BackendPlan, failures: readonly ModelFailure[], deadlineHit: boolean, budgetSpent: boolean): ErrorReply {
-  const tried = failures.map(({ model, failure }) => ({ provider: model.name, model: model.model ?? null, reason: failure.reason, status: failure.status ?? null, message: failure.message }));
+export function noModelReply(
+  view: HealthView,
+  backend: BackendPlan,
+  failures: readonly ModelFailure[],
+  deadlineHit: boolean,
+  budgetSpent: boolean,
+): ErrorReply {
+  const tried = failures.map(({ model, failure }) => ({
+    provider: model.name,
+    model: model.model ?? null,
+    reason: failure.reason,
+    status: failure.status ?? null,
+    message: failure.message,
+  }));
   const story = failures.map(({ model, failure }) => `${model.name}: ${failure.message}`).join('; ');
   const models = backend.groups.flat();
   const recovery = view.earliestRecovery(models);
   const headers: Record<string, string> = { 'retry-after': String(Math.max(1, Math.ceil((recovery - Date.now()) / 1000))) };
-  if (deadlineHit) return errorReply(504, 'request_deadline_exceeded', `no model answered within the request deadline${story ? ` (${story})` : ''}`, headers, { attempts: tried });
+  if (deadlineHit)
+    return errorReply(
+      504,
+      'request_deadline_exceeded',
+      `no model answered within the request deadline${story ? ` (${story})` : ''}`,
+      headers,
+      { attempts: tried },
+    );
   const failedOn = new Set(failures.map((f) => f.model));
   const heldBack = models.filter((m) => !failedOn.has(m) && view.isHeldBack(m));
-  if (!budgetSpent && failures.every((f) => FAILURES[f.failure.reason].client === 'rate_limited') && failures.length + heldBack.length === models.length) {
+  if (
+    !budgetSpent &&
+    failures.every((f) => FAILURES[f.failure.reason].client === 'rate_limited') &&
+    failures.length + heldBack.length === models.length
+  ) {
     const waiting = heldBack.map((m) => m.name).join(', ');
-    return errorReply(429, 'all_models_rate_limited', `every model is rate-limited: ${[story, waiting && `${waiting}: waiting out the provider's Retry-After`].filter(Boolean).join('; ')}`, headers, { attempts: tried });
+    return errorReply(
+      429,
+      'all_models_rate_limited',
+      `every model is rate-limited: ${[story, waiting && `${waiting}: waiting out the provider's Retry-After`].filter(Boolean).join('; ')}`,
+      headers,
+      { attempts: tried },
+    );
   }
   const why = budgetSpent ? `the attempt budget (${failures.length}) was spent` : 'every model failed';
   const skipped = heldBack.length > 0 ? `; not called inside their provider's Retry-After: ${heldBack.map((m) => m.name).join(', ')}` : '';
-  return errorReply(503, 'all_models_failed', `no model could serve the request: ${why}${story ? `: ${story}` : ''}${skipped}`, headers, { attempts: tried });
+  return errorReply(503, 'all_models_failed', `no model could serve the request: ${why}${story ? `: ${story}` : ''}${skipped}`, headers, {
+    attempts: tried,
+  });
 }

@@ -68,7 +68,8 @@ export class ActiveHealth {
       h.probe.okStreak++;
       h.probe.failStreak = 0;
       // up again: the verdict, and a hard failure real traffic saw (the probe reached it)
-      if (h.probe.okStreak >= healthyThreshold) view.clear(model, RECOVERED_BY_PROBES, `probe succeeded ${h.probe.okStreak} times in a row`, { origin });
+      if (h.probe.okStreak >= healthyThreshold)
+        view.clear(model, RECOVERED_BY_PROBES, `probe succeeded ${h.probe.okStreak} times in a row`, { origin });
       if (r.ttftMs !== undefined) observeFirstToken(view, model, r.ttftMs, origin);
       return;
     }
@@ -81,7 +82,8 @@ export class ActiveHealth {
     const meaning = FAILURES[f.reason];
     // told to back off: a cooldown for a stated wait only, never down by itself
     if (meaning.health === 'cool') {
-      if (f.retryAfterMs !== undefined) view.raise(model, 'cooldown', cause, { ...detail, until: this.#now() + f.retryAfterMs, stated: true });
+      if (f.retryAfterMs !== undefined)
+        view.raise(model, 'cooldown', cause, { ...detail, until: this.#now() + f.retryAfterMs, stated: true });
       return;
     }
     if (meaning.definitive || r.trigger === 'suspicion' || h.probe.failStreak >= unhealthyThreshold) {

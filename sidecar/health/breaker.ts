@@ -54,7 +54,10 @@ export class Breakers {
         const why = this.#tripped.get(model.key) ?? `${stats.failures} of ${stats.fires} attempts failed in ${s.windowMs} ms`;
         this.#tripped.delete(model.key);
         // opened, or reopened by a failed trial: the next trial is resetTimeout from now
-        view.raise(model, 'breaker', `breaker opened: ${why}`, { until: view.now() + s.resetTimeoutMs, origin: this.#lastOrigin.get(model.key) });
+        view.raise(model, 'breaker', `breaker opened: ${why}`, {
+          until: view.now() + s.resetTimeoutMs,
+          origin: this.#lastOrigin.get(model.key),
+        });
       });
       breaker.on('halfOpen', () => hooks.onHalfOpen(model));
       breaker.on('close', () => {
@@ -111,7 +114,12 @@ export class Breakers {
     const breaker = this.#breakers.get(model.key);
     if (!breaker) return undefined;
     const s = breaker.stats;
-    return { state: breaker.halfOpen ? 'halfOpen' : breaker.opened ? 'open' : 'closed', fires: s.fires, failures: s.failures, successes: s.successes };
+    return {
+      state: breaker.halfOpen ? 'halfOpen' : breaker.opened ? 'open' : 'closed',
+      fires: s.fires,
+      failures: s.failures,
+      successes: s.successes,
+    };
   }
 
   shutdown(): void {

@@ -17,10 +17,16 @@ export function observeFirstToken(view: HealthView, model: ModelTarget, ttftMs: 
     h.slowStreak++;
     h.fastStreak = 0;
     if (!view.flag(model, 'slow') && h.slowStreak >= unhealthyThreshold)
-      view.raise(model, 'slow', `first token after ${Math.round(ttftMs)} ms, over the ${slowThresholdMs} ms threshold ${h.slowStreak} times in a row`, { origin });
+      view.raise(
+        model,
+        'slow',
+        `first token after ${Math.round(ttftMs)} ms, over the ${slowThresholdMs} ms threshold ${h.slowStreak} times in a row`,
+        { origin },
+      );
   } else {
     h.fastStreak++;
     h.slowStreak = 0;
-    if (view.flag(model, 'slow') && h.fastStreak >= healthyThreshold) view.clear(model, 'slow', `first token within ${slowThresholdMs} ms ${h.fastStreak} times in a row`, { origin });
+    if (view.flag(model, 'slow') && h.fastStreak >= healthyThreshold)
+      view.clear(model, 'slow', `first token within ${slowThresholdMs} ms ${h.fastStreak} times in a row`, { origin });
   }
 }

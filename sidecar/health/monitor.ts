@@ -62,7 +62,14 @@ export class HealthMonitor {
   }
 
   /** Around every attempt: tracked for cancellation, watched for a stuck first token, its outcome learnt from. */
-  begin(model: ModelTarget, controller: AbortController, sink: Sink, stream: boolean, settings: FailoverSettings, origin: Origin): AttemptWatch {
+  begin(
+    model: ModelTarget,
+    controller: AbortController,
+    sink: Sink,
+    stream: boolean,
+    settings: FailoverSettings,
+    origin: Origin,
+  ): AttemptWatch {
     const untrack = this.inFlight.track(model, controller, sink);
     let suspicion: NodeJS.Timeout | undefined;
     if (this.#probes.covers(model)) {
@@ -87,7 +94,10 @@ export class HealthMonitor {
           // An attempt the health view itself cancelled failed because its model was marked down,
           // whatever it failed with: `marked_down`, which the view already said (FAILURES: no effect).
           const reason = controller.signal.reason;
-          const failure = reason instanceof AttemptAbort && reason.reason === 'marked_down' ? { ...outcome.failure, reason: reason.reason } : outcome.failure;
+          const failure =
+            reason instanceof AttemptAbort && reason.reason === 'marked_down'
+              ? { ...outcome.failure, reason: reason.reason }
+              : outcome.failure;
           this.passive.onFailure(model, failure, settings, origin);
         }
       },

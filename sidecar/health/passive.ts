@@ -72,7 +72,11 @@ export class PassiveHealth {
     const detail = { status: failure.status, error: failure.message, origin };
     switch (meaning.health) {
       case 'cool':
-        view.raise(model, 'cooldown', cause, { ...detail, until: now + (failure.retryAfterMs ?? settings.cooldownAfterFailureMs), stated: failure.retryAfterMs !== undefined });
+        view.raise(model, 'cooldown', cause, {
+          ...detail,
+          until: now + (failure.retryAfterMs ?? settings.cooldownAfterFailureMs),
+          stated: failure.retryAfterMs !== undefined,
+        });
         return;
       case 'down': {
         const cooldownMs = meaning.definitive ? settings.cooldownAfterAuthFailureMs : settings.cooldownAfterFailureMs;

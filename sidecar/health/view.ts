@@ -9,7 +9,15 @@
  */
 import type { ModelTarget } from '../config/plan.ts';
 import type { Events, Origin } from '../observe/events.ts';
-import { deriveState, FLAG_PRECEDENCE, FLAG_STATE, type HealthFlagName, type HealthState, holdsOut, isUsable } from '../core/health-state.ts';
+import {
+  deriveState,
+  FLAG_PRECEDENCE,
+  FLAG_STATE,
+  type HealthFlagName,
+  type HealthState,
+  holdsOut,
+  isUsable,
+} from '../core/health-state.ts';
 
 /** One signal's say on a model: set by its owner, cleared by its owner (or its own timer). */
 export interface HealthFlag {
@@ -70,7 +78,13 @@ const EWMA_WEIGHT = 0.2;
 const EXPIRING: ReadonlySet<HealthFlagName> = new Set(['cooldown', 'passive']);
 
 /** The flag a forced state stands for (`set`). */
-const FLAG_OF: Readonly<Record<HealthState, HealthFlagName | undefined>> = { healthy: undefined, open: 'breaker', unhealthy: 'passive', cooling: 'cooldown', degraded: 'slow' };
+const FLAG_OF: Readonly<Record<HealthState, HealthFlagName | undefined>> = {
+  healthy: undefined,
+  open: 'breaker',
+  unhealthy: 'passive',
+  cooling: 'cooldown',
+  degraded: 'slow',
+};
 
 export interface SetOptions {
   until?: number;
@@ -116,7 +130,18 @@ export class HealthView {
       this.#models.set(target.key, {
         target,
         timers: new Map(),
-        health: { state: 'healthy', since: at, cause: 'start', statedWait: false, flags: {}, successes: 0, failures: 0, probe: { okStreak: 0, failStreak: 0 }, slowStreak: 0, fastStreak: 0 },
+        health: {
+          state: 'healthy',
+          since: at,
+          cause: 'start',
+          statedWait: false,
+          flags: {},
+          successes: 0,
+          failures: 0,
+          probe: { okStreak: 0, failStreak: 0 },
+          slowStreak: 0,
+          fastStreak: 0,
+        },
       });
     }
   }
@@ -161,7 +186,12 @@ export class HealthView {
     const before = h.flags[name];
     const stated = name === 'cooldown' ? options.stated === true : undefined;
     const moved = before === undefined || before.until !== options.until || before.stated !== stated;
-    h.flags[name] = { cause, since: moved || !before ? this.#now() : before.since, until: options.until, ...(stated === undefined ? {} : { stated }) };
+    h.flags[name] = {
+      cause,
+      since: moved || !before ? this.#now() : before.since,
+      until: options.until,
+      ...(stated === undefined ? {} : { stated }),
+    };
     if (EXPIRING.has(name)) this.#arm(model, entry, name);
     this.#derive(model, entry, cause, options.origin, { flag: name, raised: true, moved: moved && holdsOut(name) });
   }
@@ -210,7 +240,13 @@ export class HealthView {
    * needs healthyThreshold probes in a row, not one more than it had. A flag that holds the
    * model out changing under an unchanged state moves `since` too (a reopened breaker's new trial).
    */
-  #derive(model: ModelTarget, entry: Entry, cause: string, origin: Origin | undefined, change: { flag?: HealthFlagName; raised: boolean; moved: boolean }): void {
+  #derive(
+    model: ModelTarget,
+    entry: Entry,
+    cause: string,
+    origin: Origin | undefined,
+    change: { flag?: HealthFlagName; raised: boolean; moved: boolean },
+  ): void {
     const h = entry.health;
     const now = this.#now();
     const { state, flag: top } = deriveState((f) => h.flags[f] !== undefined);
@@ -256,12 +292,15 @@ export class HealthView {
     this.#disarm(entry, name);
     const until = entry.health.flags[name]?.until;
     if (until === undefined) return;
-    const timer = setTimeout(() => {
-      entry.timers.delete(name);
-      if (entry.health.flags[name]?.until !== until) return; // superseded, or cleared
-      if (until > this.#now()) this.#arm(model, entry, name);
-      else this.clear(model, name, `${FLAG_STATE[name]} ended`);
-    }, Math.max(1, until - this.#now()));
+    const timer = setTimeout(
+      () => {
+        entry.timers.delete(name);
+        if (entry.health.flags[name]?.until !== until) return; // superseded, or cleared
+        if (until > this.#now()) this.#arm(model, entry, name);
+        else this.clear(model, name, `${FLAG_STATE[name]} ended`);
+      },
+      Math.max(1, until - this.#now()),
+    );
     timer.unref();
     entry.timers.set(name, timer);
   }
@@ -281,8 +320,10 @@ export class HealthView {
   /** A latency sample: time to first token (streamed) or whole duration (non-streamed). */
   recordLatency(model: ModelTarget, sample: { ttftMs?: number; totalMs?: number }): void {
     const h = this.#entry(model).health;
-    if (sample.ttftMs !== undefined) h.ttftMs = h.ttftMs === undefined ? sample.ttftMs : h.ttftMs + EWMA_WEIGHT * (sample.ttftMs - h.ttftMs);
-    if (sample.totalMs !== undefined) h.totalMs = h.totalMs === undefined ? sample.totalMs : h.totalMs + EWMA_WEIGHT * (sample.totalMs - h.totalMs);
+    if (sample.ttftMs !== undefined)
+      h.ttftMs = h.ttftMs === undefined ? sample.ttftMs : h.ttftMs + EWMA_WEIGHT * (sample.ttftMs - h.ttftMs);
+    if (sample.totalMs !== undefined)
+      h.totalMs = h.totalMs === undefined ? sample.totalMs : h.totalMs + EWMA_WEIGHT * (sample.totalMs - h.totalMs);
   }
 
   markEvidence(model: ModelTarget): void {

@@ -18,7 +18,9 @@ export const LOG_FLUSH_MS = 250;
 
 /** Logs to `destination`, or to stdout through pino's own buffered writer, bounded. */
 export function createLogger(level: string, destination?: NodeJS.WritableStream): Logger {
-  const out = destination ?? pino.destination({ dest: 1, sync: false, minLength: 8192, maxLength: MAX_PENDING_LOG_BYTES, periodicFlush: LOG_FLUSH_MS });
+  const out =
+    destination ??
+    pino.destination({ dest: 1, sync: false, minLength: 8192, maxLength: MAX_PENDING_LOG_BYTES, periodicFlush: LOG_FLUSH_MS });
   return pino(
     {
       level,
@@ -35,16 +37,34 @@ export function createLogger(level: string, destination?: NodeJS.WritableStream)
 
 export function logEvents(events: Events, log: Logger): void {
   events.on('switch', (e) => {
-    log.warn({ event: 'switch', requestId: e.requestId, from: e.from.name, to: e.to.name, reason: e.reason, status: e.status }, `switch ${e.from.name} -> ${e.to.name} (${e.reason}${e.status ? ` ${e.status}` : ''})`);
+    log.warn(
+      { event: 'switch', requestId: e.requestId, from: e.from.name, to: e.to.name, reason: e.reason, status: e.status },
+      `switch ${e.from.name} -> ${e.to.name} (${e.reason}${e.status ? ` ${e.status}` : ''})`,
+    );
   });
   events.on('health', (e) => {
     const level = e.to === 'healthy' ? 'info' : 'warn';
-    log[level]({ event: 'health', model: e.model.name, backend: e.model.backend, from: e.from, to: e.to, cause: e.cause, until: e.until ? new Date(e.until).toISOString() : undefined }, `model ${e.model.name} ${e.from} -> ${e.to}: ${e.cause}`);
+    log[level](
+      {
+        event: 'health',
+        model: e.model.name,
+        backend: e.model.backend,
+        from: e.from,
+        to: e.to,
+        cause: e.cause,
+        until: e.until ? new Date(e.until).toISOString() : undefined,
+      },
+      `model ${e.model.name} ${e.from} -> ${e.to}: ${e.cause}`,
+    );
   });
   events.on('rejected', (e) => log.debug({ event: 'rejected', status: e.status, code: e.code }, `rejected ${e.status} ${e.code}`));
   events.on('config', (e) => {
     if (e.ok) log.info({ event: 'config', generation: e.generation }, `configuration ${e.generation} applied`);
-    else log.error({ event: 'config', generation: e.generation, problems: e.problems }, `configuration change rejected, still serving configuration ${e.generation}: ${e.problems?.join('; ')}`);
+    else
+      log.error(
+        { event: 'config', generation: e.generation, problems: e.problems },
+        `configuration change rejected, still serving configuration ${e.generation}: ${e.problems?.join('; ')}`,
+      );
   });
   // The request line is built here from names, ids, numbers and already-redacted messages: no
   // field can hold a header or a token, so pino's path redaction (half of the line's cost) is off.
@@ -52,7 +72,17 @@ export function logEvents(events: Events, log: Logger): void {
   events.on('request', (e) => {
     if (!requestLog.isLevelEnabled('info')) return;
     requestLog.info(
-      { event: 'request', requestId: e.requestId, route: e.route, stream: e.stream, status: e.status, outcome: e.outcome, servedBy: e.servedBy, attempts: e.attempts, durationMs: Math.round(e.durationMs) },
+      {
+        event: 'request',
+        requestId: e.requestId,
+        route: e.route,
+        stream: e.stream,
+        status: e.status,
+        outcome: e.outcome,
+        servedBy: e.servedBy,
+        attempts: e.attempts,
+        durationMs: Math.round(e.durationMs),
+      },
       'request',
     );
   });

@@ -55,12 +55,24 @@ export function createMetrics(events: Events, sources: MetricsSources): Registry
   };
   collectDefaultMetrics({ register: registry });
   // prom-client names these gauges *_total, which Prometheus reserves for counters (promtool says so)
-  for (const name of ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total']) registry.removeSingleMetric(name);
+  for (const name of ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total'])
+    registry.removeSingleMetric(name);
   const modelLabelNames = ['backend', 'provider', 'model', 'group'] as const;
 
   // the request path's metrics: tallied (plain numbers per label set), formatted at scrape time
-  const requests = new TalliedCounter({ name: 'llm_failover_requests_total', help: 'Requests served, by route rule, outcome (ok, failed, cut, client_gone) and status code.', labelNames: ['route', 'backend', 'stream', 'outcome', 'status_code'], registers: [registry] });
-  const duration = new TalliedHistogram({ name: 'llm_failover_request_duration_seconds', help: 'Whole request duration, every attempt included.', labelNames: ['route', 'backend', 'stream', 'outcome'], buckets: DURATION_BUCKETS, registers: [registry] });
+  const requests = new TalliedCounter({
+    name: 'llm_failover_requests_total',
+    help: 'Requests served, by route rule, outcome (ok, failed, cut, client_gone) and status code.',
+    labelNames: ['route', 'backend', 'stream', 'outcome', 'status_code'],
+    registers: [registry],
+  });
+  const duration = new TalliedHistogram({
+    name: 'llm_failover_request_duration_seconds',
+    help: 'Whole request duration, every attempt included.',
+    labelNames: ['route', 'backend', 'stream', 'outcome'],
+    buckets: DURATION_BUCKETS,
+    registers: [registry],
+  });
   new Gauge({
     name: 'llm_failover_requests_in_flight',
     help: 'Requests being served now.',
@@ -69,9 +81,24 @@ export function createMetrics(events: Events, sources: MetricsSources): Registry
       this.set(sources.inFlight());
     },
   });
-  const attempts = new TalliedCounter({ name: 'llm_failover_upstream_attempts_total', help: 'Attempts sent to a model, by outcome (success or failure reason) and status class.', labelNames: [...modelLabelNames, 'outcome', 'status_class'], registers: [registry] });
-  const switches = new TalliedCounter({ name: 'llm_failover_switches_total', help: 'Requests moved from one model to another inside the request, by reason.', labelNames: ['backend', 'from', 'to', 'reason'], registers: [registry] });
-  const transitions = new Counter({ name: 'llm_failover_health_transitions_total', help: 'Model health state changes.', labelNames: ['backend', 'provider', 'from', 'to'], registers: [registry] });
+  const attempts = new TalliedCounter({
+    name: 'llm_failover_upstream_attempts_total',
+    help: 'Attempts sent to a model, by outcome (success or failure reason) and status class.',
+    labelNames: [...modelLabelNames, 'outcome', 'status_class'],
+    registers: [registry],
+  });
+  const switches = new TalliedCounter({
+    name: 'llm_failover_switches_total',
+    help: 'Requests moved from one model to another inside the request, by reason.',
+    labelNames: ['backend', 'from', 'to', 'reason'],
+    registers: [registry],
+  });
+  const transitions = new Counter({
+    name: 'llm_failover_health_transitions_total',
+    help: 'Model health state changes.',
+    labelNames: ['backend', 'provider', 'from', 'to'],
+    registers: [registry],
+  });
   new Gauge({
     name: 'llm_failover_model_state',
     help: 'The health state of each model: 1 for its current state, 0 for the others.',
@@ -98,10 +125,20 @@ export function createMetrics(events: Events, sources: MetricsSources): Registry
       });
     },
   });
-  const rejected = new TalliedCounter({ name: 'llm_failover_rejected_requests_total', help: 'Requests answered with an error before any model was asked: bad input, limits, overload (code sidecar_overloaded).', labelNames: ['status_code', 'code'], registers: [registry] });
+  const rejected = new TalliedCounter({
+    name: 'llm_failover_rejected_requests_total',
+    help: 'Requests answered with an error before any model was asked: bad input, limits, overload (code sidecar_overloaded).',
+    labelNames: ['status_code', 'code'],
+    registers: [registry],
+  });
   // under overload these come fast: tallied like the request path's own
   events.on('rejected', (e) => rejected.inc(`${e.status}|${e.code}`, () => ({ status_code: String(e.status), code: e.code })));
-  const reloads = new Counter({ name: 'llm_failover_config_reloads_total', help: 'Configuration changes seen, by result (applied, rejected).', labelNames: ['result'], registers: [registry] });
+  const reloads = new Counter({
+    name: 'llm_failover_config_reloads_total',
+    help: 'Configuration changes seen, by result (applied, rejected).',
+    labelNames: ['result'],
+    registers: [registry],
+  });
   new Gauge({
     name: 'llm_failover_breaker_state',
     help: 'Each model breaker: 1 for its current state (closed, open, halfOpen), 0 for the others.',
@@ -111,14 +148,39 @@ export function createMetrics(events: Events, sources: MetricsSources): Registry
       this.reset();
       eachModel((m, monitor) => {
         const s = monitor.breakers.stats(m);
-        if (s) for (const st of ['closed', 'open', 'halfOpen']) this.set({ backend: m.backend, provider: m.name, state: st }, s.state === st ? 1 : 0);
+        if (s)
+          for (const st of ['closed', 'open', 'halfOpen'])
+            this.set({ backend: m.backend, provider: m.name, state: st }, s.state === st ? 1 : 0);
       });
     },
   });
-  const probes = new Counter({ name: 'llm_failover_probes_total', help: 'Health probes run, by kind (chat, models), trigger and result.', labelNames: ['backend', 'provider', 'kind', 'trigger', 'result'], registers: [registry] });
-  const probeDuration = new Histogram({ name: 'llm_failover_probe_duration_seconds', help: 'Health probe duration.', labelNames: ['backend', 'provider', 'kind'], buckets: DURATION_BUCKETS, registers: [registry] });
-  const ttft = new TalliedHistogram({ name: 'llm_failover_time_to_first_token_seconds', help: 'Time from sending an attempt to its first content chunk (streamed answers).', labelNames: modelLabelNames, buckets: TTFT_BUCKETS, registers: [registry] });
-  const tokens = new TalliedHistogram({ name: 'llm_failover_token_usage', help: 'Tokens per answered attempt, as the provider reported them (token_type input or output).', labelNames: [...modelLabelNames, 'token_type'], buckets: TOKEN_BUCKETS, registers: [registry] });
+  const probes = new Counter({
+    name: 'llm_failover_probes_total',
+    help: 'Health probes run, by kind (chat, models), trigger and result.',
+    labelNames: ['backend', 'provider', 'kind', 'trigger', 'result'],
+    registers: [registry],
+  });
+  const probeDuration = new Histogram({
+    name: 'llm_failover_probe_duration_seconds',
+    help: 'Health probe duration.',
+    labelNames: ['backend', 'provider', 'kind'],
+    buckets: DURATION_BUCKETS,
+    registers: [registry],
+  });
+  const ttft = new TalliedHistogram({
+    name: 'llm_failover_time_to_first_token_seconds',
+    help: 'Time from sending an attempt to its first content chunk (streamed answers).',
+    labelNames: modelLabelNames,
+    buckets: TTFT_BUCKETS,
+    registers: [registry],
+  });
+  const tokens = new TalliedHistogram({
+    name: 'llm_failover_token_usage',
+    help: 'Tokens per answered attempt, as the provider reported them (token_type input or output).',
+    labelNames: [...modelLabelNames, 'token_type'],
+    buckets: TOKEN_BUCKETS,
+    registers: [registry],
+  });
 
   events.on('attempt-end', (e) => {
     const m = e.model;
@@ -132,13 +194,26 @@ export function createMetrics(events: Events, sources: MetricsSources): Registry
       tokens.observe(`${mk}|out`, () => ({ ...modelLabels(m), token_type: 'output' }), e.usage.outputTokens);
     }
   });
-  events.on('switch', (e) => switches.inc(`${e.from.key}|${e.to.key}|${e.reason}`, () => ({ backend: e.from.backend, from: e.from.name, to: e.to.name, reason: e.reason })));
+  events.on('switch', (e) =>
+    switches.inc(`${e.from.key}|${e.to.key}|${e.reason}`, () => ({
+      backend: e.from.backend,
+      from: e.from.name,
+      to: e.to.name,
+      reason: e.reason,
+    })),
+  );
   events.on('health', (e) => {
     transitions.inc({ backend: e.model.backend, provider: e.model.name, from: e.from, to: e.to });
   });
   events.on('config', (e) => reloads.inc({ result: e.ok ? 'applied' : 'rejected' }));
   events.on('probe', (e) => {
-    probes.inc({ backend: e.model.backend, provider: e.model.name, kind: e.kind, trigger: e.trigger, result: e.ok ? 'success' : (e.reason ?? 'failure') });
+    probes.inc({
+      backend: e.model.backend,
+      provider: e.model.name,
+      kind: e.kind,
+      trigger: e.trigger,
+      result: e.ok ? 'success' : (e.reason ?? 'failure'),
+    });
     probeDuration.observe({ backend: e.model.backend, provider: e.model.name, kind: e.kind }, e.durationMs / 1000);
   });
   events.on('request', (e) => {

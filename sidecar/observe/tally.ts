@@ -108,7 +108,10 @@ class SeriesHistogram extends Histogram<string> {
   readonly #name: string;
   readonly #help: string;
 
-  constructor(config: { name: string; help: string; labelNames: string[]; buckets: number[]; registers: Registry[] }, source: SeriesMap<HistogramSeries>) {
+  constructor(
+    config: { name: string; help: string; labelNames: string[]; buckets: number[]; registers: Registry[] },
+    source: SeriesMap<HistogramSeries>,
+  ) {
     super(config);
     this.#source = source;
     this.#bounds = config.buckets;
@@ -117,7 +120,8 @@ class SeriesHistogram extends Histogram<string> {
   }
 
   async getForPromString() {
-    const values: { labels: Record<string, string | number>; sharedLabels: Labels; value: number; metricName: string; exemplar?: null }[] = [];
+    const values: { labels: Record<string, string | number>; sharedLabels: Labels; value: number; metricName: string; exemplar?: null }[] =
+      [];
     const bucket = `${this.#name}_bucket`;
     for (const s of this.#source.values()) {
       let cumulative = 0;

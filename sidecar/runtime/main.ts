@@ -25,7 +25,6 @@ import { createHandler, type HandlerState, interruptInFlight } from '../server/h
 import { Admission } from '../server/admission.ts';
 import { createDualServer, DEFAULT_LIMITS, isLoopback, parseHostPort } from '../server/listen.ts';
 
-
 export interface StartOptions {
   plan: Plan;
   logger?: Logger;
@@ -90,7 +89,11 @@ export async function startSidecar(options: StartOptions): Promise<Sidecar> {
   const server0 = current.plan.server;
   const logger = options.logger ?? createLogger(server0.logLevel);
   logEvents(events, logger);
-  events.onListenerError = (err, event) => logger.error({ event, err: err instanceof Error ? { name: err.name, message: redact(err.message) } : redact(String(err)) }, 'an event subscriber failed');
+  events.onListenerError = (err, event) =>
+    logger.error(
+      { event, err: err instanceof Error ? { name: err.name, message: redact(err.message) } : redact(String(err)) },
+      'an event subscriber failed',
+    );
   const tracing = await startTracing(options.env ?? process.env, options.tracerProvider);
   // the tracing subscriber (and OpenTelemetry's API) is only loaded when tracing is on
   if (tracing) (await import('../observe/tracing.ts')).subscribeTracing(events, tracing.tracer, tracing.propagator);
@@ -103,7 +106,14 @@ export async function startSidecar(options: StartOptions): Promise<Sidecar> {
     draining: false,
     inFlight: 0,
     live: new Set(),
-    onError: (err) => logger.error({ err: err instanceof Error ? { name: err.name, message: redact(err.message), stack: redact(err.stack ?? '') } : redact(String(err)) }, 'request handler failed'),
+    onError: (err) =>
+      logger.error(
+        {
+          err:
+            err instanceof Error ? { name: err.name, message: redact(err.message), stack: redact(err.stack ?? '') } : redact(String(err)),
+        },
+        'request handler failed',
+      ),
   };
   const limits = {
     headersTimeoutMs: server0.headersTimeoutMs,
@@ -112,10 +122,21 @@ export async function startSidecar(options: StartOptions): Promise<Sidecar> {
     maxHeaderBytes: DEFAULT_LIMITS.maxHeaderBytes,
     maxConnections: server0.maxConnections,
   };
-  const server = createDualServer(createHandler(state), limits, (status, code) => events.emit('rejected', { status, code, at: Date.now() }));
+  const server = createDualServer(createHandler(state), limits, (status, code) =>
+    events.emit('rejected', { status, code, at: Date.now() }),
+  );
   let ready = false;
   const metrics = createMetrics(events, { current: () => current, inFlight: () => state.inFlight });
-  const admin = createAdminServer({ ready: () => ready && !state.draining, backends: () => current.plan.backends, monitor: () => current.monitor, probes: () => current.probes, metrics: () => metrics }, limits);
+  const admin = createAdminServer(
+    {
+      ready: () => ready && !state.draining,
+      backends: () => current.plan.backends,
+      monitor: () => current.monitor,
+      probes: () => current.probes,
+      metrics: () => metrics,
+    },
+    limits,
+  );
 
   const listen = parseHostPort(server0.listen);
   const adminAt = parseHostPort(server0.admin);
@@ -127,8 +148,17 @@ export async function startSidecar(options: StartOptions): Promise<Sidecar> {
   const addr = server.net.address() as AddressInfo;
   const adminAddr = admin.address() as AddressInfo;
   const host = (a: AddressInfo) => (a.family === 'IPv6' ? `[${a.address}]` : a.address);
-  if (!isLoopback(listen.host)) logger.warn({ listen: server0.listen }, 'the proxy port is not on loopback: anyone who reaches it spends the API keys');
-  logger.info({ listen: `${host(addr)}:${addr.port}`, admin: `${host(adminAddr)}:${adminAddr.port}`, backends: current.plan.backends.map((b) => b.name), tracing: Boolean(tracing) }, 'sidecar ready');
+  if (!isLoopback(listen.host))
+    logger.warn({ listen: server0.listen }, 'the proxy port is not on loopback: anyone who reaches it spends the API keys');
+  logger.info(
+    {
+      listen: `${host(addr)}:${addr.port}`,
+      admin: `${host(adminAddr)}:${adminAddr.port}`,
+      backends: current.plan.backends.map((b) => b.name),
+      tracing: Boolean(tracing),
+    },
+    'sidecar ready',
+  );
 
   const reload = (next: Plan) => {
     const previous = current;
@@ -136,8 +166,22 @@ export async function startSidecar(options: StartOptions): Promise<Sidecar> {
     const generation = new Generation(previous.number + 1, prepared, events, previous);
     // the log level and the drain grace apply at once; the listeners' settings only at the next start
     if (prepared.server.logLevel !== logger.level) logger.level = prepared.server.logLevel;
-    for (const key of ['listen', 'admin', 'maxBodyBytes', 'maxConcurrentRequests', 'maxQueuedRequests', 'queueTimeoutMs', 'maxConnections', 'headersTimeoutMs', 'requestBodyTimeoutMs'] as const) {
-      if (prepared.server[key] !== server0[key]) logger.warn({ setting: key, running: server0[key], configured: prepared.server[key] }, `${key} changes take effect at the next restart`);
+    for (const key of [
+      'listen',
+      'admin',
+      'maxBodyBytes',
+      'maxConcurrentRequests',
+      'maxQueuedRequests',
+      'queueTimeoutMs',
+      'maxConnections',
+      'headersTimeoutMs',
+      'requestBodyTimeoutMs',
+    ] as const) {
+      if (prepared.server[key] !== server0[key])
+        logger.warn(
+          { setting: key, running: server0[key], configured: prepared.server[key] },
+          `${key} changes take effect at the next restart`,
+        );
     }
     current = generation;
     generation.start();
@@ -160,7 +204,11 @@ export async function startSidecar(options: StartOptions): Promise<Sidecar> {
             }
           },
           onRejected: (err) => events.emit('config', { generation: current.number, ok: false, problems: problemsOf(err), at: Date.now() }),
-          onRecovered: () => logger.info({ event: 'config', generation: current.number }, `the configuration can be read again and is unchanged: still serving configuration ${current.number}`),
+          onRecovered: () =>
+            logger.info(
+              { event: 'config', generation: current.number },
+              `the configuration can be read again and is unchanged: still serving configuration ${current.number}`,
+            ),
         },
       )
     : undefined;
@@ -219,6 +267,10 @@ export async function startSidecar(options: StartOptions): Promise<Sidecar> {
 }
 
 function problemsOf(err: unknown): string[] {
-  if (err instanceof ConfigError) return err.message.split('\n').slice(1).map((l) => l.replace(/^ {2}- /, ''));
+  if (err instanceof ConfigError)
+    return err.message
+      .split('\n')
+      .slice(1)
+      .map((l) => l.replace(/^ {2}- /, ''));
   return [err instanceof Error ? err.message : String(err)];
 }

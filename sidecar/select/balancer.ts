@@ -55,7 +55,14 @@ export class Cursor {
       for (const m of group) {
         // an open breaker's half-open trial, when no probe runs it: exactly one request (not
         // inside a stated Retry-After: the trial waits for it)
-        if (!this.tried.has(m) && this.#health.hasTrial(m) && this.#health.state(m) === 'open' && !this.#health.isHeldBack(m) && this.#health.takeTrial(m)) return this.#take(m, false);
+        if (
+          !this.tried.has(m) &&
+          this.#health.hasTrial(m) &&
+          this.#health.state(m) === 'open' &&
+          !this.#health.isHeldBack(m) &&
+          this.#health.takeTrial(m)
+        )
+          return this.#take(m, false);
       }
       const usable = this.#usable(group, 'healthy');
       const pool = usable.length > 0 ? usable : this.#usable(group, 'degraded');

@@ -75,7 +75,12 @@ export async function runAttempt(input: AttemptInput): Promise<AttemptOutcome> {
   // A phase that outlasts the request's deadline is bounded by the deadline alone: running out of
   // the request's time is not the model's fault (deadline_exceeded blames no model: FAILURES).
   const phaseTimer =
-    phaseMs <= remainingMs ? setTimeout(() => controller.abort(new AttemptAbort(phaseReason, `no ${req.stream ? 'first token' : 'answer'} within ${phaseMs} ms`)), phaseMs) : undefined;
+    phaseMs <= remainingMs
+      ? setTimeout(
+          () => controller.abort(new AttemptAbort(phaseReason, `no ${req.stream ? 'first token' : 'answer'} within ${phaseMs} ms`)),
+          phaseMs,
+        )
+      : undefined;
   // The request's deadline holds for the whole attempt, a committed stream included (then it ends
   // with the error event). The extra millisecond keeps the timer from firing a hair before the
   // failover loop's own clock says the deadline passed.
@@ -105,7 +110,13 @@ export async function runAttempt(input: AttemptInput): Promise<AttemptOutcome> {
         return { kind: 'client_error', status: err.status, failure };
       }
       // this provider cannot express the request; another may
-      return { kind: 'failed', failure: { reason: 'untranslatable', message: `the ${target.provider} translator rejected the request: ${redact(err instanceof Error ? err.message : String(err), req.clientAuthorization)}` } };
+      return {
+        kind: 'failed',
+        failure: {
+          reason: 'untranslatable',
+          message: `the ${target.provider} translator rejected the request: ${redact(err instanceof Error ? err.message : String(err), req.clientAuthorization)}`,
+        },
+      };
     }
     try {
       response = await input.dispatcher.request({
@@ -130,7 +141,8 @@ export async function runAttempt(input: AttemptInput): Promise<AttemptOutcome> {
         return outcomeOf(err);
       }
       // scrubbed before any translator quotes (and cuts) it
-      const scrubbed = errorBody && errorBody.length > 0 ? Buffer.from(redact(errorBody.toString('utf8'), req.clientAuthorization)) : Buffer.alloc(0);
+      const scrubbed =
+        errorBody && errorBody.length > 0 ? Buffer.from(redact(errorBody.toString('utf8'), req.clientAuthorization)) : Buffer.alloc(0);
       const { failure, clientBody } = adapter.translateError(statusCode, headers, scrubbed, settings.maxRetryAfterMs);
       failure.message = redact(failure.message, req.clientAuthorization);
       if (FAILURES[failure.reason].failsOver) return { kind: 'failed', failure };
@@ -145,7 +157,8 @@ export async function runAttempt(input: AttemptInput): Promise<AttemptOutcome> {
       } catch (err) {
         return outcomeOf(err);
       }
-      if (raw === undefined) return { kind: 'failed', failure: { reason: 'bad_response', message: `response larger than ${settings.maxResponseBytes} bytes` } };
+      if (raw === undefined)
+        return { kind: 'failed', failure: { reason: 'bad_response', message: `response larger than ${settings.maxResponseBytes} bytes` } };
       const translated = adapter.translateResponse(raw, req, target);
       if (!translated.ok) return { kind: 'failed', failure: translated.failure };
       if (signal.aborted) return outcomeOf(signal.reason);
@@ -156,7 +169,10 @@ export async function runAttempt(input: AttemptInput): Promise<AttemptOutcome> {
     const contentType = String(headers['content-type'] ?? '');
     if (!contentType.includes('text/event-stream')) {
       body.destroy();
-      return { kind: 'failed', failure: { reason: 'bad_response', message: `a stream was asked for, the answer came as ${contentType || 'no content type'}` } };
+      return {
+        kind: 'failed',
+        failure: { reason: 'bad_response', message: `a stream was asked for, the answer came as ${contentType || 'no content type'}` },
+      };
     }
     const relayed = await relayStream({
       body,

@@ -101,7 +101,14 @@ export function statusOf(state: AdminState) {
             // every flag set on the model, in precedence order (the first gives the state): which signal holds it out, why, until when
             flags: health.flagsOf(m).map((name) => {
               const f = h.flags[name]!;
-              return { name, state: FLAG_STATE[name], cause: f.cause, since: iso(f.since), until: iso(f.until), ...(f.stated === undefined ? {} : { stated: f.stated }) };
+              return {
+                name,
+                state: FLAG_STATE[name],
+                cause: f.cause,
+                since: iso(f.since),
+                until: iso(f.until),
+                ...(f.stated === undefined ? {} : { stated: f.stated }),
+              };
             }),
             lastStatus: h.lastStatus ?? null,
             lastError: h.lastError ?? null,

@@ -50,7 +50,13 @@ export function readBody(req: AnyRequest, limit: number): Promise<Buffer> {
  */
 export function parseChatRequest(received: Buffer, clientAuthorization: string | undefined, otherType?: string): ChatRequest | ErrorReply {
   const notJson = (reply: ErrorReply) =>
-    otherType === undefined ? reply : errorReply(415, 'unsupported_media_type', `the request body is not JSON and its content-type is ${JSON.stringify(otherType.slice(0, 100))}: send a JSON chat request (content-type: application/json)`);
+    otherType === undefined
+      ? reply
+      : errorReply(
+          415,
+          'unsupported_media_type',
+          `the request body is not JSON and its content-type is ${JSON.stringify(otherType.slice(0, 100))}: send a JSON chat request (content-type: application/json)`,
+        );
   // A UTF-8 byte order mark is tolerated, and not forwarded (providers reject it)
   const raw = received[0] === 0xef && received[1] === 0xbb && received[2] === 0xbf ? received.subarray(3) : received;
   if (!isUtf8(raw)) return notJson(errorReply(400, 'invalid_utf8', 'the request body is not valid UTF-8'));
@@ -60,7 +66,8 @@ export function parseChatRequest(received: Buffer, clientAuthorization: string |
   } catch (err) {
     return notJson(errorReply(400, 'invalid_json', `the request body is not valid JSON: ${(err as Error).message}`));
   }
-  if (json === null || typeof json !== 'object' || Array.isArray(json)) return errorReply(400, 'invalid_request_body', 'the request body must be a JSON object');
+  if (json === null || typeof json !== 'object' || Array.isArray(json))
+    return errorReply(400, 'invalid_request_body', 'the request body must be a JSON object');
   const body = json as Record<string, unknown>;
   if (!Array.isArray(body.messages) || body.messages.length === 0)
     return errorReply(400, 'missing_messages', "'messages' is required and must be a non-empty array of chat messages");

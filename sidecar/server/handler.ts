@@ -85,7 +85,12 @@ export function sendError(res: AnyResponse, reply: ErrorReply, extraHeaders?: Re
     res.end();
     return;
   }
-  sendWhole(res, reply.status, { 'content-type': 'application/json', ...reply.headers, ...extraHeaders }, openaiErrorBody(reply.message, reply.type, reply.code, reply.extra));
+  sendWhole(
+    res,
+    reply.status,
+    { 'content-type': 'application/json', ...reply.headers, ...extraHeaders },
+    openaiErrorBody(reply.message, reply.type, reply.code, reply.extra),
+  );
 }
 
 export function createHandler(state: HandlerState) {
@@ -151,7 +156,14 @@ async function handle(state: HandlerState, generation: ServingGeneration, req: A
   const admitted = await state.admission.acquire(gone.signal);
   if (!admitted.ok) {
     if (admitted.why !== 'aborted') {
-      reject(errorReply(503, 'sidecar_overloaded', `the sidecar is at its limit of concurrent requests (${admitted.why === 'queue_full' ? 'the queue is full' : 'no slot freed in time'}); retry shortly`, { 'retry-after': '1' }));
+      reject(
+        errorReply(
+          503,
+          'sidecar_overloaded',
+          `the sidecar is at its limit of concurrent requests (${admitted.why === 'queue_full' ? 'the queue is full' : 'no slot freed in time'}); retry shortly`,
+          { 'retry-after': '1' },
+        ),
+      );
     }
     return;
   }
@@ -177,7 +189,23 @@ async function handle(state: HandlerState, generation: ServingGeneration, req: A
   }
   // Our own id, always: a client's x-request-id need not be unique.
   const requestId = randomUUID();
-  if (generation.deps.events.wants('request-start')) generation.deps.events.emit('request-start', { requestId, route: route.match.value, path, method: req.method ?? 'POST', stream: parsed.stream, headers: req.headers, at: Date.now() });
-  const reply = await serveWithFailover(generation.deps, { requestId, route: route.match.value, backend: route.backend, req: parsed, sink, signal: gone.signal });
+  if (generation.deps.events.wants('request-start'))
+    generation.deps.events.emit('request-start', {
+      requestId,
+      route: route.match.value,
+      path,
+      method: req.method ?? 'POST',
+      stream: parsed.stream,
+      headers: req.headers,
+      at: Date.now(),
+    });
+  const reply = await serveWithFailover(generation.deps, {
+    requestId,
+    route: route.match.value,
+    backend: route.backend,
+    req: parsed,
+    sink,
+    signal: gone.signal,
+  });
   if (reply && !gone.signal.aborted) sendError(res, reply);
 }

@@ -11,7 +11,10 @@ import { createServer as createNetServer, type Server as NetServer, type Socket 
 const { createServer: createH1Server } = process.getBuiltinModule('node:http');
 const { createServer: createH2Server } = process.getBuiltinModule('node:http2');
 
-export type RequestHandler = (req: http.IncomingMessage | http2.Http2ServerRequest, res: http.ServerResponse | http2.Http2ServerResponse) => void;
+export type RequestHandler = (
+  req: http.IncomingMessage | http2.Http2ServerRequest,
+  res: http.ServerResponse | http2.Http2ServerResponse,
+) => void;
 
 export interface DualServer {
   net: NetServer;
@@ -33,17 +36,34 @@ export interface ListenLimits {
   maxConnections: number;
 }
 
-export const DEFAULT_LIMITS: ListenLimits = { headersTimeoutMs: 30_000, requestTimeoutMs: 60_000, keepAliveTimeoutMs: 65_000, maxHeaderBytes: 32 * 1024, maxConnections: 4096 };
+export const DEFAULT_LIMITS: ListenLimits = {
+  headersTimeoutMs: 30_000,
+  requestTimeoutMs: 60_000,
+  keepAliveTimeoutMs: 65_000,
+  maxHeaderBytes: 32 * 1024,
+  maxConnections: 4096,
+};
 
 /** What node's HTTP parser reports, as the status and OpenAI-shaped error a client gets. */
 function clientErrorReply(code: string | undefined): { status: number; reason: string; error: string; message: string } {
-  if (code === 'HPE_HEADER_OVERFLOW') return { status: 431, reason: 'Request Header Fields Too Large', error: 'headers_too_large', message: 'the request headers are too large or too many' };
-  if (code === 'ERR_HTTP_REQUEST_TIMEOUT') return { status: 408, reason: 'Request Timeout', error: 'request_timeout', message: 'the request was not received in time' };
+  if (code === 'HPE_HEADER_OVERFLOW')
+    return {
+      status: 431,
+      reason: 'Request Header Fields Too Large',
+      error: 'headers_too_large',
+      message: 'the request headers are too large or too many',
+    };
+  if (code === 'ERR_HTTP_REQUEST_TIMEOUT')
+    return { status: 408, reason: 'Request Timeout', error: 'request_timeout', message: 'the request was not received in time' };
   return { status: 400, reason: 'Bad Request', error: 'malformed_http', message: 'the request is not valid HTTP/1.1' };
 }
 
 /** `onClientError`: node's parser refused a request (malformed, headers too large, too slow). */
-export function createDualServer(handler: RequestHandler, limits: ListenLimits = DEFAULT_LIMITS, onClientError?: (status: number, code: string) => void): DualServer {
+export function createDualServer(
+  handler: RequestHandler,
+  limits: ListenLimits = DEFAULT_LIMITS,
+  onClientError?: (status: number, code: string) => void,
+): DualServer {
   const h1 = createH1Server(
     {
       headersTimeout: limits.headersTimeoutMs,
@@ -58,14 +78,16 @@ export function createDualServer(handler: RequestHandler, limits: ListenLimits =
   );
   // Node answers parse errors, oversized headers and slow clients itself, with an empty body: answer in the OpenAI shape.
   h1.on('clientError', (err: NodeJS.ErrnoException, socket) => {
-    if (!socket.writable || (err.code === 'ECONNRESET')) {
+    if (!socket.writable || err.code === 'ECONNRESET') {
       socket.destroy();
       return;
     }
     const r = clientErrorReply(err.code);
     onClientError?.(r.status, r.error);
     const body = JSON.stringify({ error: { message: r.message, type: 'invalid_request_error', param: null, code: r.error } });
-    socket.end(`HTTP/1.1 ${r.status} ${r.reason}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`);
+    socket.end(
+      `HTTP/1.1 ${r.status} ${r.reason}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
+    );
   });
   const h2 = createH2Server({ settings: { maxHeaderListSize: limits.maxHeaderBytes } }, handler);
   const sockets = new Set<Socket>();

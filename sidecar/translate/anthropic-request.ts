@@ -94,9 +94,16 @@ function documentBlock(file: unknown): Block[] {
   const data = parseDataUrl(file.file_data);
   if (!data) return [];
   const title = typeof file.filename === 'string' && file.filename !== '' ? { title: file.filename } : {};
-  if (data.mediaType === 'application/pdf') return [{ type: 'document', source: { type: 'base64', media_type: 'application/pdf', data: data.base64 }, ...title }];
+  if (data.mediaType === 'application/pdf')
+    return [{ type: 'document', source: { type: 'base64', media_type: 'application/pdf', data: data.base64 }, ...title }];
   if (data.mediaType === 'text/plain') {
-    return [{ type: 'document', source: { type: 'text', media_type: 'text/plain', data: Buffer.from(data.base64, 'base64').toString('utf8') }, ...title }];
+    return [
+      {
+        type: 'document',
+        source: { type: 'text', media_type: 'text/plain', data: Buffer.from(data.base64, 'base64').toString('utf8') },
+        ...title,
+      },
+    ];
   }
   return [];
 }
@@ -169,12 +176,22 @@ function convertMessages(messages: unknown[]): Converted {
         if (Array.isArray(m.tool_calls)) {
           for (const call of m.tool_calls) {
             if (!isRecord(call) || !isRecord(call.function)) continue;
-            blocks.push({ type: 'tool_use', id: toolUseId(call.id), name: String(call.function.name ?? ''), input: toolInput(call.function.arguments) });
+            blocks.push({
+              type: 'tool_use',
+              id: toolUseId(call.id),
+              name: String(call.function.name ?? ''),
+              input: toolInput(call.function.arguments),
+            });
           }
         }
         if (isRecord(m.function_call)) {
           lastLegacyId = `call_fn${++legacyCalls}`;
-          blocks.push({ type: 'tool_use', id: lastLegacyId, name: String(m.function_call.name ?? ''), input: toolInput(m.function_call.arguments) });
+          blocks.push({
+            type: 'tool_use',
+            id: lastLegacyId,
+            name: String(m.function_call.name ?? ''),
+            input: toolInput(m.function_call.arguments),
+          });
         }
         add('assistant', blocks);
         break;
@@ -257,12 +274,15 @@ function convertToolChoice(json: Json, legacy: boolean): Json | undefined {
   else if (choice === 'required') out = { type: 'any' };
   else if (choice === 'none') out = { type: 'none' };
   else if (isRecord(choice)) {
-    if (choice.type === 'function' && isRecord(choice.function) && typeof choice.function.name === 'string') out = { type: 'tool', name: choice.function.name };
+    if (choice.type === 'function' && isRecord(choice.function) && typeof choice.function.name === 'string')
+      out = { type: 'tool', name: choice.function.name };
     else if (legacy && typeof choice.name === 'string') out = { type: 'tool', name: choice.name };
-    else if (choice.type === 'allowed_tools' && isRecord(choice.allowed_tools)) out = { type: choice.allowed_tools.mode === 'required' ? 'any' : 'auto' };
+    else if (choice.type === 'allowed_tools' && isRecord(choice.allowed_tools))
+      out = { type: choice.allowed_tools.mode === 'required' ? 'any' : 'auto' };
   }
   // One call at a time: asked for, or implied by the legacy single `function_call`.
-  if ((json.parallel_tool_calls === false || legacy) && out?.type !== 'none') out = { ...(out ?? { type: 'auto' }), disable_parallel_tool_use: true };
+  if ((json.parallel_tool_calls === false || legacy) && out?.type !== 'none')
+    out = { ...(out ?? { type: 'auto' }), disable_parallel_tool_use: true };
   return out;
 }
 
@@ -300,8 +320,20 @@ export function anthropicRequest(json: Json, model: string | undefined, stream: 
     if (topP !== undefined && topP < 0.95) topP = undefined;
   }
 
-  const stops = typeof json.stop === 'string' ? (json.stop === '' ? [] : [json.stop]) : Array.isArray(json.stop) ? json.stop.filter((s): s is string => typeof s === 'string' && s !== '') : [];
-  const userId = typeof json.user === 'string' && json.user !== '' ? json.user : typeof json.safety_identifier === 'string' && json.safety_identifier !== '' ? json.safety_identifier : undefined;
+  const stops =
+    typeof json.stop === 'string'
+      ? json.stop === ''
+        ? []
+        : [json.stop]
+      : Array.isArray(json.stop)
+        ? json.stop.filter((s): s is string => typeof s === 'string' && s !== '')
+        : [];
+  const userId =
+    typeof json.user === 'string' && json.user !== ''
+      ? json.user
+      : typeof json.safety_identifier === 'string' && json.safety_identifier !== ''
+        ? json.safety_identifier
+        : undefined;
 
   // Anthropic rejects an empty conversation as the client's fault; another provider may take it
   if (turns.length === 0) throw new Error('nothing in the request is a message Anthropic can take');

@@ -36,9 +36,14 @@ export function tokenCounts(usage: unknown, previous?: TokenCounts): TokenCounts
   if (!isRecord(usage)) return base;
   return {
     input: usage.input_tokens === undefined || usage.input_tokens === null ? base.input : count(usage.input_tokens),
-    cacheRead: usage.cache_read_input_tokens === undefined || usage.cache_read_input_tokens === null ? base.cacheRead : count(usage.cache_read_input_tokens),
+    cacheRead:
+      usage.cache_read_input_tokens === undefined || usage.cache_read_input_tokens === null
+        ? base.cacheRead
+        : count(usage.cache_read_input_tokens),
     cacheCreation:
-      usage.cache_creation_input_tokens === undefined || usage.cache_creation_input_tokens === null ? base.cacheCreation : count(usage.cache_creation_input_tokens),
+      usage.cache_creation_input_tokens === undefined || usage.cache_creation_input_tokens === null
+        ? base.cacheCreation
+        : count(usage.cache_creation_input_tokens),
     output: usage.output_tokens === undefined || usage.output_tokens === null ? base.output : count(usage.output_tokens),
   };
 }
@@ -83,7 +88,14 @@ export function translateMessage(raw: Buffer, fallbackModel: string | undefined,
   if (!isRecord(json)) return bad('response body is not a JSON object');
   if (json.type === 'error') {
     const failure = inStreamOrBodyError(json.error);
-    return { ok: false, failure: { ...failure, reason: failure.reason === 'overloaded' ? 'overloaded' : 'upstream_5xx', message: `a 200 carrying an error: ${failure.message}` } };
+    return {
+      ok: false,
+      failure: {
+        ...failure,
+        reason: failure.reason === 'overloaded' ? 'overloaded' : 'upstream_5xx',
+        message: `a 200 carrying an error: ${failure.message}`,
+      },
+    };
   }
   if (json.type !== 'message' || !Array.isArray(json.content)) return bad('response is not a message');
 
@@ -93,7 +105,11 @@ export function translateMessage(raw: Buffer, fallbackModel: string | undefined,
     if (!isRecord(block)) continue;
     if (block.type === 'text' && typeof block.text === 'string') text = (text ?? '') + block.text;
     else if (block.type === 'tool_use' && typeof block.name === 'string') {
-      toolCalls.push({ id: toolCallId(block.id), type: 'function', function: { name: block.name, arguments: JSON.stringify(block.input ?? {}) } });
+      toolCalls.push({
+        id: toolCallId(block.id),
+        type: 'function',
+        function: { name: block.name, arguments: JSON.stringify(block.input ?? {}) },
+      });
     }
     // thinking, redacted_thinking and server-tool blocks have no place in a chat completion
   }
@@ -104,6 +120,12 @@ export function translateMessage(raw: Buffer, fallbackModel: string | undefined,
 
   const model = typeof json.model === 'string' && json.model !== '' ? json.model : (fallbackModel ?? '');
   const tokens = isRecord(json.usage) ? tokenCounts(json.usage) : undefined;
-  const body = chatCompletion(completionId(json.id), model, message, finishReasonOf(json.stop_reason, legacyFunctions), tokens && usageOf(tokens));
+  const body = chatCompletion(
+    completionId(json.id),
+    model,
+    message,
+    finishReasonOf(json.stop_reason, legacyFunctions),
+    tokens && usageOf(tokens),
+  );
   return { ok: true, body, model, ...(tokens ? { usage: seamUsage(tokens) } : {}) };
 }

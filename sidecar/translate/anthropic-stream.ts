@@ -69,7 +69,8 @@ export class AnthropicStream implements StreamTranslator {
       case 'content_block_stop':
         return this.#blockStop(framer, json.index);
       case 'message_delta':
-        if (isRecord(json.delta) && json.delta.stop_reason != null) this.#finish = finishReasonOf(json.delta.stop_reason, this.#legacyFunctions);
+        if (isRecord(json.delta) && json.delta.stop_reason != null)
+          this.#finish = finishReasonOf(json.delta.stop_reason, this.#legacyFunctions);
         this.#tokens = tokenCounts(json.usage, this.#tokens);
         return {};
       case 'message_stop': {
@@ -102,7 +103,12 @@ export class AnthropicStream implements StreamTranslator {
       if (tool.index > 0) return {};
       return { out: framer.chunk({ function_call: { name, arguments: '' } }), content: true };
     }
-    return { out: framer.chunk({ tool_calls: [{ index: tool.index, id: toolCallId(block.id), type: 'function', function: { name, arguments: '' } }] }), content: true };
+    return {
+      out: framer.chunk({
+        tool_calls: [{ index: tool.index, id: toolCallId(block.id), type: 'function', function: { name, arguments: '' } }],
+      }),
+      content: true,
+    };
   }
 
   #text(framer: ChunkFramer, text: unknown): StreamStep {
@@ -112,7 +118,8 @@ export class AnthropicStream implements StreamTranslator {
 
   #arguments(framer: ChunkFramer, tool: ToolBlock, fragment: string): StreamStep {
     tool.sentArguments = true;
-    if (this.#legacyFunctions) return tool.index > 0 ? {} : { out: framer.chunk({ function_call: { arguments: fragment } }), content: true };
+    if (this.#legacyFunctions)
+      return tool.index > 0 ? {} : { out: framer.chunk({ function_call: { arguments: fragment } }), content: true };
     return { out: framer.chunk({ tool_calls: [{ index: tool.index, function: { arguments: fragment } }] }), content: true };
   }
 

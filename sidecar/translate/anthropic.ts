@@ -12,7 +12,16 @@ import { anthropicRequest, isLegacyFunctions, isRecord } from './anthropic-reque
 import { translateMessage } from './anthropic-response.ts';
 import { AnthropicStream } from './anthropic-stream.ts';
 import { wantsUsage } from './openai-output.ts';
-import { authHeaders, type ChatRequest, type ErrorTranslation, type ProviderAdapter, requestedModel, type StreamTranslator, type Translated, type UpstreamRequest } from './provider.ts';
+import {
+  authHeaders,
+  type ChatRequest,
+  type ErrorTranslation,
+  type ProviderAdapter,
+  requestedModel,
+  type StreamTranslator,
+  type Translated,
+  type UpstreamRequest,
+} from './provider.ts';
 
 /** Anthropic's error type as the OpenAI error `type` and `code` the client sees. */
 export const OPENAI_ERROR: Record<string, { type: string; code: string | null }> = {
@@ -52,7 +61,8 @@ function parseError(body: Buffer): { type?: string; message: string } {
     const json: unknown = JSON.parse(text);
     if (isRecord(json)) {
       const e = isRecord(json.error) ? json.error : json;
-      if (typeof e.message === 'string') return { type: typeof e.type === 'string' && e.type !== 'error' ? e.type : undefined, message: e.message };
+      if (typeof e.message === 'string')
+        return { type: typeof e.type === 'string' && e.type !== 'error' ? e.type : undefined, message: e.message };
     }
   } catch {
     // not JSON: use the text
@@ -61,15 +71,25 @@ function parseError(body: Buffer): { type?: string; message: string } {
   return { message: text || 'empty body' };
 }
 
-function translateError(status: number, headers: Record<string, string | string[] | undefined>, body: Buffer, maxRetryAfterMs: number): ErrorTranslation {
+function translateError(
+  status: number,
+  headers: Record<string, string | string[] | undefined>,
+  body: Buffer,
+  maxRetryAfterMs: number,
+): ErrorTranslation {
   const e = parseError(body);
-  const type = e.type ?? (Object.hasOwn(TYPE_FOR_STATUS, status) ? TYPE_FOR_STATUS[status] : status >= 500 ? 'api_error' : 'invalid_request_error');
+  const type =
+    e.type ?? (Object.hasOwn(TYPE_FOR_STATUS, status) ? TYPE_FOR_STATUS[status] : status >= 500 ? 'api_error' : 'invalid_request_error');
   const code = status === 400 && OUTPUT_LIMIT.test(e.message) ? 'context_length_exceeded' : undefined;
   let failure: Failure = classifyStatus({ status, headers, type, code, message: e.message }, maxRetryAfterMs);
   // No credit left (billing_error, whatever the status): the key cannot serve until someone pays, as with a revoked key.
   if (type === 'billing_error' && failure.reason === 'client_error') failure = { ...failure, reason: 'quota_exhausted' };
   // own keys only: an error type of "constructor" is just unknown
-  const mapped = Object.hasOwn(OPENAI_ERROR, type) ? OPENAI_ERROR[type] : status >= 500 ? OPENAI_ERROR.api_error : OPENAI_ERROR.invalid_request_error;
+  const mapped = Object.hasOwn(OPENAI_ERROR, type)
+    ? OPENAI_ERROR[type]
+    : status >= 500
+      ? OPENAI_ERROR.api_error
+      : OPENAI_ERROR.invalid_request_error;
   const clientCode = failure.reason === 'context_length' ? 'context_length_exceeded' : mapped.code;
   return { failure, clientBody: openaiErrorBody(e.message, mapped.type, clientCode) };
 }

@@ -19,7 +19,12 @@ export interface OpenAIUsage {
   completion_tokens: number;
   total_tokens: number;
   prompt_tokens_details: { cached_tokens: number; audio_tokens: number; cache_creation_tokens?: number };
-  completion_tokens_details: { reasoning_tokens: number; audio_tokens: number; accepted_prediction_tokens: number; rejected_prediction_tokens: number };
+  completion_tokens_details: {
+    reasoning_tokens: number;
+    audio_tokens: number;
+    accepted_prediction_tokens: number;
+    rejected_prediction_tokens: number;
+  };
 }
 
 /** Token counts in provider-neutral terms; `input` excludes the cached parts. */
@@ -60,7 +65,13 @@ export interface AssistantMessage {
 }
 
 /** A whole non-streamed answer. */
-export function chatCompletion(id: string, model: string, message: AssistantMessage, finishReason: FinishReason, usage: OpenAIUsage | undefined): string {
+export function chatCompletion(
+  id: string,
+  model: string,
+  message: AssistantMessage,
+  finishReason: FinishReason,
+  usage: OpenAIUsage | undefined,
+): string {
   return JSON.stringify({
     id,
     object: 'chat.completion',

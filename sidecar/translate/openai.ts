@@ -47,7 +47,8 @@ export function bodyWithModel(req: ChatRequest, model: string | undefined): stri
       try {
         body = JSON.stringify({ ...req.json, model });
       } catch (err) {
-        if (err instanceof RangeError) throw new RequestRejected(400, 'request_too_deep', 'the request body is nested too deeply to process');
+        if (err instanceof RangeError)
+          throw new RequestRejected(400, 'request_too_deep', 'the request body is nested too deeply to process');
         throw err;
       }
     }
@@ -158,7 +159,10 @@ export function replaceTopLevel(raw: Buffer, key: string, value: Buffer): Buffer
 
 function parseError(body: Buffer): { type?: string; code?: string; message: string } {
   try {
-    const json = JSON.parse(body.toString('utf8')) as { error?: { message?: unknown; type?: unknown; code?: unknown } | string; message?: unknown };
+    const json = JSON.parse(body.toString('utf8')) as {
+      error?: { message?: unknown; type?: unknown; code?: unknown } | string;
+      message?: unknown;
+    };
     const e = json.error;
     if (typeof e === 'string') return { message: e };
     if (e && typeof e === 'object')
@@ -206,7 +210,13 @@ function weigh(choices: Choice[]): { content: boolean; progress: boolean } {
     if (c.finish_reason) content = true;
     const d = c.delta;
     if (!isObject(d)) continue;
-    if (nonEmpty(d.content) || (Array.isArray(d.tool_calls) && d.tool_calls.length > 0) || nonEmpty(d.refusal) || nonEmpty(d.reasoning_content) || d.function_call) {
+    if (
+      nonEmpty(d.content) ||
+      (Array.isArray(d.tool_calls) && d.tool_calls.length > 0) ||
+      nonEmpty(d.refusal) ||
+      nonEmpty(d.reasoning_content) ||
+      d.function_call
+    ) {
       content = true;
       progress = true;
     } else if (nonEmpty(d.reasoning)) progress = true; // vLLM / OpenRouter reasoning deltas
@@ -268,23 +278,34 @@ export const openaiAdapter: ProviderAdapter = {
   buildRequest(req: ChatRequest, target: ModelTarget): UpstreamRequest {
     return {
       path: target.path,
-      headers: { 'content-type': 'application/json', accept: req.stream ? 'text/event-stream' : 'application/json', ...authHeaders(req, target) },
+      headers: {
+        'content-type': 'application/json',
+        accept: req.stream ? 'text/event-stream' : 'application/json',
+        ...authHeaders(req, target),
+      },
       body: bodyWithModel(req, target.model),
     };
   },
 
   translateResponse(body: Buffer, req: ChatRequest, target: ModelTarget): Translated {
     if (body.length === 0) return { ok: false, failure: bad('empty response body') };
-    let json: { choices?: unknown; model?: unknown; error?: unknown; usage?: { prompt_tokens?: unknown; completion_tokens?: unknown } | null };
+    let json: {
+      choices?: unknown;
+      model?: unknown;
+      error?: unknown;
+      usage?: { prompt_tokens?: unknown; completion_tokens?: unknown } | null;
+    };
     try {
       json = JSON.parse(body.toString('utf8'));
     } catch {
       return { ok: false, failure: bad('response body is not valid JSON') };
     }
-    if (json && typeof json === 'object' && json.error) return { ok: false, failure: { reason: 'upstream_5xx', message: 'a 200 carrying an error object' } };
+    if (json && typeof json === 'object' && json.error)
+      return { ok: false, failure: { reason: 'upstream_5xx', message: 'a 200 carrying an error object' } };
     if (!json || typeof json !== 'object' || !Array.isArray(json.choices)) return { ok: false, failure: bad('response has no choices') };
     if (json.choices.length === 0) return { ok: false, failure: bad('response has an empty choices array') };
-    if (!json.choices.every((c) => isObject(c) && isObject(c.message))) return { ok: false, failure: bad('response has a choice without a message object') };
+    if (!json.choices.every((c) => isObject(c) && isObject(c.message)))
+      return { ok: false, failure: bad('response has a choice without a message object') };
     return { ok: true, body, model: typeof json.model === 'string' ? json.model : requestedModel(req, target), usage: reportedUsage(json) };
   },
 

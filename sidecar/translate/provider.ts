@@ -74,7 +74,12 @@ export interface ProviderAdapter {
   /** A non-streamed 2xx body into an OpenAI `chat.completion`, or a failure if it is not a valid answer. */
   translateResponse(body: Buffer, req: ChatRequest, target: ModelTarget): Translated;
   /** An error status into a failure (retryable or not) and the client-facing body. */
-  translateError(status: number, headers: Record<string, string | string[] | undefined>, body: Buffer, maxRetryAfterMs: number): ErrorTranslation;
+  translateError(
+    status: number,
+    headers: Record<string, string | string[] | undefined>,
+    body: Buffer,
+    maxRetryAfterMs: number,
+  ): ErrorTranslation;
   streamTranslator(req: ChatRequest, target: ModelTarget): StreamTranslator;
 }
 

@@ -35,8 +35,15 @@ export interface ChildSidecar {
 /** The V8 flags the sidecar's image runs with (deploy/Dockerfile). */
 export const IMAGE_NODE_FLAGS = ['--max-old-space-size=64', '--max-semi-space-size=8'];
 
-export function spawnCli(args: string[], env: NodeJS.ProcessEnv = {}, nodeFlags: string[] = []): { child: ChildProcess; out: () => string; err: () => string; exited: Promise<number | null> } {
-  const child = spawn(process.execPath, [...nodeFlags, CLI, ...args], { env: { PATH: process.env.PATH, HOME: process.env.HOME, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+export function spawnCli(
+  args: string[],
+  env: NodeJS.ProcessEnv = {},
+  nodeFlags: string[] = [],
+): { child: ChildProcess; out: () => string; err: () => string; exited: Promise<number | null> } {
+  const child = spawn(process.execPath, [...nodeFlags, CLI, ...args], {
+    env: { PATH: process.env.PATH, HOME: process.env.HOME, ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   let out = '';
   let err = '';
   child.stdout?.on('data', (d) => (out += d));
@@ -46,7 +53,12 @@ export function spawnCli(args: string[], env: NodeJS.ProcessEnv = {}, nodeFlags:
 }
 
 /** Starts `node sidecar/cli.ts --config <file> ...` and waits for its "sidecar ready" line. */
-export async function startChildSidecar(config: string, extraArgs: string[] = [], env: NodeJS.ProcessEnv = {}, nodeFlags: string[] = []): Promise<ChildSidecar> {
+export async function startChildSidecar(
+  config: string,
+  extraArgs: string[] = [],
+  env: NodeJS.ProcessEnv = {},
+  nodeFlags: string[] = [],
+): Promise<ChildSidecar> {
   const hasListen = extraArgs.includes('--listen');
   const args = ['--config', config, ...(hasListen ? [] : ['--listen', '127.0.0.1:0']), '--admin', '127.0.0.1:0', ...extraArgs];
   const p = spawnCli(args, env, nodeFlags);
@@ -80,4 +92,3 @@ export async function startChildSidecar(config: string, extraArgs: string[] = []
     },
   };
 }
-

@@ -54,7 +54,13 @@ export async function startHarness(models: ModelSpec[], options: HarnessOptions 
     : `${backend}${sidecarConfigYaml(options.server)}${options.policy ? policyYaml(options.policy) : ''}${options.extraYaml ?? ''}`;
   const plan = loadPlan([{ name: 'test.yaml', text }], { env: {} });
   const logs: string[] = [];
-  const sidecar = await startSidecar({ plan, logger: capturingLogger(logs), probes: options.probes ?? false, tracerProvider: options.tracerProvider, env: {} });
+  const sidecar = await startSidecar({
+    plan,
+    logger: capturingLogger(logs),
+    probes: options.probes ?? false,
+    tracerProvider: options.tracerProvider,
+    env: {},
+  });
   const client = new OpenAI({ baseURL: `${sidecar.url}/v1`, apiKey: 'client-key-unused', maxRetries: 0, timeout: 20_000 });
   return {
     sidecar,

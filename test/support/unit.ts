@@ -186,4 +186,3 @@ export function seeded(seed: number): () => number {
     return ((r ^ (r >>> 14)) >>> 0) / 4294967296;
   };
 }
-

@@ -9,7 +9,11 @@ import { eventually, within } from './wait.ts';
 
 /** POST a JSON body with plain fetch; returns status, headers and parsed body. */
 export async function post(url: string, body: unknown, headers: Record<string, string> = {}) {
-  const res = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body: typeof body === 'string' ? body : JSON.stringify(body) });
+  const res = await fetch(url, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', ...headers },
+    body: typeof body === 'string' ? body : JSON.stringify(body),
+  });
   const text = await res.text();
   let json: unknown;
   try {
@@ -17,7 +21,12 @@ export async function post(url: string, body: unknown, headers: Record<string, s
   } catch {
     json = undefined;
   }
-  return { status: res.status, headers: res.headers, text, json: json as { error?: { message: string; type: string; code: string | null; attempts?: unknown[] } } & Record<string, unknown> };
+  return {
+    status: res.status,
+    headers: res.headers,
+    text,
+    json: json as { error?: { message: string; type: string; code: string | null; attempts?: unknown[] } } & Record<string, unknown>,
+  };
 }
 
 /** The value of one series in Prometheus text: the name and every given label must match. */
@@ -140,7 +149,13 @@ export function parseRawResponse(raw: string): { status: number; headers: Record
  */
 export type Outcome = 'complete' | 'error-event' | 'http-error' | 'no-response' | 'truncated';
 
-export async function chatOnce(url: string, stream: boolean, dispatcher: Dispatcher, headers: Record<string, string> = {}, content = 'What is kubernetes?'): Promise<{ outcome: Outcome; status?: number; detail?: string }> {
+export async function chatOnce(
+  url: string,
+  stream: boolean,
+  dispatcher: Dispatcher,
+  headers: Record<string, string> = {},
+  content = 'What is kubernetes?',
+): Promise<{ outcome: Outcome; status?: number; detail?: string }> {
   let res: Dispatcher.ResponseData;
   try {
     res = await undiciRequest(`${url}/model`, {
@@ -162,7 +177,8 @@ export async function chatOnce(url: string, stream: boolean, dispatcher: Dispatc
   if (res.statusCode !== 200) {
     try {
       const json = JSON.parse(text) as { error?: { message?: unknown } };
-      if (typeof json.error?.message === 'string') return { outcome: 'http-error', status: res.statusCode, detail: json.error.message.slice(0, 200) };
+      if (typeof json.error?.message === 'string')
+        return { outcome: 'http-error', status: res.statusCode, detail: json.error.message.slice(0, 200) };
     } catch {
       // fall through
     }
@@ -179,6 +195,7 @@ export async function chatOnce(url: string, stream: boolean, dispatcher: Dispatc
   }
   const events = sseData(text);
   if (events.at(-1) === '[DONE]' && streamedContent(text).length > 0) return { outcome: 'complete', status: 200 };
-  if (!events.includes('[DONE]') && /"error"/.test(events.at(-1) ?? '')) return { outcome: 'error-event', status: 200, detail: events.at(-1)?.slice(0, 200) };
+  if (!events.includes('[DONE]') && /"error"/.test(events.at(-1) ?? ''))
+    return { outcome: 'error-event', status: 200, detail: events.at(-1)?.slice(0, 200) };
   return { outcome: 'truncated', status: 200, detail: text.slice(-200) };
 }

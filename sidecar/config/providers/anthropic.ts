@@ -14,9 +14,11 @@ const block = z
   .strictObject({
     authToken,
     model: modelField,
-    apiVersion: headerValue('the anthropic-version', 1).optional().meta({ description: 'The anthropic-version header.', default: ANTHROPIC_VERSION }),
+    apiVersion: headerValue('the anthropic-version', 1)
+      .optional()
+      .meta({ description: 'The anthropic-version header.', default: ANTHROPIC_VERSION }),
   })
-  .meta({ description: 'Anthropic\'s Messages API; requests and answers are translated (docs/translation.md).' });
+  .meta({ description: "Anthropic's Messages API; requests and answers are translated (docs/translation.md)." });
 
 const versionHeader = (target: ModelTarget) => ({ 'anthropic-version': target.apiVersion ?? ANTHROPIC_VERSION });
 

@@ -1,9 +1,16 @@
 /**
  * When each model is probed, and how. Probing is spent where it buys something:
  * - a model that served real traffic well within the interval is not probed (real traffic is the probe);
+ * - the models that carry traffic and those that would carry it next (the active group, the first
+ *   with a usable model, and the one after it) get chat probes (auto): only generation proves what
+ *   users need (a chat endpoint answering 503 while the model list answers 200 is the common
+ *   outage); groups further down get the free model-list probe, at the idle interval;
  * - down models (unhealthy, open) get chat probes: generation must be proven before traffic returns;
- * - idle healthy models get the free model-list probe (auto), at the interval while they would be
- *   needed next (the group carrying traffic and the one after it), at the idle interval beyond;
+ * - transitions are confirmed in seconds (Envoy's edge intervals): after a first failed probe of a
+ *   usable model, or a first success of a down one, the next probe runs after `edgeInterval`
+ *   instead of `interval`; a model taken down by real traffic gets its first probe after
+ *   `edgeInterval`; a down model is probed on a backoff from `edgeInterval`, doubling up to
+ *   `interval`. The thresholds still decide (no flapping): only the waits are shorter;
  * - cooling models are left alone until their Retry-After ends (and any model inside a stated one);
  * - a stuck request (suspicion) and a half-open breaker get a chat probe at once.
  * Every schedule has jitter, so pods started together do not probe in lockstep.
@@ -12,7 +19,8 @@ import type { BackendPlan, ModelTarget } from '../sidecar/config/plan.ts';
 import type { ActiveHealth, ProbeResult } from '../sidecar/health/active.ts';
 import { isUsable } from '../sidecar/core/health-state.ts';
 import type { HealthView } from '../sidecar/health/view.ts';
-import type { Events } from '../sidecar/observe/events.ts';
+import type { Events, HealthEvent } from '../sidecar/observe/events.ts';
+import { FAILURES } from '../sidecar/core/failure.ts';
 import { chatProbe, modelsPath, modelsProbe, type ProbeDeps } from './probe.ts';
 
 type Kind = 'chat' | 'models';
@@ -28,6 +36,10 @@ interface Slot {
    * servers do): that says nothing about the model, so it is probed with chat probes from then on.
    */
   noModelList?: { status: number; at: number };
+  /** The last probe started a transition (a first failure of a usable model, a first success of a down one): confirm it after the edge interval. */
+  confirm?: boolean;
+  /** Failed probes since the model went down: the backoff step (edgeInterval × 2^n, up to interval). */
+  downFailures: number;
 }
 
 /** What a model is probed with, and why, for /status. */
@@ -53,6 +65,7 @@ export class ProbeScheduler {
 
   readonly #events: Events;
   #seq = 0;
+  readonly #onHealth = (e: HealthEvent) => this.#transition(e);
 
   constructor(
     backends: BackendPlan[],
@@ -69,16 +82,18 @@ export class ProbeScheduler {
     this.#now = now;
     for (const backend of backends) {
       for (const model of backend.groups.flat()) {
-        if (model.health.probe.kind !== 'none') this.#slots.set(model.key, { model, backend });
+        if (model.health.probe.kind !== 'none') this.#slots.set(model.key, { model, backend, downFailures: 0 });
       }
     }
   }
 
   start(): void {
+    this.#events.on('health', this.#onHealth);
     for (const slot of this.#slots.values()) this.#schedule(slot, Math.random() * slot.model.health.probe.intervalMs);
   }
 
   stop(): void {
+    this.#events.off('health', this.#onHealth);
     this.#stop.abort();
     for (const slot of this.#slots.values()) clearTimeout(slot.timer);
   }
@@ -138,9 +153,44 @@ export class ProbeScheduler {
     if (h.lastEvidenceAt !== undefined && now - h.lastEvidenceAt < model.health.probe.intervalMs) return undefined;
     if (configured === 'chat' || state === 'degraded') return configured === 'models' ? 'models' : 'chat';
     if (configured === 'models') return 'models';
-    // auto: the free probe for an idle healthy model; how often depends on how soon it may be needed
-    if (this.#distance(slot) > 1 && h.probe.at !== undefined && now - h.probe.at < model.health.probe.idleIntervalMs) return undefined;
+    // auto: the models carrying traffic and the next in line must prove generation (a model list
+    // answering 200 says nothing of a chat endpoint answering 503)
+    if (this.#distance(slot) <= 1) return 'chat';
+    // further down: the free model list, at the idle interval
+    if (h.probe.at !== undefined && now - h.probe.at < model.health.probe.idleIntervalMs) return undefined;
     return 'models';
+  }
+
+  /**
+   * When the next scheduled probe of this model runs (before jitter): the edge interval to confirm
+   * a transition the last probe started, a backoff from the edge interval up to the interval for a
+   * down model, else the interval.
+   */
+  delay(slot: Slot): number {
+    const p = slot.model.health.probe;
+    const edge = Math.min(p.edgeIntervalMs, p.intervalMs);
+    const state = this.#view.state(slot.model);
+    if (state === 'cooling') return p.intervalMs;
+    if (slot.confirm) return edge;
+    if (isUsable(state)) return p.intervalMs;
+    return Math.min(p.intervalMs, edge * 2 ** slot.downFailures);
+  }
+
+  /** A model fell (real traffic, the breaker, a probe) or came back: its backoff starts over; a fall gets its first probe after the edge interval. */
+  #transition(e: HealthEvent): void {
+    const slot = this.#slots.get(e.model.key);
+    if (!slot) return;
+    const fell = isUsable(e.from) && !isUsable(e.to) && e.to !== 'cooling';
+    const back = isUsable(e.to);
+    if (!fell && !back) return;
+    slot.downFailures = 0;
+    slot.confirm = false;
+    // a probe running now re-arms the timer when it ends (#tick)
+    if (fell && !slot.running) this.#schedule(slot, this.#jitteredDelay(slot));
+  }
+
+  #jitteredDelay(slot: Slot): number {
+    return this.#jittered(this.delay(slot), slot.model.health.probe.jitterPercent);
   }
 
   /** How many groups below the group that carries the backend's traffic this model sits. */
@@ -164,6 +214,8 @@ export class ProbeScheduler {
   async #tick(slot: Slot): Promise<void> {
     try {
       const kind = this.plan(slot);
+      // nothing to do (traffic proved the model, or it is waiting out a cooldown): no transition to confirm
+      if (!kind) slot.confirm = false;
       if (kind && !slot.running) {
         slot.running = this.#run(slot, kind, 'schedule');
         await slot.running;
@@ -171,9 +223,21 @@ export class ProbeScheduler {
       }
     } finally {
       // whatever happened, the model stays on the schedule
-      const p = slot.model.health.probe;
-      this.#schedule(slot, this.#jittered(p.intervalMs, p.jitterPercent));
+      this.#schedule(slot, this.#jitteredDelay(slot));
     }
+  }
+
+  /** What the probe's result means for the schedule: a transition to confirm soon, a backoff step. */
+  #afterProbe(slot: Slot, result: Omit<ProbeResult, 'trigger' | 'id'>, wasUsable: boolean, trigger: ProbeResult['trigger']): void {
+    const h = this.#view.get(slot.model);
+    const usable = isUsable(h.state);
+    // told to back off (429 / 529): no confirming probe, that would earn another
+    const cool = result.failure !== undefined && FAILURES[result.failure.reason].health === 'cool';
+    if (usable) slot.confirm = !result.ok && !cool && h.probe.failStreak > 0;
+    else slot.confirm = result.ok && h.probe.okStreak > 0;
+    if (!wasUsable && !usable && !result.ok) slot.downFailures++;
+    // a suspicion or trial probe re-arms the schedule too (the scheduled tick re-arms it itself)
+    if (trigger !== 'schedule' && !slot.running) this.#schedule(slot, this.#jitteredDelay(slot));
   }
 
   #run(slot: Slot, requested: Kind, trigger: ProbeResult['trigger']): Promise<void> {
@@ -208,7 +272,9 @@ export class ProbeScheduler {
         durationMs: result.durationMs,
         firstChunkMs: result.ttftMs,
       });
+      const wasUsable = this.#view.isUsable(slot.model);
       this.#active.onProbe(slot.model, { ...result, trigger, id });
+      this.#afterProbe(slot, result, wasUsable, trigger);
     })().catch(() => undefined);
     return run;
   }

@@ -36,16 +36,22 @@ function tracing() {
 t.test('probe metrics: llm_failover_probes_total by kind, trigger and result; llm_failover_probe_duration_seconds per probe', async (t) => {
   const h = await startHarness(TWO, {
     probes: true,
-    policy: '  health:\n    probe:\n      interval: 50ms\n      idleInterval: 50ms\n      timeout: 500ms\n      jitterPercent: 0\n',
+    // the primary on model-list probes (the operator's choice), the fallback on auto: both kinds get counted
+    policy:
+      '  health:\n    probe:\n      interval: 50ms\n      idleInterval: 50ms\n      timeout: 500ms\n      jitterPercent: 0\n  providers:\n    primary:\n      health:\n        probe:\n          kind: models\n',
   });
   t.teardown(() => h.close());
-  // the fallback's model list fails: two failures take it out, then chat probes (which fail too)
+  // the fallback's probes fail: two failures take it out, then chat probes on it go on failing
   h.sims.fallback.setFault({ kind: 'status', status: 503 });
   const fallback = h.sidecar.health.models()[1];
   t.ok(await eventually(() => h.sidecar.health.state(fallback) === 'unhealthy', 5000), 'the failing probes took the fallback out');
   t.ok(
     await eventually(() => h.sidecar.probes.log.some((p) => p.model === 'fallback' && p.kind === 'chat'), 3000),
     'and it is chat-probed since',
+  );
+  t.ok(
+    await eventually(() => h.sidecar.probes.log.filter((p) => p.model === 'primary' && p.kind === 'models' && p.ok).length >= 2, 3000),
+    'the primary passed model-list probes meanwhile',
   );
   h.sidecar.probes.stop();
   await sleep(50);

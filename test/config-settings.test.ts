@@ -68,6 +68,7 @@ t.test('the defaults the plan runs with', async (t) => {
       kind: 'auto',
       intervalMs: 10_000,
       idleIntervalMs: 60_000,
+      edgeIntervalMs: 1_000,
       timeoutMs: 5_000,
       jitterPercent: 20,
       healthyThreshold: 2,

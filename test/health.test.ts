@@ -246,7 +246,7 @@ t.test('a model whose secret was wrong heals when the mounted secret changes', a
   );
 });
 
-t.test('probes are skipped for models that just served real traffic; idle fallbacks are probed for free', async (t) => {
+t.test('probes are skipped for models that just served real traffic; the idle next group gets chat probes', async (t) => {
   const h = await startHarness(TWO, { policy: FAST_PROBES, probes: true });
   t.teardown(() => h.close());
   const start = Date.now();
@@ -255,8 +255,8 @@ t.test('probes are skipped for models that just served real traffic; idle fallba
   t.equal(log.filter((p) => p.model === 'primary').length, 0, 'the busy primary was not probed');
   const fallbackProbes = log.filter((p) => p.model === 'fallback');
   t.ok(fallbackProbes.length >= 3, 'the idle fallback was probed');
-  t.same([...new Set(fallbackProbes.map((p) => p.kind))], ['models'], 'with the free model-list probe');
-  t.equal(probeRequests(h.sims.fallback).length, 0, 'no chat tokens spent on a healthy idle model');
+  t.same([...new Set(fallbackProbes.map((p) => p.kind))], ['chat'], 'with chat probes: generation is what the next in line must prove');
+  t.ok(probeRequests(h.sims.fallback).length >= 3, 'the probe prompt reached the fallback');
 });
 
 t.test(

@@ -59,7 +59,16 @@ for (const kind of ['openai', 'anthropic'] as const) {
       res.writeHead(401, { 'content-type': 'application/json' }).end(JSON.stringify({ error: { message, type: 'authentication_error' } }));
     });
     const yaml = failoverYaml([{ name: 'primary', kind, group: 0, port: echo.port, token: KEY }]);
-    const plan = loadPlan([{ name: 't.yaml', text: yaml + LOOPBACK_SERVER + policyYaml(FAST_PROBES) }], { env: {} });
+    // the model-list probe is what this is about: the operator chose it (auto probes a model this close to traffic with chat)
+    const plan = loadPlan(
+      [
+        {
+          name: 't.yaml',
+          text: yaml + LOOPBACK_SERVER + policyYaml(FAST_PROBES.replace('    probe:\n', '    probe:\n      kind: models\n')),
+        },
+      ],
+      { env: {} },
+    );
     const sidecar = await startSidecar({ plan, logger: createLogger('silent'), env: {} });
     t.teardown(async () => {
       await sidecar.close();
@@ -103,7 +112,9 @@ for (const status of [404, 405]) {
       { name: 'primary', group: 0, port: primary.port, token: 'sk-a' },
       { name: 'fallback', group: 1, port: front.port, token: 'sk-b' },
     ]);
-    const plan = loadPlan([{ name: 't.yaml', text: yaml + LOOPBACK_SERVER + policyYaml(FAST_PROBES) }], { env: {} });
+    // the operator chose model-list probes for the fallback (auto would prove a model this close to traffic with chat anyway)
+    const policy = `${FAST_PROBES}  providers:\n    fallback:\n      health:\n        probe:\n          kind: models\n`;
+    const plan = loadPlan([{ name: 't.yaml', text: yaml + LOOPBACK_SERVER + policyYaml(policy) }], { env: {} });
     const sidecar = await startSidecar({ plan, logger: createLogger('silent'), env: {} });
     t.teardown(async () => {
       await sidecar.close();

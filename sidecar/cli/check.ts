@@ -33,6 +33,49 @@ function health(m: ModelTarget): string {
   return `${probes}; slow over ${d(m.health.slowThresholdMs)} to first token; ${breaker}`;
 }
 
+const DAY_MS = 86_400_000;
+
+/** A chat probe's tokens: the prompt estimated as characters/4 in, at most maxTokens out. */
+export function chatProbeTokens(m: ModelTarget): { in: number; out: number } {
+  const p = m.health.probe;
+  return { in: Math.ceil(p.prompt.length / 4), out: p.maxTokens };
+}
+
+/**
+ * What a model is probed with in the steady state (traffic on the first group, no real traffic
+ * proving any model, every model healthy), and what that costs per day.
+ */
+export function probePlan(m: ModelTarget): { kind: 'chat' | 'models' | 'none'; everyMs: number; perDay: number; tokensPerDay: number } {
+  const p = m.health.probe;
+  let kind: 'chat' | 'models' | 'none';
+  let everyMs = p.intervalMs;
+  if (p.kind === 'none') kind = 'none';
+  else if (p.kind === 'chat' || p.kind === 'models') kind = p.kind;
+  else if (m.group <= 1) kind = 'chat';
+  else {
+    kind = 'models';
+    everyMs = Math.max(p.intervalMs, p.idleIntervalMs);
+  }
+  if (kind === 'none') return { kind, everyMs: 0, perDay: 0, tokensPerDay: 0 };
+  const perDay = Math.round(DAY_MS / everyMs);
+  const t = chatProbeTokens(m);
+  return { kind, everyMs, perDay, tokensPerDay: kind === 'chat' ? perDay * (t.in + t.out) : 0 };
+}
+
+function probeCost(m: ModelTarget): string {
+  const plan = probePlan(m);
+  if (plan.kind === 'none') return 'none';
+  const edge = d(Math.min(m.health.probe.edgeIntervalMs, m.health.probe.intervalMs));
+  const n = plan.perDay.toLocaleString('en-US');
+  if (plan.kind === 'models')
+    return `model list every ${d(plan.everyMs)} (${n} calls a day, no tokens); transitions confirmed after ${edge}`;
+  const t = chatProbeTokens(m);
+  return `chat every ${d(plan.everyMs)} (${n} a day, each ~${t.in} tokens in + up to ${t.out} out: up to ${plan.tokensPerDay.toLocaleString('en-US')} tokens a day); transitions confirmed after ${edge}`;
+}
+
+const COST_NOTE =
+  'Probe cost: per model per day in the steady state, traffic on the first group and no real traffic proving any model (a model that served real traffic well within the interval is not probed: less in practice); prompt tokens estimated as characters/4 (chat framing not counted), output at most maxTokens; outages add chat probes on a backoff from the edge interval, up to one per interval.';
+
 export function describePlan(plan: Plan): string {
   const lines: string[] = [];
   for (const b of plan.backends) {
@@ -51,7 +94,13 @@ export function describePlan(plan: Plan): string {
         lines.push(`      ${health(m)}`);
       }
     });
+    const probed = b.groups.flat().filter((m) => m.health.probe.kind !== 'none');
+    if (probed.length > 0) {
+      lines.push('  probe plan (steady state: traffic on the first group, no real traffic proving the models):');
+      for (const m of probed) lines.push(`    ${m.name}: ${probeCost(m)}`);
+    }
   }
+  if (plan.backends.some((b) => b.groups.flat().some((m) => m.health.probe.kind !== 'none'))) lines.push(COST_NOTE);
   const v = plan.server;
   lines.push(
     `Server: listen ${v.listen}, admin ${v.admin}, body up to ${v.maxBodyBytes} bytes, ${v.maxConcurrentRequests} concurrent + ${v.maxQueuedRequests} queued requests, drain ${d(v.drainGraceMs)}`,

@@ -278,7 +278,7 @@ export const healthSettings = z.strictObject({
         .optional()
         .meta(
           doc(
-            'auto: free model-list probes for idle models, chat probes where generation must be proven (down models, stuck requests); chat: always chat; models: only model lists; none: no probes (the breaker trial is one user request).',
+            'auto: chat probes for the models that carry traffic or would carry it next (the first group with a usable model and the one after it) and for down models and stuck requests, free model-list probes for groups further down; chat: always chat; models: only model lists; none: no probes (the breaker trial is one user request).',
             H.probe.kind,
           ),
         ),
@@ -288,6 +288,14 @@ export const healthSettings = z.strictObject({
       idleInterval: duration
         .optional()
         .meta(doc('Probe interval for idle models two or more groups below the one carrying traffic.', d(H.probe.idleInterval))),
+      edgeInterval: duration
+        .optional()
+        .meta(
+          doc(
+            'Wait before the probe that confirms a transition (after a first failed probe of a usable model, a first success of a down one, a model taken down by real traffic); down models are probed on a backoff from this, doubling up to interval. Never longer than interval.',
+            d(H.probe.edgeInterval),
+          ),
+        ),
       timeout: duration.optional().meta(doc('A probe with no first token (chat) or no answer (models) by then fails.', d(H.probe.timeout))),
       jitterPercent: z
         .number()

@@ -12,7 +12,7 @@ import { FLAG_STATE } from '../core/health-state.ts';
 import { redact } from '../core/secret.ts';
 import type { HealthMonitor } from '../health/monitor.ts';
 import type { ProbeScheduler } from '../../probes/scheduler.ts';
-import { DEFAULT_LIMITS, type ListenLimits } from './listen.ts';
+import { DEFAULT_LIMITS, httpServerOptions, type ListenLimits } from './listen.ts';
 
 // the CommonJS object, not the ESM namespace (see listen.ts)
 const { createServer } = process.getBuiltinModule('node:http');
@@ -32,39 +32,30 @@ const iso = (t: number | undefined) => (t === undefined ? null : new Date(t).toI
 const rounded = (ms: number | undefined) => (ms === undefined ? null : Math.round(ms));
 
 export function createAdminServer(state: AdminState, limits: ListenLimits = DEFAULT_LIMITS): Server {
-  const server = createServer(
-    {
-      headersTimeout: limits.headersTimeoutMs,
-      requestTimeout: limits.requestTimeoutMs,
-      connectionsCheckingInterval: Math.max(100, Math.min(1000, Math.floor(limits.headersTimeoutMs / 4))),
-      keepAliveTimeout: limits.keepAliveTimeoutMs,
-      maxHeaderSize: limits.maxHeaderBytes,
-    },
-    (req, res) => {
-      const path = (req.url ?? '/').split('?')[0];
-      if (req.method !== 'GET' && req.method !== 'HEAD') {
-        res.writeHead(405, { allow: 'GET', 'content-type': 'text/plain' }).end('method not allowed\n');
-        return;
-      }
-      if (path === '/healthz') {
-        res.writeHead(200, { 'content-type': 'text/plain' }).end('ok\n');
-      } else if (path === '/readyz') {
-        const ok = state.ready();
-        res.writeHead(ok ? 200 : 503, { 'content-type': 'text/plain' }).end(ok ? 'ready\n' : 'not ready\n');
-      } else if (path === '/metrics') {
-        const registry = state.metrics();
-        registry.metrics().then(
-          (text) => res.writeHead(200, { 'content-type': registry.contentType }).end(text),
-          () => res.writeHead(500, { 'content-type': 'text/plain' }).end('metrics collection failed\n'),
-        );
-      } else if (path === '/status') {
-        // provider error messages and probe errors are quoted here: scrubbed like everything that leaves
-        res.writeHead(200, { 'content-type': 'application/json' }).end(`${redact(JSON.stringify(statusOf(state), null, 2))}\n`);
-      } else {
-        res.writeHead(404, { 'content-type': 'text/plain' }).end('not found: try /healthz, /readyz, /status, /metrics\n');
-      }
-    },
-  );
+  const server = createServer(httpServerOptions(limits), (req, res) => {
+    const path = (req.url ?? '/').split('?')[0];
+    if (req.method !== 'GET' && req.method !== 'HEAD') {
+      res.writeHead(405, { allow: 'GET', 'content-type': 'text/plain' }).end('method not allowed\n');
+      return;
+    }
+    if (path === '/healthz') {
+      res.writeHead(200, { 'content-type': 'text/plain' }).end('ok\n');
+    } else if (path === '/readyz') {
+      const ok = state.ready();
+      res.writeHead(ok ? 200 : 503, { 'content-type': 'text/plain' }).end(ok ? 'ready\n' : 'not ready\n');
+    } else if (path === '/metrics') {
+      const registry = state.metrics();
+      registry.metrics().then(
+        (text) => res.writeHead(200, { 'content-type': registry.contentType }).end(text),
+        () => res.writeHead(500, { 'content-type': 'text/plain' }).end('metrics collection failed\n'),
+      );
+    } else if (path === '/status') {
+      // provider error messages and probe errors are quoted here: scrubbed like everything that leaves
+      res.writeHead(200, { 'content-type': 'application/json' }).end(`${redact(JSON.stringify(statusOf(state), null, 2))}\n`);
+    } else {
+      res.writeHead(404, { 'content-type': 'text/plain' }).end('not found: try /healthz, /readyz, /status, /metrics\n');
+    }
+  });
   server.maxConnections = Math.min(limits.maxConnections, ADMIN_MAX_CONNECTIONS);
   // a connection that never says anything is closed like a slow header (node's timeouts start with a request)
   server.on('connection', (socket) => {

@@ -58,24 +58,25 @@ function clientErrorReply(code: string | undefined): { status: number; reason: s
   return { status: 400, reason: 'Bad Request', error: 'malformed_http', message: 'the request is not valid HTTP/1.1' };
 }
 
+/** node:http's own bounds from the limits: the proxy's listener and the admin port take the same. */
+export function httpServerOptions(limits: ListenLimits): http.ServerOptions {
+  return {
+    headersTimeout: limits.headersTimeoutMs,
+    requestTimeout: limits.requestTimeoutMs,
+    // the timeouts above are checked this often
+    connectionsCheckingInterval: Math.max(100, Math.min(1000, Math.floor(limits.headersTimeoutMs / 4))),
+    keepAliveTimeout: limits.keepAliveTimeoutMs,
+    maxHeaderSize: limits.maxHeaderBytes,
+  };
+}
+
 /** `onClientError`: node's parser refused a request (malformed, headers too large, too slow). */
 export function createDualServer(
   handler: RequestHandler,
   limits: ListenLimits = DEFAULT_LIMITS,
   onClientError?: (status: number, code: string) => void,
 ): DualServer {
-  const h1 = createH1Server(
-    {
-      headersTimeout: limits.headersTimeoutMs,
-      requestTimeout: limits.requestTimeoutMs,
-      // the timeouts above are checked this often
-      connectionsCheckingInterval: Math.max(100, Math.min(1000, Math.floor(limits.headersTimeoutMs / 4))),
-      keepAliveTimeout: limits.keepAliveTimeoutMs,
-      maxHeaderSize: limits.maxHeaderBytes,
-      noDelay: true,
-    },
-    handler,
-  );
+  const h1 = createH1Server({ ...httpServerOptions(limits), noDelay: true }, handler);
   // Node answers parse errors, oversized headers and slow clients itself, with an empty body: answer in the OpenAI shape.
   h1.on('clientError', (err: NodeJS.ErrnoException, socket) => {
     if (!socket.writable || err.code === 'ECONNRESET') {

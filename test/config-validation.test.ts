@@ -13,30 +13,16 @@ import { join } from 'node:path';
 import { RE2JS } from 're2js';
 import t from 'tap';
 import { loadPlan } from '../sidecar/config/load.ts';
-import { ConfigError } from '../sidecar/config/problems.ts';
 import { watchConfig } from '../sidecar/config/watch.ts';
 import type { FileSecret } from '../sidecar/core/secret.ts';
 import { compileRouteRegex, createRouter } from '../sidecar/config/routes.ts';
 import { HELLO, startHarness } from './support/harness.ts';
 import { post } from './support/wire.ts';
-import { backendYaml } from './support/yaml.ts';
+import { CLI } from './support/child.ts';
+import { sleep } from './support/wait.ts';
+import { backendYaml, configProblems } from './support/yaml.ts';
 
-const CLI = join(import.meta.dirname, '../sidecar/cli.ts');
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-function problemsOf(text: string, options: { env?: NodeJS.ProcessEnv; secretsDir?: string } = {}): string[] {
-  try {
-    loadPlan([{ name: 'bad.yaml', text }], { env: options.env ?? {}, secretsDir: options.secretsDir ?? '/nonexistent' });
-  } catch (err) {
-    if (err instanceof ConfigError)
-      return err.message
-        .split('\n')
-        .slice(1)
-        .map((l) => l.replace(/^ {2}- /, ''));
-    throw err;
-  }
-  return [];
-}
+const problemsOf = configProblems;
 
 async function check(text: string, secretsDir: string): Promise<{ code: number | null; out: string; err: string }> {
   const file = join(mkdtempSync(join(tmpdir(), 'check-')), 'config.yaml');

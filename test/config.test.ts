@@ -8,25 +8,14 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
 import { loadPlan, loadPlanFromPath } from '../sidecar/config/load.ts';
-import { ConfigError } from '../sidecar/config/problems.ts';
 import { createRouter } from '../sidecar/config/routes.ts';
+import { configProblems } from './support/yaml.ts';
 
 const SECRETS = join(import.meta.dirname, 'fixtures/secrets');
 const fixture = (name: string) => join(import.meta.dirname, 'fixtures', name);
 
-function problemsOf(text: string, env: NodeJS.ProcessEnv = { OPENAI_SECRET: 'sk-x' }): string[] {
-  try {
-    loadPlan([{ name: 'bad.yaml', text }], { env, secretsDir: '/nonexistent' });
-  } catch (err) {
-    if (err instanceof ConfigError)
-      return err.message
-        .split('\n')
-        .slice(1)
-        .map((l) => l.replace(/^ {2}- /, ''));
-    throw err;
-  }
-  return [];
-}
+/** The loader's problems for `text`; the key the seeds name is in the environment unless `env` says otherwise. */
+const problemsOf = (text: string, env: NodeJS.ProcessEnv = { OPENAI_SECRET: 'sk-x' }) => configProblems(text, { env });
 
 const BACKEND = (providers: string, extra = '') => `apiVersion: gateway.kgateway.dev/v1alpha1
 kind: Backend

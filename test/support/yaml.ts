@@ -2,6 +2,8 @@
  * The YAML a test sidecar loads, written the way users write it: the seed page's Backend and
  * HTTPRoute for simulated models, a SidecarConfig on loopback, a FailoverPolicy for the Backend.
  */
+import { loadPlan } from '../../sidecar/config/load.ts';
+import { ConfigError } from '../../sidecar/config/problems.ts';
 import { failoverYaml } from '../../simulator/config.ts';
 
 /** The key every simulated provider demands by default; the scrubbing tests look for it everywhere. */
@@ -48,4 +50,19 @@ spec:
     name: ${backend}
 ${spec}
 `;
+}
+
+/** The problems the loader finds in `text`, one line each (none: the configuration loads). */
+export function configProblems(text: string, options: { env?: NodeJS.ProcessEnv; secretsDir?: string } = {}): string[] {
+  try {
+    loadPlan([{ name: 'bad.yaml', text }], { env: options.env ?? {}, secretsDir: options.secretsDir ?? '/nonexistent' });
+  } catch (err) {
+    if (err instanceof ConfigError)
+      return err.message
+        .split('\n')
+        .slice(1)
+        .map((l) => l.replace(/^ {2}- /, ''));
+    throw err;
+  }
+  return [];
 }

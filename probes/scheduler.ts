@@ -9,8 +9,9 @@
  * - transitions are confirmed in seconds (Envoy's edge intervals): after a first failed probe of a
  *   usable model, or a first success of a down one, the next probe runs after `edgeInterval`
  *   instead of `interval`; a model taken down by real traffic gets its first probe after
- *   `edgeInterval`; a down model is probed on a backoff from `edgeInterval`, doubling up to
- *   `interval`. The thresholds still decide (no flapping): only the waits are shorter;
+ *   `edgeInterval`; a down model is probed at `edgeInterval` for its first ten probes (most
+ *   outages are short), then on a backoff doubling up to `interval`. The thresholds still
+ *   decide (no flapping): only the waits are shorter;
  * - cooling models are left alone until their Retry-After ends (and any model inside a stated one);
  * - a stuck request (suspicion) and a half-open breaker get a chat probe at once.
  * Every schedule has jitter, so pods started together do not probe in lockstep.
@@ -49,6 +50,9 @@ export interface ProbeMode {
   /** Why `using` differs from the configured kind; null when it does not. */
   note: string | null;
 }
+
+/** Failed probes of a down model that run at the edge interval before the backoff starts doubling. */
+const DOWN_AT_EDGE = 10;
 
 /** A model list that does not exist (404) or takes no GET (405) says nothing about the model. */
 const NO_MODEL_LIST = new Set([404, 405]);
@@ -173,7 +177,10 @@ export class ProbeScheduler {
     if (state === 'cooling') return p.intervalMs;
     if (slot.confirm) return edge;
     if (isUsable(state)) return p.intervalMs;
-    return Math.min(p.intervalMs, edge * 2 ** slot.downFailures);
+    // most outages are short: the first DOWN_AT_EDGE probes of a down model run at the edge
+    // interval (a healed model is back within about two edge intervals), then the backoff doubles
+    // up to the interval (a long outage costs a probe per interval)
+    return Math.min(p.intervalMs, edge * 2 ** Math.max(0, slot.downFailures - DOWN_AT_EDGE + 1));
   }
 
   /** A model fell (real traffic, the breaker, a probe) or came back: its backoff starts over; a fall gets its first probe after the edge interval. */

@@ -143,9 +143,10 @@ t.test('a 429 with Retry-After cools the model for that long, unprobed, then it 
   t.teardown(() => h.close());
   const events: HealthEvent[] = [];
   h.sidecar.events.on('health', (e) => events.push(e));
-  h.sims.primary.setFault({ kind: 'status', status: 429, headers: { 'retry-after-ms': '600' } }, { times: 1 });
+  // until the user's request is answered (not `times: 1`: the primary's own chat probe may meet it first)
+  h.sims.primary.setFault({ kind: 'status', status: 429, headers: { 'retry-after-ms': '600' } });
   const first = await post(`${h.sidecar.url}/model`, { messages: HELLO });
-  // (a model-list probe may have met the 429 first: the primary cools either way)
+  // (a probe may have met the 429 first: the primary cools either way)
   h.sims.primary.clearFault();
   t.equal(first.headers.get('x-llm-failover-provider'), 'fallback');
   const primary = h.sidecar.health.models()[0];
@@ -197,11 +198,13 @@ t.test('a sudden outage under steady traffic opens the breaker after 5 failures 
 t.test('with probes on, the half-open trial is a probe, never a user request', async (t) => {
   const h = await startHarness(TWO, { policy: FAST_PROBES, probes: true });
   t.teardown(() => h.close());
-  h.sims.primary.setFault({ kind: 'status', status: 500 }, { times: 3 });
+  // until the breaker opens (not `times: 3`: the primary's own chat probes take from a count too)
+  h.sims.primary.setFault({ kind: 'status', status: 500 });
   const opened = waitForHealth(h.sidecar, 'primary', 'open');
   // concurrent traffic, so the primary keeps real evidence and the breaker sees 3 failures
   await Promise.all(Array.from({ length: 3 }, () => post(`${h.sidecar.url}/model`, { messages: HELLO })));
   await opened;
+  h.sims.primary.clearFault();
   const openedAt = Date.now();
   const healthy = await waitForHealth(h.sidecar, 'primary', 'healthy');
   t.match(healthy.cause, /breaker closed|probe succeeded/);

@@ -18,12 +18,11 @@
  * probe never made the primary look better than the fault says, and say so in a comment.
  */
 import t from 'tap';
-import { DEFAULT_HEALTH } from '../sidecar/config/plan.ts';
 import type { Fault } from '../simulator/index.ts';
 import type { TapTest } from './support/child.ts';
 import { type HarnessOptions, HELLO, startHarness } from './support/harness.ts';
 import { eventually } from './support/wait.ts';
-import { metric, sseData, streamedContent } from './support/wire.ts';
+import { metric, sseData, streamedContent, userRequests } from './support/wire.ts';
 import { type ModelSpec, TEST_KEY } from './support/yaml.ts';
 
 type Reason =
@@ -69,8 +68,6 @@ interface Case {
 }
 
 const COOLDOWN_MS = 9000;
-/** The default probe prompt: requests that carry it are probes, not users. */
-const PROBE_PROMPT = DEFAULT_HEALTH.probe.prompt;
 // The request deadline is 4x the longest phase timeout: a fault that made any attempt wait for a
 // default timeout (30 s and more) would end in a 504, which fails the "200" of every case below.
 const POLICY = `  timeouts:
@@ -374,11 +371,7 @@ async function runCase(t: TapTest, c: Case, stream: boolean, probes: boolean): P
       t.equal((JSON.parse(text) as { choices: { message: { content: string } }[] }).choices[0].message.content, 'Hello from fallback');
     }
     // probes (on in the second run) reach the fallback too: only the users' requests count here
-    t.equal(
-      h.sims.fallback.requests.filter((r) => r.body?.messages?.[0]?.content !== PROBE_PROMPT).length,
-      1,
-      'the fallback served it once',
-    );
+    t.equal(userRequests(h.sims.fallback.requests).length, 1, 'the fallback served it once');
   } else if (!probedFirst || res.headers.get('x-llm-failover-provider') === 'primary') {
     t.equal(res.headers.get('x-llm-failover-provider'), 'primary', 'the stream had committed on the primary');
     t.equal(res.headers.get('x-llm-failover-attempts'), '1');
@@ -389,11 +382,7 @@ async function runCase(t: TapTest, c: Case, stream: boolean, probes: boolean): P
     t.equal(last.error?.type, 'server_error');
     t.match(last.error?.message, /the stream from the model broke after it started/);
     t.notOk(events.includes('[DONE]'), 'and no [DONE]');
-    t.equal(
-      h.sims.fallback.requests.filter((r) => r.body?.messages?.[0]?.content !== PROBE_PROMPT).length,
-      0,
-      'a committed stream is never replayed elsewhere',
-    );
+    t.equal(userRequests(h.sims.fallback.requests).length, 0, 'a committed stream is never replayed elsewhere');
   } else {
     // a chat probe met the stream fault first and took the primary out: the fallback served it whole
     t.equal(res.headers.get('x-llm-failover-provider'), 'fallback', 'the primary was down: the fallback served it');

@@ -12,10 +12,10 @@ import t from 'tap';
 import type { HealthEvent } from '../sidecar/observe/events.ts';
 import { HELLO, startHarness } from './support/harness.ts';
 import { sleep, waitForHealth } from './support/wait.ts';
-import { post } from './support/wire.ts';
+import { post, PROBE_PROMPT } from './support/wire.ts';
 import { TEST_KEY } from './support/yaml.ts';
 
-const PROMPT = 'Reply with the single word: ok';
+const PROMPT = PROBE_PROMPT;
 
 /** Forwards everything to the simulator on `target`; while `broken`, a chat request gets OpenAI's 503 instead. */
 async function chatOutageProxy() {

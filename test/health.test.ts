@@ -13,10 +13,10 @@ import type { HealthEvent } from '../sidecar/observe/events.ts';
 import { createLogger } from '../sidecar/observe/log.ts';
 import type { SimulatedProvider } from '../simulator/index.ts';
 import { type Harness, HELLO, startHarness } from './support/harness.ts';
-import { post } from './support/wire.ts';
+import { post, PROBE_PROMPT } from './support/wire.ts';
 import { backendYaml, LOOPBACK_SERVER, policyYaml } from './support/yaml.ts';
 
-const PROMPT = 'Reply with the single word: ok';
+const PROMPT = PROBE_PROMPT;
 const FAST_PROBES = `  health:
     probe:
       interval: 100ms

@@ -5,6 +5,7 @@
 import { once } from 'node:events';
 import { connect, type Socket } from 'node:net';
 import { type Dispatcher, request as undiciRequest } from 'undici';
+import { DEFAULT_HEALTH } from '../../sidecar/config/plan.ts';
 import { eventually, within } from './wait.ts';
 
 /** POST a JSON body with plain fetch; returns status, headers and parsed body. */
@@ -198,4 +199,12 @@ export async function chatOnce(
   if (!events.includes('[DONE]') && /"error"/.test(events.at(-1) ?? ''))
     return { outcome: 'error-event', status: 200, detail: events.at(-1)?.slice(0, 200) };
   return { outcome: 'truncated', status: 200, detail: text.slice(-200) };
+}
+
+/** The prompt every chat probe sends by default: requests that carry it are the sidecar's probes, not an app's. */
+export const PROBE_PROMPT = DEFAULT_HEALTH.probe.prompt;
+
+/** What a simulated provider received from apps, its probes left out (with probes on, models near traffic get chat probes). */
+export function userRequests<R extends { body?: { messages?: { content?: unknown }[] } }>(requests: readonly R[]): R[] {
+  return requests.filter((r) => r.body?.messages?.[0]?.content !== PROBE_PROMPT);
 }

@@ -5,17 +5,15 @@
  */
 import type OpenAI from 'openai';
 import t from 'tap';
+import { ANTHROPIC_TARGET, parsed } from './support/translate.ts';
 import type { RequestEvent } from '../sidecar/observe/events.ts';
-import { loadPlan } from '../sidecar/config/load.ts';
-import { parseChatRequest } from '../sidecar/server/body.ts';
 import { anthropicAdapter } from '../sidecar/translate/anthropic.ts';
 import { AnthropicStream } from '../sidecar/translate/anthropic-stream.ts';
-import type { ChatRequest } from '../sidecar/translate/provider.ts';
 import { ChunkFramer } from '../sidecar/translate/openai-output.ts';
 import type { Fault, JsonBody, Reply } from '../simulator/index.ts';
 import { type Harness, HELLO, startHarness } from './support/harness.ts';
 import { post } from './support/wire.ts';
-import { backendYaml, type ModelSpec, TEST_KEY } from './support/yaml.ts';
+import { type ModelSpec, TEST_KEY } from './support/yaml.ts';
 
 // The app names no model: the sidecar picks one.
 const NO_MODEL = undefined as unknown as string;
@@ -746,26 +744,6 @@ t.test('a text chunk is the very chunk the general framing makes, whatever the t
 });
 
 // ---- the translator on its own: requests found by fuzzing (test/fuzz.test.ts) ----
-
-const PLAN = loadPlan([
-  {
-    name: 't.yaml',
-    text: backendYaml(
-      [
-        { name: 'oa', model: 'gpt-4o', group: 0 },
-        { name: 'an', kind: 'anthropic', model: 'claude-x', group: 1 },
-      ],
-      { oa: 1, an: 2 },
-    ),
-  },
-]);
-const [, ANTHROPIC_TARGET] = PLAN.backends[0].groups.flat();
-
-/** A client request, read and checked as the handler does. */
-function parsed(raw: Buffer): ChatRequest | undefined {
-  const r = parseChatRequest(raw, 'Bearer sk-client-fuzz-token-abcdef');
-  return 'status' in r ? undefined : r;
-}
 
 type AnthropicBody = { messages?: unknown[] };
 

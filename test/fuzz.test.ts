@@ -13,17 +13,17 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import fc from 'fast-check';
 import t from 'tap';
+import { ANTHROPIC_TARGET, OPENAI_TARGET, parsed } from './support/translate.ts';
 import { parseAllDocuments, stringify } from 'yaml';
 import { loadPlan } from '../sidecar/config/load.ts';
 import type { ModelTarget, Plan } from '../sidecar/config/plan.ts';
 import { ConfigError } from '../sidecar/config/problems.ts';
 import type { FailureReason } from '../sidecar/core/failure.ts';
 import { Pools } from '../sidecar/send/pools.ts';
-import { parseChatRequest } from '../sidecar/server/body.ts';
 import { createRouter } from '../sidecar/config/routes.ts';
 import { anthropicAdapter } from '../sidecar/translate/anthropic.ts';
 import { openaiAdapter } from '../sidecar/translate/openai.ts';
-import type { ChatRequest, ProviderAdapter } from '../sidecar/translate/provider.ts';
+import type { ProviderAdapter } from '../sidecar/translate/provider.ts';
 import { type SseEvent, SseParser } from '../sidecar/translate/sse.ts';
 import { anthropicRequestProblem } from '../simulator/anthropic-validate.ts';
 import { serializeJson } from '../simulator/text.ts';
@@ -501,19 +501,6 @@ t.test('the loader on byte-level damage next to an Inline key: the ConfigError n
 
 // ---- the translators ----
 
-const PLAN = loadPlan([
-  {
-    name: 't.yaml',
-    text: backendYaml(
-      [
-        { name: 'oa', model: 'gpt-4o', group: 0 },
-        { name: 'an', kind: 'anthropic', model: 'claude-x', group: 1 },
-      ],
-      { oa: 1, an: 2 },
-    ),
-  },
-]);
-const [OPENAI_TARGET, ANTHROPIC_TARGET] = PLAN.backends[0].groups.flat();
 const TARGETS: [ProviderAdapter, ModelTarget, string][] = [
   [openaiAdapter, OPENAI_TARGET, 'openai'],
   [anthropicAdapter, ANTHROPIC_TARGET, 'anthropic'],
@@ -617,11 +604,6 @@ const chatBody = fc.record(
 const framed = fc
   .tuple(chatBody, fc.constantFrom(0, 2), fc.constantFrom('', ' ', '\n', '\r\n\t'))
   .map(([body, indent, pad]) => ({ body, raw: Buffer.from(`${pad}${JSON.stringify(body, null, indent)}${pad}`) }));
-
-function parsed(raw: Buffer): ChatRequest | undefined {
-  const r = parseChatRequest(raw, 'Bearer sk-client-fuzz-token-abcdef');
-  return 'status' in r ? undefined : r;
-}
 
 t.test("openai buildRequest: the body is the client's request with the provider's model, whatever the request", async (t) => {
   let built = 0;

@@ -4,32 +4,9 @@
  * the fuzzing of test/fuzz.test.ts, pinned here with their subject.)
  */
 import t from 'tap';
-import { loadPlan } from '../sidecar/config/load.ts';
-import { parseChatRequest } from '../sidecar/server/body.ts';
+import { OPENAI_TARGET, parsed } from './support/translate.ts';
 import { openaiAdapter } from '../sidecar/translate/openai.ts';
-import type { ChatRequest } from '../sidecar/translate/provider.ts';
 import { SseParser } from '../sidecar/translate/sse.ts';
-import { backendYaml } from './support/yaml.ts';
-
-const PLAN = loadPlan([
-  {
-    name: 't.yaml',
-    text: backendYaml(
-      [
-        { name: 'oa', model: 'gpt-4o', group: 0 },
-        { name: 'an', kind: 'anthropic', model: 'claude-x', group: 1 },
-      ],
-      { oa: 1, an: 2 },
-    ),
-  },
-]);
-const [OPENAI_TARGET] = PLAN.backends[0].groups.flat();
-
-/** A client request, read and checked as the handler does. */
-function parsed(raw: Buffer): ChatRequest | undefined {
-  const r = parseChatRequest(raw, 'Bearer sk-client-fuzz-token-abcdef');
-  return 'status' in r ? undefined : r;
-}
 
 t.test('SseParser: a stream whose last event ends with "\\r\\r" (CR line ends) delivers that event', async (t) => {
   const parser = new SseParser();

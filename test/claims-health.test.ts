@@ -192,7 +192,8 @@ t.test(
         // `since` may move later, whenever another flag changes under it)
         const flag = h.sidecar.health.flag(primary, 'passive');
         const ms = (flag?.until ?? 0) - (flag?.since ?? 0);
-        t.equal(ms, c.cooldownMs, `out for ${ms} ms from the moment it was marked down: the configured ${c.cooldownMs} ms`);
+        // (its start and its end are read off the clock a moment apart: a millisecond either way)
+        t.ok(Math.abs(ms - c.cooldownMs) <= 2, `out for ${ms} ms from the moment it was marked down: the configured ${c.cooldownMs} ms`);
         const during = await post(`${h.sidecar.url}/model`, { messages: HELLO });
         t.same(
           [during.headers.get('x-llm-failover-provider'), during.headers.get('x-llm-failover-attempts')],

@@ -7,8 +7,8 @@
  * - attempt spans: `llm_failover.outcome` for each non-ok outcome (with an error status), and
  *   `llm_failover.last_resort` when models marked down are tried anyway.
  */
-import { InMemorySpanExporter, SimpleSpanProcessor, TracerProvider } from '@opentelemetry/sdk-trace';
 import t from 'tap';
+import { tracing } from './support/tracing.ts';
 import { type Harness, HELLO, startHarness } from './support/harness.ts';
 import { eventually, sleep, within } from './support/wait.ts';
 import { metric, parseRawResponse, post, rawConnect, rawExchange } from './support/wire.ts';
@@ -22,16 +22,6 @@ const STATUS_ERROR = 2;
 
 const metricsOf = async (h: Harness) => (await fetch(`${h.sidecar.adminUrl}/metrics`)).text();
 const portOf = (h: Harness) => Number(new URL(h.sidecar.url).port);
-
-function tracing() {
-  const exporter = new InMemorySpanExporter();
-  const tracerProvider = new TracerProvider({ spanProcessors: [new SimpleSpanProcessor({ exporter })] });
-  const finished = async () => {
-    await tracerProvider.forceFlush();
-    return exporter.getFinishedSpans();
-  };
-  return { finished, tracerProvider, reset: () => exporter.reset() };
-}
 
 t.test('probe metrics: llm_failover_probes_total by kind, trigger and result; llm_failover_probe_duration_seconds per probe', async (t) => {
   const h = await startHarness(TWO, {

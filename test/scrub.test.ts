@@ -7,9 +7,9 @@
  */
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { InMemorySpanExporter, SimpleSpanProcessor, TracerProvider } from '@opentelemetry/sdk-trace';
 import fc from 'fast-check';
 import t from 'tap';
+import { tracing } from './support/tracing.ts';
 import { loadPlan } from '../sidecar/config/load.ts';
 import { excerpt, redact } from '../sidecar/core/secret.ts';
 import { startSidecar } from '../sidecar/runtime/main.ts';
@@ -130,8 +130,7 @@ for (const [shape, key] of Object.entries(SHAPES)) {
     ]);
     const plan = loadPlan([{ name: 'scrub.yaml', text: `${yaml}${sidecarConfigYaml()}` }], { env: {} });
     const logs: string[] = [];
-    const exporter = new InMemorySpanExporter();
-    const tracerProvider = new TracerProvider({ spanProcessors: [new SimpleSpanProcessor({ exporter })] });
+    const { finished, tracerProvider } = tracing();
     const sidecar = await startSidecar({ plan, logger: capturingLogger(logs), probes: false, tracerProvider, env: {} });
     t.teardown(() => sidecar.close());
     const reset = () => {
@@ -158,16 +157,13 @@ for (const [shape, key] of Object.entries(SHAPES)) {
         bodies.push((await post(`${sidecar.url}/model`, { messages: HELLO, stream: true })).text);
       }
     }
-    await tracerProvider.forceFlush();
     const outputs = {
       'client bodies and error events': bodies.join('\n'),
       logs: logs.join(''),
       '/status': await (await fetch(`${sidecar.adminUrl}/status`)).text(),
       '/metrics': await (await fetch(`${sidecar.adminUrl}/metrics`)).text(),
       spans: JSON.stringify(
-        exporter
-          .getFinishedSpans()
-          .map((s) => ({ name: s.name, attributes: s.attributes, events: s.events, status: s.status, links: s.links })),
+        (await finished()).map((s) => ({ name: s.name, attributes: s.attributes, events: s.events, status: s.status, links: s.links })),
       ),
     };
     t.match(outputs['client bodies and error events'], /Incorrect API key provided/, 'the echoes reached the client, scrubbed');

@@ -11,8 +11,8 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { InMemorySpanExporter, SimpleSpanProcessor, TracerProvider } from '@opentelemetry/sdk-trace';
 import t from 'tap';
+import { tracing } from './support/tracing.ts';
 import { loadPlan } from '../sidecar/config/load.ts';
 import { startOpenAISimulator } from '../simulator/index.ts';
 import { spawnCli, startChildSidecar, type TapTest } from './support/child.ts';
@@ -27,8 +27,7 @@ const TWO = [
 const passthrough = (y: string) => y.replaceAll(/kind: Inline\n\s+inline: \S+/g, 'kind: Passthrough');
 
 async function passthroughRun(t: TapTest, token: string) {
-  const exporter = new InMemorySpanExporter();
-  const tracerProvider = new TracerProvider({ spanProcessors: [new SimpleSpanProcessor({ exporter })] });
+  const { finished, tracerProvider } = tracing();
   const h = await startHarness(TWO, { apiKey: token, mapYaml: passthrough, tracerProvider });
   t.teardown(() => h.close());
   const auth = { authorization: `Bearer ${token}` };
@@ -53,9 +52,8 @@ async function passthroughRun(t: TapTest, token: string) {
     }
   }
   for (const s of Object.values(h.sims)) s.clearFault();
-  await tracerProvider.forceFlush();
   const spans = JSON.stringify(
-    exporter.getFinishedSpans().map((s) => ({ name: s.name, attributes: s.attributes, events: s.events, status: s.status })),
+    (await finished()).map((s) => ({ name: s.name, attributes: s.attributes, events: s.events, status: s.status })),
   );
   const metrics = await (await fetch(`${h.sidecar.adminUrl}/metrics`)).text();
   const status = await (await fetch(`${h.sidecar.adminUrl}/status`)).text();

@@ -2,8 +2,8 @@
  * Every switch is visible: the span tree of a failed-over request, health transitions as their
  * own traces linked to their cause, Prometheus metrics, and nothing sensitive anywhere.
  */
-import { InMemorySpanExporter, SimpleSpanProcessor, TracerProvider } from '@opentelemetry/sdk-trace';
 import t from 'tap';
+import { tracing } from './support/tracing.ts';
 import { waitForHealth } from './support/wait.ts';
 import { HELLO, startHarness } from './support/harness.ts';
 import { post } from './support/wire.ts';
@@ -13,17 +13,6 @@ const CLIENT_TRACE = '0af7651916cd43dd8448eb211c80319c';
 const CLIENT_SPAN = 'b7ad6b7169203331';
 const SPAN_KIND = { INTERNAL: 0, SERVER: 1, CLIENT: 2 };
 const STATUS = { UNSET: 0, OK: 1, ERROR: 2 };
-
-function tracing() {
-  const exporter = new InMemorySpanExporter();
-  const tracerProvider = new TracerProvider({ spanProcessors: [new SimpleSpanProcessor({ exporter })] });
-  /** Spans export asynchronously: flush, then read. */
-  const finished = async () => {
-    await tracerProvider.forceFlush();
-    return exporter.getFinishedSpans();
-  };
-  return { finished, tracerProvider };
-}
 
 const THREE = [
   { name: 'first', group: 0 },
